@@ -1,0 +1,59 @@
+"""Run a Pulumi program under the SDK's own mock runtime and record what it would build."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import pulumi
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import settings as pulumi_settings
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from mlplatform.graph import Graph
+from mlplatform.mocks import SECRET_PLACEHOLDER, PlatformMocks, RecordingMonitor, scrub
+
+PROJECT = "ml-platform"
+
+
+def run_program(
+    fn: Callable[[], Any],
+    *,
+    stack: str = "test",
+    project: str = PROJECT,
+    config: Mapping[str, str] | None = None,
+    secret_keys: Sequence[str] = (),
+    region: str = "us-east-1",
+) -> Graph:
+    """Run ``fn`` as a Pulumi program under mocks and return the recorded resource graph.
+
+    ``config`` maps fully qualified keys (``ml-platform:foo``, ``aws:region``) to the strings the
+    engine would pass, exactly as a real run receives them.
+    """
+    mocks = PlatformMocks(region=region)
+    monitor = RecordingMonitor(mocks)
+    pulumi_settings.ROOT.set(None)
+    pulumi.runtime.set_all_config(dict(config or {}), list(secret_keys))
+    pulumi_mocks.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
+    pulumi_settings.SETTINGS.rpc_manager.clear()
+    pulumi_settings.SETTINGS.outputs.clear()
+
+    resolved: dict[str, Any] = {}
+    secret: set[str] = set()
+
+    async def body() -> None:
+        fn()
+        root = pulumi_settings.get_root_resource()
+        outputs = dict(getattr(root, "outputs", {}) or {})
+        for key, value in outputs.items():
+            out = pulumi.Output.from_input(value)
+            if await out.is_secret():
+                secret.add(key)
+            resolved[key] = await out.future()
+
+    _sync_await(run_pulumi_func(lambda: _sync_await(body())))
+    shown = {k: (SECRET_PLACEHOLDER if k in secret else scrub(v)) for k, v in resolved.items()}
+    return Graph(
+        stack=stack, resources=list(monitor.recorded), outputs=shown, secret_outputs=secret
+    )

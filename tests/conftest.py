@@ -1,0 +1,29 @@
+"""Shared fixtures: run programs or single components under Pulumi's mock runtime."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from mlplatform.graph import Graph
+from mlplatform.plan import run_program
+
+
+@pytest.fixture
+def run() -> Callable[..., Graph]:
+    """``run(fn, stack=..., config=...)`` runs ``fn`` as a Pulumi program and returns its Graph."""
+
+    def _run(fn: Callable[[], Any], **kwargs: Any) -> Graph:
+        return run_program(fn, **kwargs)
+
+    return _run
+
+
+def require_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} is not on PATH (.ci/run installs it)")
+    return path
