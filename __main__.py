@@ -1,0 +1,5 @@
+"""Entry point for `pulumi up`: the platform program in mlplatform.program."""
+
+from mlplatform.program import main
+
+main()

@@ -1,0 +1,293 @@
+"""The platform's typed stack config: one model, validated before any resource is declared.
+
+The engine hands a program its config as strings keyed ``<namespace>:<key>``, with structured values
+as JSON. :func:`parse_config` takes exactly that shape, so ``pulumi up`` and the offline plan (which
+reads ``stacks/Pulumi.<stack>.yaml`` itself) go through the same code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError, field_validator
+
+from components.common import ArgsModel, Issue, format_path
+from mlplatform.mocks import SECRET_PLACEHOLDER
+
+PROJECT = "ml-platform"
+ROOT = Path(__file__).resolve().parent.parent
+STACKS_DIR = ROOT / "stacks"
+
+# Commercial regions where EKS, Karpenter and GPU instances are offered.
+AWS_REGIONS = (
+    "us-east-1", "us-east-2", "us-west-1", "us-west-2", "ca-central-1", "ca-west-1",
+    "sa-east-1", "eu-west-1", "eu-west-2", "eu-west-3", "eu-central-1", "eu-central-2",
+    "eu-north-1", "eu-south-1", "eu-south-2", "ap-south-1", "ap-south-2", "ap-northeast-1",
+    "ap-northeast-2", "ap-northeast-3", "ap-southeast-1", "ap-southeast-2", "ap-southeast-3",
+    "ap-southeast-4", "ap-east-1", "me-south-1", "me-central-1", "il-central-1", "af-south-1",
+)  # fmt: skip
+
+
+class Environment(StrEnum):
+    dev = "dev"
+    staging = "staging"
+    prod = "prod"
+
+
+class Platform(StrEnum):
+    aws = "aws"
+    local = "local"
+
+
+class PlatformConfig(ArgsModel):
+    """Everything under the ``ml-platform:`` namespace of a stack file."""
+
+    environment: Environment = Field(description="Environment class: dev, staging or prod.")
+    platform: Platform = Field(
+        default=Platform.aws,
+        description="Where the platform runs: aws (EKS) or local (an existing Kubernetes cluster).",
+    )
+    owner: str = Field(min_length=1, description="Team or person that owns the stack (tag `owner`).")
+    cost_center: str = Field(min_length=1, description="Cost center billed for the stack (tag `cost-center`).")
+    tags: dict[str, str] = Field(
+        default_factory=dict, description="Extra tags for every AWS resource; the most specific tag wins."
+    )
+    kube_context: str | None = Field(
+        default=None, description="Kubeconfig context of the cluster used by the local platform."
+    )
+
+    @field_validator("tags")
+    @classmethod
+    def _reserved_tags(cls, value: dict[str, str]) -> dict[str, str]:
+        clash = sorted(set(value) & {"project", "environment", "owner", "cost-center"})
+        if clash:
+            raise ValueError(f"tags {clash} are set by the platform; use the owner/costCenter keys")
+        return value
+
+    def issues(self) -> list[Issue]:
+        found = super().issues()
+        if self.platform is Platform.local and not self.kube_context:
+            found.append(Issue(("kubeContext",), "required when platform is local (a kubeconfig context name)"))
+        if self.platform is Platform.aws and self.kube_context:
+            found.append(Issue(("kubeContext",), "only valid when platform is local"))
+        return found
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """The parsed config plus what lives outside the ``ml-platform:`` namespace."""
+
+    stack: str
+    region: str
+    config: PlatformConfig
+    secret_keys: frozenset[str]
+
+    @property
+    def base_tags(self) -> dict[str, str]:
+        return {
+            "project": PROJECT,
+            "environment": self.config.environment.value,
+            "owner": self.config.owner,
+            "cost-center": self.config.cost_center,
+            "managed-by": "pulumi",
+            "stack": self.stack,
+        }
+
+
+class ConfigError(Exception):
+    """Every problem with a stack's config, each located by its key path."""
+
+    def __init__(self, stack: str, problems: Iterable[tuple[str, str]]):
+        self.stack = stack
+        self.problems = list(problems)
+        n = len(self.problems)
+        lines = [f"stack '{stack}': {n} config problem{'s' if n != 1 else ''}:"]
+        lines += [f"  - {key}: {msg}" for key, msg in self.problems]
+        super().__init__("\n".join(lines))
+
+
+# Reading ----------------------------------------------------------------------------------
+def _decode(value: str) -> Any:
+    """Structured config arrives as JSON text; plain strings stay strings."""
+    text = value.strip()
+    if text[:1] in "[{":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def _pydantic_message(err: Mapping[str, Any], model: type[ArgsModel]) -> str:
+    kind, msg = err["type"], err["msg"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(model, err["loc"][:-1])
+        return f"unknown key; allowed keys: {', '.join(allowed)}" if allowed else "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    got = err.get("input")
+    if kind.startswith(("greater", "less")) or kind in ("int_parsing", "bool_parsing", "float_parsing"):
+        return f"{msg} (got {got!r})"
+    return msg
+
+
+def _allowed_keys(model: type[ArgsModel], loc: tuple[Any, ...]) -> list[str]:
+    """Walk the model along a pydantic error location to list the keys allowed there."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int) or current is None:
+            continue
+        fields = getattr(current, "model_fields", None)
+        if not fields:
+            return []
+        match = next((f for n, f in fields.items() if (f.alias or n) == part), None)
+        if match is None:
+            return []
+        current = _model_in(match.annotation)
+    fields = getattr(current, "model_fields", {})
+    return sorted(f.alias or n for n, f in fields.items())
+
+
+def _model_in(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, ArgsModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def parse_config(stack: str, raw: Mapping[str, str], secret_keys: Iterable[str] = ()) -> StackSettings:
+    """Validate a stack's config (engine shape: ``ns:key`` → string) and collect every problem."""
+    secrets = frozenset(secret_keys)
+    problems: list[tuple[str, str]] = []
+    data: dict[str, Any] = {}
+    prefix = f"{PROJECT}:"
+    for key, value in raw.items():
+        if key.startswith(prefix):
+            data[key[len(prefix) :]] = _decode(value) if isinstance(value, str) else value
+
+    platform = data.get("platform", Platform.aws.value)
+    region = raw.get("aws:region", "")
+    if platform == Platform.aws.value:
+        if not region:
+            problems.append(("aws:region", f"required; one of {', '.join(AWS_REGIONS)}"))
+        elif region not in AWS_REGIONS:
+            problems.append(("aws:region", f"unknown region {region!r}; one of {', '.join(AWS_REGIONS)}"))
+
+    cfg: PlatformConfig | None = None
+    try:
+        cfg = PlatformConfig.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            problems.append((format_path(tuple(err["loc"]), prefix), _pydantic_message(err, PlatformConfig)))
+    if cfg is not None:
+        problems += [(format_path(i.path, prefix), i.message) for i in cfg.issues()]
+        problems += _plaintext_secrets(cfg, secrets)
+    if problems:
+        raise ConfigError(stack, problems)
+    assert cfg is not None
+    return StackSettings(stack=stack, region=region, config=cfg, secret_keys=secrets)
+
+
+def _plaintext_secrets(cfg: PlatformConfig, secrets: frozenset[str]) -> list[tuple[str, str]]:
+    """Secret fields must come from `pulumi config set --secret`, never from plain text."""
+    out = []
+    for path in secret_paths(cfg):
+        top = f"{PROJECT}:{path[0]}"
+        if top not in secrets:
+            key = format_path(path, f"{PROJECT}:")
+            out.append((key, f"is a secret: set it with `pulumi config set --secret {top} ...`"))
+    return out
+
+
+def secret_paths(model: ArgsModel, base: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:
+    """Paths of every populated SecretStr field in the model tree."""
+    from pydantic import SecretStr
+
+    found: list[tuple[str | int, ...]] = []
+    for name, field in type(model).model_fields.items():
+        key = field.alias or name
+        value = getattr(model, name)
+        items: list[tuple[tuple[str | int, ...], Any]] = [((*base, key), value)]
+        if isinstance(value, (list, tuple)):
+            items = [((*base, key, i), v) for i, v in enumerate(value)]
+        elif isinstance(value, dict):
+            items = [((*base, key, k), v) for k, v in value.items()]
+        for path, item in items:
+            if isinstance(item, SecretStr):
+                found.append(path)
+            elif isinstance(item, ArgsModel):
+                found.extend(secret_paths(item, path))
+    return found
+
+
+def read_stack_file(stack: str, stacks_dir: Path = STACKS_DIR) -> tuple[dict[str, str], list[str]]:
+    """Read a stack file into the engine's shape. Secure values become a placeholder."""
+    path = stacks_dir / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        known = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in stacks_dir.glob("Pulumi.*.yaml"))
+        raise ConfigError(stack, [("--stack", f"no stack file {path}; known stacks: {', '.join(known)}")])
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(stack, [(str(path), f"not valid YAML: {exc}")]) from None
+    raw: dict[str, str] = {}
+    secret_keys: list[str] = []
+    for key, value in (doc.get("config") or {}).items():
+        if ":" not in key:
+            key = f"{PROJECT}:{key}"
+        has_secret, plain = _strip_secure(value)
+        if has_secret:
+            secret_keys.append(key)
+        raw[key] = _engine_string(plain)
+    return raw, secret_keys
+
+
+def _strip_secure(value: Any) -> tuple[bool, Any]:
+    """Replace ``{secure: ...}`` ciphertexts (nested too) with a placeholder, noting they were there."""
+    if isinstance(value, dict):
+        if set(value) == {"secure"}:
+            return True, SECRET_PLACEHOLDER
+        found = False
+        out = {}
+        for k, v in value.items():
+            f, out[k] = _strip_secure(v)
+            found |= f
+        return found, out
+    if isinstance(value, list):
+        pairs = [_strip_secure(v) for v in value]
+        return any(f for f, _ in pairs), [v for _, v in pairs]
+    return False, value
+
+
+def _engine_string(value: Any) -> str:
+    """How the engine passes a config value to a program: scalars as text, the rest as JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return json.dumps(value)
+
+
+def load_stack(stack: str, stacks_dir: Path = STACKS_DIR) -> StackSettings:
+    raw, secret_keys = read_stack_file(stack, stacks_dir)
+    return parse_config(stack, raw, secret_keys)
+
+
+def config_from_runtime() -> tuple[dict[str, str], list[str]]:
+    """The config the engine handed this process (what `pulumi up` runs with)."""
+    from pulumi.runtime import config as rc
+
+    raw = {**rc.get_config_env(), **rc.CONFIG.get()}
+    secret = set(rc.get_config_secret_keys_env()) | set(rc._SECRET_KEYS.get())
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()}, sorted(secret)

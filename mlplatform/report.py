@@ -1,0 +1,50 @@
+"""Build the offline plan: run the real platform program under mocks and shape the result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mlplatform.config import STACKS_DIR, load_stack, read_stack_file
+from mlplatform.graph import Graph
+from mlplatform.plan import run_program
+
+
+def run_stack(stack: str, stacks_dir: Path = STACKS_DIR) -> tuple[Graph, str]:
+    """Validate the stack's config, then run the platform program on it. Returns (graph, environment)."""
+    from mlplatform import program
+
+    settings = load_stack(stack, stacks_dir)  # raises ConfigError before any resource exists
+    raw, secret_keys = read_stack_file(stack, stacks_dir)
+    region = settings.region or "us-east-1"
+    graph = run_program(program.main, stack=stack, config=raw, secret_keys=secret_keys, region=region)
+    return graph, settings.config.environment.value
+
+
+def plan_from_graph(graph: Graph, environment: str) -> dict[str, Any]:
+    plan: dict[str, Any] = {
+        "stack": graph.stack,
+        "environment": environment,
+        "resources": [r.to_json() for r in graph.resources],
+        "outputs": graph.outputs,
+        "manifests": graph.manifests(),
+        "helmReleases": graph.helm_releases(),
+    }
+    try:
+        from mlplatform.cost import estimate_cost
+    except ImportError:  # pragma: no cover - cost module ships with the package
+        pass
+    else:
+        plan["cost"] = estimate_cost(plan)
+    try:
+        from mlplatform.policy import evaluate_policies
+    except ImportError:  # pragma: no cover
+        pass
+    else:
+        plan["policy"] = {"violations": evaluate_policies(plan, environment)}
+    return plan
+
+
+def build_plan(stack: str, stacks_dir: Path = STACKS_DIR) -> dict[str, Any]:
+    graph, environment = run_stack(stack, stacks_dir)
+    return plan_from_graph(graph, environment)
