@@ -1,0 +1,102 @@
+"""Each class of config error is reported with its key path, all at once, before any resource."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlplatform.config import ConfigError, load_stack, parse_config, read_stack_file
+from mlplatform.mocks import SECRET_PLACEHOLDER
+from mlplatform.schema import render
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE = {
+    "aws:region": "us-east-1",
+    "ml-platform:environment": "dev",
+    "ml-platform:owner": "team",
+    "ml-platform:costCenter": "cc",
+}
+
+
+def problems(raw: dict[str, str], secret_keys: tuple[str, ...] = ()) -> dict[str, str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config("t", raw, secret_keys)
+    return dict(info.value.problems)
+
+
+def test_base_config_is_valid() -> None:
+    s = parse_config("t", BASE)
+    assert s.region == "us-east-1"
+    assert s.base_tags["cost-center"] == "cc"
+
+
+def test_unknown_key_names_allowed_keys() -> None:
+    got = problems({**BASE, "ml-platform:enviroment": "dev"})
+    assert "ml-platform:enviroment" in got
+    assert "allowed keys" in got["ml-platform:enviroment"]
+    assert "environment" in got["ml-platform:enviroment"]
+
+
+def test_wrong_enum_lists_allowed_values() -> None:
+    got = problems({**BASE, "ml-platform:environment": "qa"})
+    assert "'dev', 'staging' or 'prod'" in got["ml-platform:environment"]
+
+
+def test_unknown_region_and_all_problems_at_once() -> None:
+    got = problems({**BASE, "aws:region": "mars-1", "ml-platform:owner": "", "ml-platform:bogus": "x"})
+    assert set(got) == {"aws:region", "ml-platform:owner", "ml-platform:bogus"}
+    assert "us-east-1" in got["aws:region"]
+
+
+def test_reserved_tags_are_rejected() -> None:
+    got = problems({**BASE, "ml-platform:tags": json.dumps({"owner": "someone"})})
+    assert "ml-platform:tags" in got
+
+
+def test_local_platform_needs_a_context() -> None:
+    got = problems({**BASE, "ml-platform:platform": "local"})
+    assert "ml-platform:kubeContext" in got
+
+
+def test_secure_values_are_placeholders(tmp_path: Path) -> None:
+    (tmp_path / "Pulumi.s.yaml").write_text(
+        yaml.safe_dump({"config": {**BASE, "ml-platform:tags": {"team": {"secure": "v1:abc"}}}})
+    )
+    raw, secret_keys = read_stack_file("s", tmp_path)
+    assert secret_keys == ["ml-platform:tags"]
+    assert SECRET_PLACEHOLDER in raw["ml-platform:tags"]
+    assert "v1:abc" not in json.dumps(raw)
+
+
+def test_shipped_stacks_are_valid() -> None:
+    for path in sorted((ROOT / "stacks").glob("Pulumi.*.yaml")):
+        load_stack(path.name.split(".")[1])
+
+
+def test_pulumi_yaml_is_generated_from_the_model() -> None:
+    assert (ROOT / "Pulumi.yaml").read_text() == render(), "run: uv run python -m mlplatform.schema --write"
+    doc = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    assert doc["runtime"] == {"name": "python", "options": {"toolchain": "uv"}}
+    assert doc["stackConfigDir"] == "stacks"
+    assert all(entry.get("description") for entry in doc["config"].values())
+
+
+def test_plan_cli_exits_2_without_traceback(tmp_path: Path) -> None:
+    (tmp_path / "Pulumi.bad.yaml").write_text(
+        yaml.safe_dump({"config": {**BASE, "aws:region": "nowhere-1", "ml-platform:typo": 1}})
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlplatform.cli", "plan", "--stack", "bad", "--stacks-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "aws:region" in proc.stderr and "ml-platform:typo" in proc.stderr
+    assert proc.stdout == ""
