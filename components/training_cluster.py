@@ -1,0 +1,530 @@
+"""TrainingCluster: an EKS control plane with a small system node group and pinned add-ons.
+
+Secure by default: the private endpoint is always on, the public one is off or limited to listed
+CIDRs, Secrets are envelope-encrypted with a rotating customer-managed key, control-plane logs
+(api, audit, authenticator) are kept for a set time, access is by access entries only (no
+aws-auth ConfigMap), and nodes require IMDSv2. GPU and general capacity come from Karpenter
+(components/karpenter.py); the system node group only hosts Karpenter, CoreDNS and monitoring.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+from pydantic import Field
+
+from components.common import ArgsModel, Issue, KubeTarget, check_cidr, check_min_max, merge_tags
+from components.network import (
+    DISCOVERY_TAG,
+    LOG_RETENTION_DAYS,
+    Environment,
+    Network,
+    logs_key_policy,
+)
+
+# EKS versions in standard support (extended support costs 6x per cluster hour).
+SUPPORTED_VERSIONS = ("1.31", "1.32", "1.33", "1.34")
+DEFAULT_VERSION = "1.33"
+CONTROL_PLANE_LOGS = ["api", "audit", "authenticator"]
+SYSTEM_LABEL = {"mlplatform.io/role": "system"}
+EBS_CSI_SERVICE_ACCOUNT = "ebs-csi-controller-sa"
+_ADDON_VERSION = re.compile(r"^v\d+\.\d+\.\d+-eksbuild\.\d+$")
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+_GRAVITON = re.compile(r"^[a-z]+\d+[a-z]*g[a-z]*\.")
+
+
+def _trust(service: str, *, tag_session: bool = False) -> str:
+    actions = ["sts:AssumeRole", "sts:TagSession"] if tag_session else "sts:AssumeRole"
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": service}, "Action": actions}
+            ],
+        }
+    )
+
+
+def managed_policy(name: str) -> str:
+    return f"arn:aws:iam::aws:policy/{name}"
+
+
+class AddonVersions(ArgsModel):
+    """EKS managed add-on versions, pinned for 1.33 (list others with
+    `aws eks describe-addon-versions --kubernetes-version 1.33 --addon-name NAME`)."""
+
+    vpc_cni: str = "v1.20.4-eksbuild.1"
+    coredns: str = "v1.12.3-eksbuild.1"
+    kube_proxy: str = "v1.33.3-eksbuild.6"
+    eks_pod_identity_agent: str = "v1.3.8-eksbuild.2"
+    aws_ebs_csi_driver: str = "v1.48.0-eksbuild.2"
+
+    def issues(self) -> list[Issue]:
+        found = super().issues()
+        for field_name, field in type(self).model_fields.items():
+            value = getattr(self, field_name)
+            if not _ADDON_VERSION.match(value):
+                found.append(
+                    Issue(
+                        (field.alias or field_name,),
+                        f"must look like v1.2.3-eksbuild.4, got {value!r}",
+                    )
+                )
+        return found
+
+
+class SystemNodeGroupArgs(ArgsModel):
+    # t3.large (2 vCPU, 8 GiB) is the smallest size that fits Karpenter, CoreDNS and the
+    # monitoring agents together; t3.medium runs out of memory once Prometheus starts.
+    instance_types: list[str] = Field(default_factory=lambda: ["t3.large"], min_length=1)
+    min_size: int = 1
+    desired_size: int = 1
+    max_size: int = 2
+    root_volume_gib: int = 40
+    http_put_response_hop_limit: int = 1
+
+    def issues(self) -> list[Issue]:
+        found = super().issues()
+        found += check_min_max("minSize", self.min_size, "desiredSize", self.desired_size)
+        found += check_min_max("desiredSize", self.desired_size, "maxSize", self.max_size)
+        if self.min_size < 1:
+            found.append(Issue(("minSize",), "must be >= 1: Karpenter and CoreDNS run here"))
+        if self.http_put_response_hop_limit not in (1, 2):
+            found.append(
+                Issue(
+                    ("httpPutResponseHopLimit",),
+                    f"must be 1 or 2 (1 keeps pods off the instance role), "
+                    f"got {self.http_put_response_hop_limit}",
+                )
+            )
+        if not 20 <= self.root_volume_gib <= 1000:
+            found.append(
+                Issue(("rootVolumeGib",), f"must be 20 to 1000, got {self.root_volume_gib}")
+            )
+        arches = {_arch(t) for t in self.instance_types}
+        if len(arches) > 1:
+            found.append(
+                Issue(("instanceTypes",), "mixes arm64 (Graviton) and x86_64 types; pick one")
+            )
+        return found
+
+
+def _arch(instance_type: str) -> str:
+    return "arm64" if _GRAVITON.match(instance_type) else "x86_64"
+
+
+class TrainingClusterArgs(ArgsModel):
+    environment: Environment = Environment.DEV
+    cluster_name: str | None = Field(default=None, pattern=r"^[a-zA-Z][a-zA-Z0-9-]{0,99}$")
+    kubernetes_version: str = DEFAULT_VERSION
+    public_endpoint: bool = False
+    public_access_cidrs: list[str] = Field(default_factory=list)
+    admin_role_arns: list[str] = Field(default_factory=list)
+    # Whoever runs `pulumi up` needs cluster-admin to create the Kubernetes objects.
+    grant_deployer_admin: bool = True
+    log_retention_days: int = 90
+    addons: AddonVersions = Field(default_factory=AddonVersions)
+    system_nodes: SystemNodeGroupArgs = Field(default_factory=SystemNodeGroupArgs)
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    def issues(self) -> list[Issue]:
+        found = super().issues()
+        if self.kubernetes_version not in SUPPORTED_VERSIONS:
+            found.append(
+                Issue(
+                    ("kubernetesVersion",),
+                    f"must be one of {list(SUPPORTED_VERSIONS)} (standard support), "
+                    f"got {self.kubernetes_version!r}",
+                )
+            )
+        else:
+            proxy_minor = ".".join(self.addons.kube_proxy.lstrip("v").split(".")[:2])
+            if proxy_minor != self.kubernetes_version:
+                found.append(
+                    Issue(
+                        ("addons", "kubeProxy"),
+                        f"must match kubernetesVersion {self.kubernetes_version}, "
+                        f"got {self.addons.kube_proxy}",
+                    )
+                )
+        for i, cidr in enumerate(self.public_access_cidrs):
+            bad = check_cidr("", cidr)
+            if bad:
+                found += [Issue(("publicAccessCidrs", i), x.message) for x in bad]
+                continue
+            if self.environment is Environment.PROD and ipaddress.ip_network(cidr).prefixlen == 0:
+                found.append(
+                    Issue(
+                        ("publicAccessCidrs", i),
+                        f"{cidr} opens the API server to the internet; list your office/VPN "
+                        "ranges or set publicEndpoint: false",
+                    )
+                )
+        if self.public_endpoint and not self.public_access_cidrs:
+            found.append(
+                Issue(
+                    ("publicAccessCidrs",),
+                    "must list the CIDRs allowed to reach the public endpoint "
+                    "(EKS would otherwise allow 0.0.0.0/0)",
+                )
+            )
+        if not self.public_endpoint and self.public_access_cidrs:
+            found.append(
+                Issue(("publicAccessCidrs",), "has no effect while publicEndpoint is false")
+            )
+        for i, arn in enumerate(self.admin_role_arns):
+            if not _ROLE_ARN.match(arn):
+                found.append(Issue(("adminRoleArns", i), f"must be an IAM role ARN, got {arn!r}"))
+        if self.log_retention_days not in LOG_RETENTION_DAYS:
+            found.append(
+                Issue(
+                    ("logRetentionDays",),
+                    f"must be one of {list(LOG_RETENTION_DAYS)}, got {self.log_retention_days}",
+                )
+            )
+        return found
+
+
+def kubeconfig_for(
+    cluster_name: Any, endpoint: Any, ca_data: Any, region: Any
+) -> pulumi.Output[str]:
+    """A kubeconfig that gets a fresh token from `aws eks get-token` (no stored credential)."""
+
+    def build(args: list[str]) -> str:
+        name, ep, ca, reg = args
+        return json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {"name": name, "cluster": {"server": ep, "certificate-authority-data": ca}}
+                ],
+                "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+                "current-context": name,
+                "users": [
+                    {
+                        "name": name,
+                        "user": {
+                            "exec": {
+                                "apiVersion": "client.authentication.k8s.io/v1beta1",
+                                "command": "aws",
+                                "args": [
+                                    "eks",
+                                    "get-token",
+                                    "--cluster-name",
+                                    name,
+                                    "--region",
+                                    reg,
+                                    "--output",
+                                    "json",
+                                ],
+                                "interactiveMode": "Never",
+                            }
+                        },
+                    }
+                ],
+            }
+        )
+
+    return pulumi.Output.all(cluster_name, endpoint, ca_data, region).apply(build)
+
+
+class TrainingCluster(pulumi.ComponentResource):
+    cluster_name: pulumi.Output[str]
+    endpoint: pulumi.Output[str]
+    kubeconfig: pulumi.Output[str]
+    kms_key_arn: pulumi.Output[str]
+    cluster_security_group_id: pulumi.Output[str]
+    oidc_issuer: pulumi.Output[str]
+    target: KubeTarget
+
+    def __init__(
+        self,
+        name: str,
+        args: TrainingClusterArgs,
+        *,
+        network: Network,
+        tags: dict[str, str] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        args.raise_if_invalid("TrainingCluster")
+        super().__init__("mlplatform:compute:TrainingCluster", name, None, opts)
+        self.args = args
+        cluster_name = args.cluster_name or name
+        self.name = cluster_name
+        tags = merge_tags(tags, args.tags)
+        child = pulumi.ResourceOptions(parent=self)
+        region = aws.get_region_output().region
+
+        log_group_name = f"/aws/eks/{cluster_name}/cluster"
+        self.key = aws.kms.Key(
+            f"{name}-key",
+            description=f"EKS {cluster_name}: Secrets envelope encryption and control-plane logs",
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            policy=logs_key_policy(log_group_name),
+            tags=tags,
+            opts=child,
+        )
+        # Created before the cluster so EKS writes into a group with retention and encryption.
+        self.log_group = aws.cloudwatch.LogGroup(
+            f"{name}-logs",
+            name=log_group_name,
+            retention_in_days=args.log_retention_days,
+            kms_key_id=self.key.arn,
+            tags=tags,
+            opts=child,
+        )
+
+        cluster_role = aws.iam.Role(
+            f"{name}-cluster-role",
+            assume_role_policy=_trust("eks.amazonaws.com", tag_session=True),
+            tags=tags,
+            opts=child,
+        )
+        cluster_policy = aws.iam.RolePolicyAttachment(
+            f"{name}-cluster-policy",
+            role=cluster_role.name,
+            policy_arn=managed_policy("AmazonEKSClusterPolicy"),
+            opts=child,
+        )
+
+        self.cluster = aws.eks.Cluster(
+            f"{name}-eks",
+            name=cluster_name,
+            version=args.kubernetes_version,
+            role_arn=cluster_role.arn,
+            vpc_config=aws.eks.ClusterVpcConfigArgs(
+                subnet_ids=network.private_subnet_ids,
+                endpoint_private_access=True,
+                endpoint_public_access=args.public_endpoint,
+                public_access_cidrs=args.public_access_cidrs if args.public_endpoint else None,
+            ),
+            encryption_config=aws.eks.ClusterEncryptionConfigArgs(
+                provider=aws.eks.ClusterEncryptionConfigProviderArgs(key_arn=self.key.arn),
+                resources=["secrets"],
+            ),
+            enabled_cluster_log_types=CONTROL_PLANE_LOGS,
+            access_config=aws.eks.ClusterAccessConfigArgs(
+                authentication_mode="API",
+                bootstrap_cluster_creator_admin_permissions=args.grant_deployer_admin,
+            ),
+            # Add-ons come from the managed add-ons below, pinned, not from EKS's unmanaged copies.
+            bootstrap_self_managed_addons=False,
+            # Refuse silent moves to extended support (billed at 6x) when a version ages out.
+            upgrade_policy=aws.eks.ClusterUpgradePolicyArgs(support_type="STANDARD"),
+            tags=tags,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[self.log_group, cluster_policy, *network.teardown_anchor],
+            ),
+        )
+        self.cluster_name = self.cluster.name
+        self.endpoint = self.cluster.endpoint
+        self.cluster_security_group_id = self.cluster.vpc_config.cluster_security_group_id
+        self.oidc_issuer = self.cluster.identities[0].oidcs[0].issuer  # type: ignore[index]
+        self.kms_key_arn = self.key.arn
+
+        # Karpenter finds the security group for its nodes by this tag.
+        aws.ec2.Tag(
+            f"{name}-cluster-sg-discovery",
+            resource_id=self.cluster_security_group_id,
+            key=DISCOVERY_TAG,
+            value=cluster_name,
+            opts=child,
+        )
+
+        for i, arn in enumerate(args.admin_role_arns):
+            entry = aws.eks.AccessEntry(
+                f"{name}-admin-{i}",
+                cluster_name=self.cluster.name,
+                principal_arn=arn,
+                type="STANDARD",
+                tags=tags,
+                opts=child,
+            )
+            aws.eks.AccessPolicyAssociation(
+                f"{name}-admin-{i}-policy",
+                cluster_name=self.cluster.name,
+                principal_arn=arn,
+                policy_arn="arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy",
+                access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[entry]),
+            )
+
+        # Add-ons the nodes need to become Ready go first; the rest need running nodes.
+        def addon(
+            key: str, version: str, deps: list[pulumi.Resource], **extra: Any
+        ) -> aws.eks.Addon:
+            return aws.eks.Addon(
+                f"{name}-{key}",
+                cluster_name=self.cluster.name,
+                addon_name=key,
+                addon_version=version,
+                resolve_conflicts_on_create="OVERWRITE",
+                resolve_conflicts_on_update="PRESERVE",
+                tags=tags,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=deps),
+                **extra,
+            )
+
+        v = args.addons
+        before_nodes = [
+            addon("vpc-cni", v.vpc_cni, []),
+            addon("kube-proxy", v.kube_proxy, []),
+            addon("eks-pod-identity-agent", v.eks_pod_identity_agent, []),
+        ]
+        self.node_group = self._system_nodes(name, args, network, tags, before_nodes)
+
+        ebs_role = aws.iam.Role(
+            f"{name}-ebs-csi-role",
+            assume_role_policy=_trust("pods.eks.amazonaws.com", tag_session=True),
+            tags=tags,
+            opts=child,
+        )
+        ebs_policy = aws.iam.RolePolicyAttachment(
+            f"{name}-ebs-csi-policy",
+            role=ebs_role.name,
+            policy_arn=managed_policy("service-role/AmazonEBSCSIDriverPolicy"),
+            opts=child,
+        )
+        self.addons = [
+            *before_nodes,
+            addon("coredns", v.coredns, [self.node_group]),
+            addon(
+                "aws-ebs-csi-driver",
+                v.aws_ebs_csi_driver,
+                [self.node_group, ebs_policy, before_nodes[2]],
+                pod_identity_associations=[
+                    aws.eks.AddonPodIdentityAssociationArgs(
+                        role_arn=ebs_role.arn, service_account=EBS_CSI_SERVICE_ACCOUNT
+                    )
+                ],
+            ),
+        ]
+
+        self.kubeconfig = pulumi.Output.secret(
+            kubeconfig_for(
+                self.cluster.name,
+                self.cluster.endpoint,
+                self.cluster.certificate_authority.data,
+                region,
+            )
+        )
+        # cluster_identifier is a plain string known at preview: the provider is replaced only
+        # when the cluster itself is, not whenever the kubeconfig is unknown (pulumi#11521).
+        self.provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=self.kubeconfig,
+            cluster_identifier=cluster_name,
+            enable_server_side_apply=True,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.cluster]),
+        )
+        self.target = KubeTarget(
+            provider=self.provider,
+            depends_on=(self.cluster, self.node_group),
+            cluster_name=self.cluster.name,
+            on_aws=True,
+        )
+        self.register_outputs(
+            {
+                "clusterName": self.cluster_name,
+                "endpoint": self.endpoint,
+                "kubeconfig": self.kubeconfig,
+                "kmsKeyArn": self.kms_key_arn,
+                "clusterSecurityGroupId": self.cluster_security_group_id,
+            }
+        )
+
+    def _system_nodes(
+        self,
+        name: str,
+        args: TrainingClusterArgs,
+        network: Network,
+        tags: dict[str, str],
+        after: list[pulumi.Resource],
+    ) -> aws.eks.NodeGroup:
+        child = pulumi.ResourceOptions(parent=self)
+        sysargs = args.system_nodes
+        role = aws.iam.Role(
+            f"{name}-system-node-role",
+            assume_role_policy=_trust("ec2.amazonaws.com"),
+            tags=tags,
+            opts=child,
+        )
+        attachments = [
+            aws.iam.RolePolicyAttachment(
+                f"{name}-system-node-{short}",
+                role=role.name,
+                policy_arn=managed_policy(policy),
+                opts=child,
+            )
+            for short, policy in (
+                ("worker", "AmazonEKSWorkerNodePolicy"),
+                ("cni", "AmazonEKS_CNI_Policy"),
+                ("ecr", "AmazonEC2ContainerRegistryPullOnly"),
+            )
+        ]
+        node_tags = merge_tags(tags, {"Name": f"{self.name}-system"})
+        template = aws.ec2.LaunchTemplate(
+            f"{name}-system-lt",
+            description=f"System nodes of {self.name}: IMDSv2 only, encrypted gp3 root",
+            metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
+                http_endpoint="enabled",
+                http_tokens="required",
+                http_put_response_hop_limit=sysargs.http_put_response_hop_limit,
+                instance_metadata_tags="disabled",
+            ),
+            block_device_mappings=[
+                aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
+                    device_name="/dev/xvda",
+                    ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                        volume_size=sysargs.root_volume_gib,
+                        volume_type="gp3",
+                        encrypted="true",
+                        delete_on_termination="true",
+                    ),
+                )
+            ],
+            tag_specifications=[
+                aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type=kind, tags=node_tags)
+                for kind in ("instance", "volume", "network-interface")
+            ],
+            update_default_version=True,
+            tags=tags,
+            opts=child,
+        )
+        arch = _arch(sysargs.instance_types[0])
+        return aws.eks.NodeGroup(
+            f"{name}-system",
+            cluster_name=self.cluster.name,
+            node_role_arn=role.arn,
+            subnet_ids=network.private_subnet_ids,
+            instance_types=list(sysargs.instance_types),
+            ami_type="AL2023_ARM_64_STANDARD" if arch == "arm64" else "AL2023_x86_64_STANDARD",
+            capacity_type="ON_DEMAND",
+            scaling_config=aws.eks.NodeGroupScalingConfigArgs(
+                min_size=sysargs.min_size,
+                desired_size=sysargs.desired_size,
+                max_size=sysargs.max_size,
+            ),
+            launch_template=aws.eks.NodeGroupLaunchTemplateArgs(
+                id=template.id, version=template.latest_version.apply(str)
+            ),
+            labels=dict(SYSTEM_LABEL),
+            update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
+            node_repair_config=aws.eks.NodeGroupNodeRepairConfigArgs(enabled=True),
+            tags=tags,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[*attachments, *after],
+                # The autoscaler or an operator may change the desired size; don't fight it.
+                ignore_changes=["scalingConfig.desiredSize"],
+            ),
+        )
