@@ -37,7 +37,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     else:
         print(render_table(plan))
     mandatory = [
-        v for v in plan.get("policy", {}).get("violations", []) if v["enforcementLevel"] == "mandatory"
+        v
+        for v in plan.get("policy", {}).get("violations", [])
+        if v["enforcementLevel"] == "mandatory"
     ]
     return EXIT_POLICY if mandatory else EXIT_OK
 
@@ -108,13 +110,17 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--stack", default="dev", help="stack name: stacks/Pulumi.<stack>.yaml")
         sp.add_argument("--stacks-dir", default=str(STACKS_DIR), help=argparse.SUPPRESS)
 
-    plan = sub.add_parser("plan", help="show what `pulumi up` would build, offline (no cloud, no CLI)")
+    plan = sub.add_parser(
+        "plan", help="show what `pulumi up` would build, offline (no cloud, no CLI)"
+    )
     stack_args(plan)
     plan.add_argument("--format", choices=["table", "json", "markdown"], default="table")
     plan.add_argument("--out", help="also write every Kubernetes manifest as YAML into this folder")
     plan.set_defaults(func=cmd_plan)
 
-    cost = sub.add_parser("cost", help="estimate the stack's monthly idle cost and GPU hourly prices")
+    cost = sub.add_parser(
+        "cost", help="estimate the stack's monthly idle cost and GPU hourly prices"
+    )
     stack_args(cost)
     cost.add_argument("--format", choices=["table", "json"], default="table")
     cost.set_defaults(func=cmd_cost)
@@ -127,7 +133,9 @@ def parser() -> argparse.ArgumentParser:
 
     verify = sub.add_parser("verify", help="check a deployed environment really works")
     stack_args(verify)
-    verify.add_argument("--outputs", help="stack outputs JSON (default: `pulumi stack output --json`)")
+    verify.add_argument(
+        "--outputs", help="stack outputs JSON (default: `pulumi stack output --json`)"
+    )
     verify.add_argument("--format", choices=["table", "json"], default="table")
     verify.add_argument("--skip-aws", action="store_true", help="skip the AWS checks")
     verify.add_argument("--skip-kubernetes", action="store_true", help="skip the Kubernetes checks")

@@ -53,10 +53,15 @@ class PlatformConfig(ArgsModel):
         default=Platform.aws,
         description="Where the platform runs: aws (EKS) or local (an existing Kubernetes cluster).",
     )
-    owner: str = Field(min_length=1, description="Team or person that owns the stack (tag `owner`).")
-    cost_center: str = Field(min_length=1, description="Cost center billed for the stack (tag `cost-center`).")
+    owner: str = Field(
+        min_length=1, description="Team or person that owns the stack (tag `owner`)."
+    )
+    cost_center: str = Field(
+        min_length=1, description="Cost center billed for the stack (tag `cost-center`)."
+    )
     tags: dict[str, str] = Field(
-        default_factory=dict, description="Extra tags for every AWS resource; the most specific tag wins."
+        default_factory=dict,
+        description="Extra tags for every AWS resource; the most specific tag wins.",
     )
     kube_context: str | None = Field(
         default=None, description="Kubeconfig context of the cluster used by the local platform."
@@ -73,7 +78,11 @@ class PlatformConfig(ArgsModel):
     def issues(self) -> list[Issue]:
         found = super().issues()
         if self.platform is Platform.local and not self.kube_context:
-            found.append(Issue(("kubeContext",), "required when platform is local (a kubeconfig context name)"))
+            found.append(
+                Issue(
+                    ("kubeContext",), "required when platform is local (a kubeconfig context name)"
+                )
+            )
         if self.platform is Platform.aws and self.kube_context:
             found.append(Issue(("kubeContext",), "only valid when platform is local"))
         return found
@@ -132,7 +141,11 @@ def _pydantic_message(err: Mapping[str, Any], model: type[ArgsModel]) -> str:
     if kind == "missing":
         return "required key is missing"
     got = err.get("input")
-    if kind.startswith(("greater", "less")) or kind in ("int_parsing", "bool_parsing", "float_parsing"):
+    if kind.startswith(("greater", "less")) or kind in (
+        "int_parsing",
+        "bool_parsing",
+        "float_parsing",
+    ):
         return f"{msg} (got {got!r})"
     return msg
 
@@ -164,7 +177,9 @@ def _model_in(annotation: Any) -> Any:
     return None
 
 
-def parse_config(stack: str, raw: Mapping[str, str], secret_keys: Iterable[str] = ()) -> StackSettings:
+def parse_config(
+    stack: str, raw: Mapping[str, str], secret_keys: Iterable[str] = ()
+) -> StackSettings:
     """Validate a stack's config (engine shape: ``ns:key`` → string) and collect every problem."""
     secrets = frozenset(secret_keys)
     problems: list[tuple[str, str]] = []
@@ -180,14 +195,18 @@ def parse_config(stack: str, raw: Mapping[str, str], secret_keys: Iterable[str] 
         if not region:
             problems.append(("aws:region", f"required; one of {', '.join(AWS_REGIONS)}"))
         elif region not in AWS_REGIONS:
-            problems.append(("aws:region", f"unknown region {region!r}; one of {', '.join(AWS_REGIONS)}"))
+            problems.append(
+                ("aws:region", f"unknown region {region!r}; one of {', '.join(AWS_REGIONS)}")
+            )
 
     cfg: PlatformConfig | None = None
     try:
         cfg = PlatformConfig.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
-            problems.append((format_path(tuple(err["loc"]), prefix), _pydantic_message(err, PlatformConfig)))
+            problems.append(
+                (format_path(tuple(err["loc"]), prefix), _pydantic_message(err, PlatformConfig))
+            )
     if cfg is not None:
         problems += [(format_path(i.path, prefix), i.message) for i in cfg.issues()]
         problems += _plaintext_secrets(cfg, secrets)
@@ -233,8 +252,12 @@ def read_stack_file(stack: str, stacks_dir: Path = STACKS_DIR) -> tuple[dict[str
     """Read a stack file into the engine's shape. Secure values become a placeholder."""
     path = stacks_dir / f"Pulumi.{stack}.yaml"
     if not path.is_file():
-        known = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in stacks_dir.glob("Pulumi.*.yaml"))
-        raise ConfigError(stack, [("--stack", f"no stack file {path}; known stacks: {', '.join(known)}")])
+        known = sorted(
+            p.name[len("Pulumi.") : -len(".yaml")] for p in stacks_dir.glob("Pulumi.*.yaml")
+        )
+        raise ConfigError(
+            stack, [("--stack", f"no stack file {path}; known stacks: {', '.join(known)}")]
+        )
     try:
         doc = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:

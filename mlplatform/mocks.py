@@ -16,7 +16,7 @@ from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs, Mocks
 
 ACCOUNT_ID = "123456789012"
-SECRET_PLACEHOLDER = "[secret]"
+SECRET_PLACEHOLDER = "[secret]"  # noqa: S105 - a placeholder, not a password
 UNKNOWN_PLACEHOLDER = "[unknown]"
 
 
@@ -148,7 +148,10 @@ class PlatformMocks(Mocks):
         return rid, state
 
     # Data sources -----------------------------------------------------------------------
-    def call(self, args: MockCallArgs) -> dict[str, Any]:
+    def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return self._answer(args), None
+
+    def _answer(self, args: MockCallArgs) -> dict[str, Any]:
         tok, a = args.token, dict(args.args)
         region = _region(a, self.region)
         if tok == "aws:index/getAvailabilityZones:getAvailabilityZones":

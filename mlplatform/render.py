@@ -32,7 +32,9 @@ def _name(r: dict[str, Any]) -> str:
 
 def render_table(plan: dict[str, Any]) -> str:
     children, roots = _tree(plan)
-    lines = [f"Stack {plan['stack']} ({plan.get('environment', '?')}): {len(plan['resources'])} resources"]
+    lines = [
+        f"Stack {plan['stack']} ({plan.get('environment', '?')}): {len(plan['resources'])} resources"
+    ]
 
     def walk(r: dict[str, Any], depth: int) -> None:
         kids = children.get(r["urn"], [])
@@ -43,7 +45,9 @@ def render_table(plan: dict[str, Any]) -> str:
             flags.append("retained")
         suffix = f"  [{', '.join(flags)}]" if flags else ""
         count = f"  ({_count(r['urn'], children)} resources)" if kids else ""
-        lines.append(f"{'  ' * depth}{'+ ' if r['custom'] else '- '}{r['type']}  {_name(r)}{count}{suffix}")
+        lines.append(
+            f"{'  ' * depth}{'+ ' if r['custom'] else '- '}{r['type']}  {_name(r)}{count}{suffix}"
+        )
         for k in kids:
             walk(k, depth + 1)
 
@@ -53,14 +57,22 @@ def render_table(plan: dict[str, Any]) -> str:
     lines.append("")
     lines.append("Resources by type:")
     lines += [f"  {n:4d}  {t}" for t, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
-    lines.append(f"Kubernetes manifests: {len(plan['manifests'])}; Helm releases: "
-                 + ", ".join(f"{h['name']} {h['chart'].rsplit('/', 1)[-1]}@{h['version']}" for h in plan["helmReleases"]))
+    lines.append(
+        f"Kubernetes manifests: {len(plan['manifests'])}; Helm releases: "
+        + ", ".join(
+            f"{h['name']} {h['chart'].rsplit('/', 1)[-1]}@{h['version']}"
+            for h in plan["helmReleases"]
+        )
+    )
     if "cost" in plan:
         lines.append(f"Estimated idle cost: ${plan['cost']['monthlyIdle']:.2f}/month")
     if "policy" in plan:
         v = plan["policy"]["violations"]
         lines.append(f"Policy violations: {len(v)}")
-        lines += [f"  [{x['enforcementLevel']}] {x['policy']}: {x['message']} ({x['urn'].rsplit('::', 1)[-1]})" for x in v]
+        lines += [
+            f"  [{x['enforcementLevel']}] {x['policy']}: {x['message']} ({x['urn'].rsplit('::', 1)[-1]})"
+            for x in v
+        ]
     lines.append("")
     lines.append("Outputs:")
     lines += [f"  {k}: {v}" for k, v in plan["outputs"].items()]
@@ -74,8 +86,10 @@ def _count(urn: str, children: dict[str, list[dict[str, Any]]]) -> int:
 def render_markdown(plan: dict[str, Any]) -> str:
     counts = Counter(r["type"] for r in plan["resources"] if r["custom"])
     out = [f"### Offline plan: `{plan['stack']}`", ""]
-    out.append(f"**{len(plan['resources'])} resources**, {len(plan['manifests'])} Kubernetes manifests, "
-               f"{len(plan['helmReleases'])} Helm releases.")
+    out.append(
+        f"**{len(plan['resources'])} resources**, {len(plan['manifests'])} Kubernetes manifests, "
+        f"{len(plan['helmReleases'])} Helm releases."
+    )
     if "cost" in plan:
         out.append(f"Estimated idle cost: **${plan['cost']['monthlyIdle']:.2f}/month**.")
     if "policy" in plan:
@@ -86,7 +100,10 @@ def render_markdown(plan: dict[str, Any]) -> str:
     out += [f"| {n} | `{t}` |" for t, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
     if plan["helmReleases"]:
         out += ["", "| release | chart | version | namespace |", "|---|---|---|---|"]
-        out += [f"| {h['name']} | {h['chart']} | {h['version']} | {h['namespace']} |" for h in plan["helmReleases"]]
+        out += [
+            f"| {h['name']} | {h['chart']} | {h['version']} | {h['namespace']} |"
+            for h in plan["helmReleases"]
+        ]
     return "\n".join(out)
 
 
@@ -100,7 +117,12 @@ def write_manifests(plan: dict[str, Any], out_dir: Path) -> list[Path]:
     for i, m in enumerate(plan["manifests"]):
         meta = m.get("metadata", {})
         first = 0 if m["kind"] in ("Namespace", "CustomResourceDefinition") else 1
-        parts = [f"{first}{i:04d}", m["kind"].lower(), meta.get("namespace", "cluster"), meta.get("name", "")]
+        parts = [
+            f"{first}{i:04d}",
+            m["kind"].lower(),
+            meta.get("namespace", "cluster"),
+            meta.get("name", ""),
+        ]
         path = out_dir / (_UNSAFE.sub("-", "_".join(p for p in parts if p)) + ".yaml")
         path.write_text(yaml.safe_dump(m, sort_keys=False))
         written.append(path)

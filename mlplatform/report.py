@@ -17,7 +17,9 @@ def run_stack(stack: str, stacks_dir: Path = STACKS_DIR) -> tuple[Graph, str]:
     settings = load_stack(stack, stacks_dir)  # raises ConfigError before any resource exists
     raw, secret_keys = read_stack_file(stack, stacks_dir)
     region = settings.region or "us-east-1"
-    graph = run_program(program.main, stack=stack, config=raw, secret_keys=secret_keys, region=region)
+    graph = run_program(
+        program.main, stack=stack, config=raw, secret_keys=secret_keys, region=region
+    )
     return graph, settings.config.environment.value
 
 
