@@ -48,7 +48,9 @@ def test_wrong_enum_lists_allowed_values() -> None:
 
 
 def test_unknown_region_and_all_problems_at_once() -> None:
-    got = problems({**BASE, "aws:region": "mars-1", "ml-platform:owner": "", "ml-platform:bogus": "x"})
+    got = problems(
+        {**BASE, "aws:region": "mars-1", "ml-platform:owner": "", "ml-platform:bogus": "x"}
+    )
     assert set(got) == {"aws:region", "ml-platform:owner", "ml-platform:bogus"}
     assert "us-east-1" in got["aws:region"]
 
@@ -79,7 +81,9 @@ def test_shipped_stacks_are_valid() -> None:
 
 
 def test_pulumi_yaml_is_generated_from_the_model() -> None:
-    assert (ROOT / "Pulumi.yaml").read_text() == render(), "run: uv run python -m mlplatform.schema --write"
+    assert (ROOT / "Pulumi.yaml").read_text() == render(), (
+        "run: uv run python -m mlplatform.schema --write"
+    )
     doc = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
     assert doc["runtime"] == {"name": "python", "options": {"toolchain": "uv"}}
     assert doc["stackConfigDir"] == "stacks"
@@ -91,7 +95,16 @@ def test_plan_cli_exits_2_without_traceback(tmp_path: Path) -> None:
         yaml.safe_dump({"config": {**BASE, "aws:region": "nowhere-1", "ml-platform:typo": 1}})
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "mlplatform.cli", "plan", "--stack", "bad", "--stacks-dir", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "mlplatform.cli",
+            "plan",
+            "--stack",
+            "bad",
+            "--stacks-dir",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         check=False,

@@ -13,7 +13,16 @@ from mlplatform import program
 from mlplatform.plan import run_program
 from mlplatform.report import build_plan
 
-RESOURCE_KEYS = {"urn", "type", "custom", "parent", "inputs", "protect", "retainOnDelete", "dependencies"}
+RESOURCE_KEYS = {
+    "urn",
+    "type",
+    "custom",
+    "parent",
+    "inputs",
+    "protect",
+    "retainOnDelete",
+    "dependencies",
+}
 
 
 @pytest.fixture(scope="module", params=["dev", "prod"])
@@ -24,7 +33,7 @@ def plan(request: pytest.FixtureRequest) -> dict:
 def test_top_level_contract(plan: dict) -> None:
     assert {"stack", "resources", "outputs", "manifests", "helmReleases"} <= set(plan)
     for r in plan["resources"]:
-        assert RESOURCE_KEYS <= set(r), r["urn"]
+        assert set(r) >= RESOURCE_KEYS, r["urn"]
         assert r["urn"].startswith(f"urn:pulumi:{plan['stack']}::ml-platform::")
     for m in plan["manifests"]:
         assert {"apiVersion", "kind", "metadata"} <= set(m)
@@ -53,8 +62,12 @@ def test_integral_numbers_are_ints(plan: dict) -> None:
 
 
 def test_bad_config_under_pulumi_up_is_a_run_error() -> None:
-    raw = {"aws:region": "us-east-1", "ml-platform:environment": "nope", "ml-platform:owner": "x",
-           "ml-platform:costCenter": "y"}
+    raw = {
+        "aws:region": "us-east-1",
+        "ml-platform:environment": "nope",
+        "ml-platform:owner": "x",
+        "ml-platform:costCenter": "y",
+    }
     with pytest.raises(pulumi.RunError, match="ml-platform:environment"):
         run_program(program.main, stack="t", config=raw)
 
@@ -63,8 +76,21 @@ def test_bad_config_under_pulumi_up_is_a_run_error() -> None:
 def test_cli_formats(fmt: str, tmp_path) -> None:
     out = tmp_path / "manifests"
     proc = subprocess.run(
-        [sys.executable, "-m", "mlplatform.cli", "plan", "--stack", "dev", "--format", fmt, "--out", str(out)],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "mlplatform.cli",
+            "plan",
+            "--stack",
+            "dev",
+            "--format",
+            fmt,
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     if fmt == "json":
