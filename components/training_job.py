@@ -1,0 +1,360 @@
+"""TrainingJob: a project's training workload, queued through Kueue onto a GPU pool.
+
+``nodes: 1`` declares a ``batch/v1`` Job; ``nodes > 1`` a Kubeflow ``PyTorchJob`` with one
+``Master`` and ``nodes - 1`` ``Worker`` replicas (the engine sets the torchrun rendezvous). Either
+way the job:
+
+* carries ``kueue.x-k8s.io/queue-name`` (the team's LocalQueue in the project namespace) and is
+  created suspended, so nothing starts until Kueue admits the whole job against the team's quota;
+* requests ``nvidia.com/gpu`` (requests = limits), tolerates the GPU taint and selects the pool by
+  its ``mlplatform.io/pool`` label;
+* is annotated ``karpenter.sh/do-not-disrupt: "true"`` on its pods, so consolidation and drift never
+  evict a running job (spot interruptions still can: hence checkpoints);
+* gets ``CHECKPOINT_URI`` = ``s3://<model bucket>/projects/<project>/checkpoints/<job>`` (plus the
+  MinIO endpoint and keys on the local stack) and a grace period to write a last checkpoint;
+* runs non-root with a read-only root filesystem, a writable ``/tmp`` scratch volume, and optional
+  memory-backed ``/dev/shm`` for data-loader workers;
+* is bounded by ``activeDeadlineSeconds``, ``backoffLimit`` and ``ttlSecondsAfterFinished``.
+
+S3 access comes from the service account (EKS Pod Identity, granted elsewhere); the pod mounts no
+Kubernetes API token.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.common import (
+    DO_NOT_DISRUPT,
+    GPU_RESOURCE,
+    GPU_TOLERATION,
+    POOL_LABEL,
+    ArgsModel,
+    InvalidArgsError,
+    Issue,
+    KubeTarget,
+    StorageBackend,
+    container_security_context,
+    pod_security_context,
+)
+from components.training_operator import PYTORCHJOB_API_VERSION
+from components.training_queues import (
+    PRIORITY_LABEL,
+    QUEUE_LABEL,
+    ManifestResource,
+    check_count,
+    check_dns_label,
+    check_quantity,
+)
+
+PYTORCH_CONTAINER = "pytorch"  # the Training Operator configures the container of this name
+JOB_CONTAINER = "trainer"
+SCRATCH_DIR = "/tmp"  # noqa: S108 - a private emptyDir mounted in the pod, not a host path
+_PINNED_IMAGE = re.compile(r"^[^\s:@]+(:[0-9A-Za-z_.-]+)?(@sha256:[0-9a-f]{64})?$")
+
+
+class TrainingJobArgs(ArgsModel):
+    """What a project declares for one training run."""
+
+    name: str
+    project: str
+    namespace: str
+    # The team's LocalQueue in that namespace (TrainingQueues names it after the team).
+    queue: str
+    image: str
+    command: list[str]
+    args: list[str] = []
+    env: dict[str, str] = {}
+    service_account_name: str
+    nodes: int = 1
+    gpus_per_node: int = 1
+    # GPU pool to run on (a ResourceFlavor of TrainingQueues); required when gpusPerNode > 0.
+    pool: str | None = None
+    cpu: str = "4"
+    memory: str = "16Gi"
+    shm_size: str | None = None
+    scratch_size: str = "20Gi"
+    priority_class: str | None = None
+    active_deadline_seconds: int = 24 * 3600
+    backoff_limit: int = 2
+    ttl_seconds_after_finished: int = 24 * 3600
+    # Spot interruption notices give two minutes: time for a final checkpoint.
+    termination_grace_period_seconds: int = 120
+    uid: int = 10001
+
+    def issues(self) -> list[Issue]:
+        found = [
+            *super().issues(),
+            *check_dns_label(("name",), self.name),
+            *check_dns_label(("project",), self.project),
+            *check_dns_label(("namespace",), self.namespace),
+            *check_dns_label(("queue",), self.queue),
+            *check_count(("nodes",), self.nodes, minimum=1),
+            *check_count(("gpusPerNode",), self.gpus_per_node),
+            *check_quantity(("cpu",), self.cpu),
+            *check_quantity(("memory",), self.memory),
+            *check_quantity(("shmSize",), self.shm_size),
+            *check_quantity(("scratchSize",), self.scratch_size),
+            *check_count(("activeDeadlineSeconds",), self.active_deadline_seconds, minimum=1),
+            *check_count(("backoffLimit",), self.backoff_limit),
+            *check_count(("ttlSecondsAfterFinished",), self.ttl_seconds_after_finished),
+            *check_count(("terminationGracePeriodSeconds",), self.termination_grace_period_seconds),
+            *check_count(("uid",), self.uid, minimum=1),
+        ]
+        if not self.command:
+            found.append(Issue(("command",), "must name the program to run"))
+        tag = self.image.rsplit("/", 1)[-1]
+        if (
+            not _PINNED_IMAGE.match(self.image)
+            or (":" not in tag and "@" not in tag)
+            or tag.endswith(":latest")
+        ):
+            found.append(
+                Issue(
+                    ("image",),
+                    f"must be pinned by tag or digest (not :latest), got {self.image!r}",
+                )
+            )
+        if self.gpus_per_node > 0 and not self.pool:
+            found.append(Issue(("pool",), "required when gpusPerNode > 0: the GPU pool to run on"))
+        if self.pool and self.gpus_per_node == 0:
+            found.append(
+                Issue(("pool",), "GPU pools only take GPU jobs; set gpusPerNode or drop pool")
+            )
+        for key in self.env:
+            if key in _RESERVED_ENV:
+                found.append(
+                    Issue(
+                        ("env", key), f"is set by the platform; reserved: {sorted(_RESERVED_ENV)}"
+                    )
+                )
+        return found
+
+    @property
+    def distributed(self) -> bool:
+        return self.nodes > 1
+
+
+_RESERVED_ENV = frozenset(
+    {"CHECKPOINT_URI", "AWS_REGION", "AWS_ENDPOINT_URL_S3", "HOME", "XDG_CACHE_HOME"}
+)
+
+
+def check_job_pool(args: TrainingJobArgs, gpu_limits: Mapping[str, int]) -> list[Issue]:
+    """The job's pool exists and can hold the whole job (pure; takes pool name -> GPU limit)."""
+    if not args.pool:
+        return []
+    if args.pool not in gpu_limits:
+        known = ", ".join(sorted(gpu_limits)) or "(none)"
+        return [Issue(("pool",), f"unknown GPU pool {args.pool!r}; known pools: {known}")]
+    total = args.nodes * args.gpus_per_node
+    if total > gpu_limits[args.pool]:
+        return [
+            Issue(
+                ("gpusPerNode",),
+                f"the job needs {total} GPUs ({args.nodes} x {args.gpus_per_node}), more than "
+                f"pool {args.pool!r}'s limit of {gpu_limits[args.pool]}: it could never be admitted",
+            )
+        ]
+    return []
+
+
+def job_env(args: TrainingJobArgs, checkpoint_uri: Any, storage: StorageBackend) -> list[dict]:
+    env: list[dict[str, Any]] = [
+        {"name": "CHECKPOINT_URI", "value": checkpoint_uri},
+        # Libraries write caches under $HOME; the root filesystem is read-only.
+        {"name": "HOME", "value": SCRATCH_DIR},
+        {"name": "XDG_CACHE_HOME", "value": f"{SCRATCH_DIR}/.cache"},
+    ]
+    if storage.region:
+        env.append({"name": "AWS_REGION", "value": storage.region})
+    if storage.endpoint_url is not None:
+        env.append({"name": "AWS_ENDPOINT_URL_S3", "value": storage.endpoint_url})
+    env.extend({"name": k, "value": v} for k, v in sorted(args.env.items()))
+    return env
+
+
+def pod_template(
+    args: TrainingJobArgs,
+    container_name: str,
+    restart_policy: str,
+    checkpoint_uri: Any,
+    storage: StorageBackend,
+) -> dict[str, Any]:
+    resources: dict[str, Any] = {"cpu": args.cpu, "memory": args.memory}
+    if args.gpus_per_node > 0:
+        resources[GPU_RESOURCE] = str(args.gpus_per_node)
+    mounts: list[dict[str, Any]] = [{"name": "scratch", "mountPath": SCRATCH_DIR}]
+    volumes: list[dict[str, Any]] = [
+        {"name": "scratch", "emptyDir": {"sizeLimit": args.scratch_size}}
+    ]
+    if args.shm_size:
+        # Memory-backed: counts against the container's memory limit.
+        mounts.append({"name": "dshm", "mountPath": "/dev/shm"})  # noqa: S108 - pod-private
+        volumes.append(
+            {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": args.shm_size}}
+        )
+    container: dict[str, Any] = {
+        "name": container_name,
+        "image": args.image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": list(args.command),
+        "env": job_env(args, checkpoint_uri, storage),
+        "resources": {"requests": dict(resources), "limits": dict(resources)},
+        "securityContext": container_security_context(uid=args.uid),
+        "volumeMounts": mounts,
+    }
+    if args.args:
+        container["args"] = list(args.args)
+    if storage.credentials_secret:
+        # MinIO keys (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) on the local stack.
+        container["envFrom"] = [{"secretRef": {"name": storage.credentials_secret}}]
+    spec: dict[str, Any] = {
+        "serviceAccountName": args.service_account_name,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "restartPolicy": restart_policy,
+        "terminationGracePeriodSeconds": args.termination_grace_period_seconds,
+        "securityContext": pod_security_context(uid=args.uid, fs_group=args.uid),
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if args.pool:
+        spec["nodeSelector"] = {POOL_LABEL: args.pool}
+    if args.gpus_per_node > 0:
+        spec["tolerations"] = [dict(GPU_TOLERATION)]
+    return {
+        "metadata": {
+            "labels": _labels(args),
+            "annotations": dict(DO_NOT_DISRUPT),
+        },
+        "spec": spec,
+    }
+
+
+def _labels(args: TrainingJobArgs) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": args.name,
+        "app.kubernetes.io/component": "training",
+        "app.kubernetes.io/part-of": args.project,
+        "app.kubernetes.io/managed-by": "pulumi",
+    }
+
+
+def _job_labels(args: TrainingJobArgs) -> dict[str, str]:
+    labels = {**_labels(args), QUEUE_LABEL: args.queue}
+    if args.priority_class:
+        labels[PRIORITY_LABEL] = args.priority_class
+    return labels
+
+
+def batch_job(args: TrainingJobArgs, checkpoint_uri: Any, storage: StorageBackend) -> dict:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": args.name, "namespace": args.namespace, "labels": _job_labels(args)},
+        "spec": {
+            # Kueue unsuspends the Job when it admits it.
+            "suspend": True,
+            "parallelism": 1,
+            "completions": 1,
+            "backoffLimit": args.backoff_limit,
+            "activeDeadlineSeconds": args.active_deadline_seconds,
+            "ttlSecondsAfterFinished": args.ttl_seconds_after_finished,
+            # A preempted or evicted pod is not the program's failure: don't spend a retry on it.
+            "podFailurePolicy": {
+                "rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]
+            },
+            "template": pod_template(args, JOB_CONTAINER, "Never", checkpoint_uri, storage),
+        },
+    }
+
+
+def pytorch_job(args: TrainingJobArgs, checkpoint_uri: Any, storage: StorageBackend) -> dict:
+    def replica(count: int) -> dict[str, Any]:
+        return {
+            "replicas": count,
+            "restartPolicy": "OnFailure",
+            "template": pod_template(args, PYTORCH_CONTAINER, "OnFailure", checkpoint_uri, storage),
+        }
+
+    return {
+        "apiVersion": PYTORCHJOB_API_VERSION,
+        "kind": "PyTorchJob",
+        "metadata": {"name": args.name, "namespace": args.namespace, "labels": _job_labels(args)},
+        "spec": {
+            "runPolicy": {
+                "suspend": True,
+                "backoffLimit": args.backoff_limit,
+                "activeDeadlineSeconds": args.active_deadline_seconds,
+                "ttlSecondsAfterFinished": args.ttl_seconds_after_finished,
+                "cleanPodPolicy": "None",
+            },
+            # One torchrun process per GPU (or one per node on CPU).
+            "nprocPerNode": str(max(args.gpus_per_node, 1)),
+            "pytorchReplicaSpecs": {
+                "Master": replica(1),
+                "Worker": replica(args.nodes - 1),
+            },
+        },
+    }
+
+
+class TrainingJob(pulumi.ComponentResource):
+    """One training run of a project: a queued Job or PyTorchJob on a GPU pool."""
+
+    job_name: pulumi.Output[str]
+    kind: pulumi.Output[str]
+    checkpoint_uri: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        args: TrainingJobArgs,
+        *,
+        target: KubeTarget,
+        storage: StorageBackend,
+        gpu_limits: Mapping[str, int] | None = None,
+        depends_on: list[pulumi.Resource] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        args.raise_if_invalid("TrainingJob")
+        if gpu_limits is not None:
+            pool_issues = check_job_pool(args, gpu_limits)
+            if pool_issues:
+                raise InvalidArgsError("TrainingJob", pool_issues)
+        super().__init__("mlplatform:training:TrainingJob", name, None, opts)
+
+        checkpoint_uri = storage.uri(args.project, "checkpoints", args.name)
+        child = pulumi.ResourceOptions(
+            parent=self,
+            provider=target.provider,
+            depends_on=list(target.depends_on) + list(depends_on or []),
+            # Kueue flips suspend when it admits the job; the next `up` must not suspend it
+            # again. Any other change replaces the job (a Job's pod template is immutable).
+            ignore_changes=["spec.suspend", "spec.runPolicy.suspend"],
+            replace_on_changes=["spec"],
+            delete_before_replace=True,
+        )
+        if args.distributed:
+            manifest = pytorch_job(args, checkpoint_uri, storage)
+            self.job = ManifestResource(f"{name}-pytorchjob", manifest, opts=child)
+        else:
+            manifest = batch_job(args, checkpoint_uri, storage)
+            self.job = k8s.batch.v1.Job(
+                f"{name}-job",
+                metadata=manifest["metadata"],
+                spec=manifest["spec"],
+                opts=child,
+            )
+        self.job_name = pulumi.Output.from_input(args.name)
+        self.kind = pulumi.Output.from_input(manifest["kind"])
+        self.checkpoint_uri = pulumi.Output.from_input(checkpoint_uri)
+        self.register_outputs(
+            {"jobName": self.job_name, "kind": self.kind, "checkpointUri": self.checkpoint_uri}
+        )
