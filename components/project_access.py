@@ -1,0 +1,375 @@
+"""Least-privilege access for ML projects to the model store, through EKS Pod Identity.
+
+Each grant (project + namespace + service account) gets its own IAM role, trusted only by the EKS
+Pod Identity service for this account and cluster, and a ``PodIdentityAssociation`` binding it to
+the service account. Pods then get short-lived credentials without static keys.
+
+The IAM documents are built by the pure functions below (plain dicts), so the tests feed exactly
+what is deployed to ``parliament``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+from pydantic import Field
+
+from components.common import ArgsModel, InvalidArgsError, Issue, merge_tags
+
+POD_IDENTITY_PRINCIPAL = "pods.eks.amazonaws.com"
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+# ECR actions: pull is what a kubelet or a build needs to read an image; push adds the upload.
+ECR_PULL_ACTIONS = [
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:BatchGetImage",
+    "ecr:GetDownloadUrlForLayer",
+]
+ECR_PUSH_ACTIONS = [
+    "ecr:CompleteLayerUpload",
+    "ecr:InitiateLayerUpload",
+    "ecr:PutImage",
+    "ecr:UploadLayerPart",
+]
+S3_READ_ACTIONS = ["s3:GetObject", "s3:GetObjectTagging", "s3:GetObjectVersion"]
+# No s3:DeleteObjectVersion: a project can add delete markers, never erase history.
+S3_WRITE_ACTIONS = [
+    "s3:AbortMultipartUpload",
+    "s3:DeleteObject",
+    "s3:ListMultipartUploadParts",
+    "s3:PutObject",
+    "s3:PutObjectTagging",
+]
+
+
+class AccessLevel(StrEnum):
+    READ = "read"
+    READ_WRITE = "read-write"
+
+
+# --- IAM documents as data -----------------------------------------------------------------
+
+
+def pod_identity_trust_policy(*, account_id: str, cluster_arn: str) -> dict[str, Any]:
+    """Trust policy for a role assumed through EKS Pod Identity from one cluster only."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "EksPodIdentity",
+                "Effect": "Allow",
+                "Principal": {"Service": POD_IDENTITY_PRINCIPAL},
+                # TagSession: Pod Identity attaches namespace/service-account session tags.
+                "Action": ["sts:AssumeRole", "sts:TagSession"],
+                # Confused-deputy guard: only this account's cluster may hand the role out.
+                "Condition": {
+                    "StringEquals": {"aws:SourceAccount": account_id},
+                    "ArnEquals": {"aws:SourceArn": cluster_arn},
+                },
+            }
+        ],
+    }
+
+
+def s3_prefix_policy(
+    *,
+    bucket_arn: str,
+    prefix: str,
+    access: AccessLevel,
+    kms_key_arn: str,
+    region: str,
+    ecr_repository_arns: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Identity policy for ``access`` on ``s3://<bucket>/<prefix>*`` (``prefix`` "" = whole bucket).
+
+    KMS use is limited to S3 in this region (``kms:ViaService``) and to this bucket's encryption
+    context, so the grant cannot decrypt anything else protected by the same key.
+    """
+    if prefix and not prefix.endswith("/"):
+        raise ValueError(f"prefix must end with '/', got {prefix!r}")
+    objects = f"{bucket_arn}/{prefix}*"
+    list_stmt: dict[str, Any] = {
+        "Sid": "ListPrefix",
+        "Effect": "Allow",
+        "Action": "s3:ListBucket",
+        "Resource": bucket_arn,
+    }
+    if prefix:
+        list_stmt["Condition"] = {"StringLike": {"s3:prefix": [prefix, f"{prefix}*"]}}
+    write = access == AccessLevel.READ_WRITE
+    statements: list[dict[str, Any]] = [
+        list_stmt,
+        {
+            "Sid": "ReadWriteObjects" if write else "ReadObjects",
+            "Effect": "Allow",
+            "Action": sorted(S3_READ_ACTIONS + (S3_WRITE_ACTIONS if write else [])),
+            "Resource": objects,
+        },
+        {
+            "Sid": "UseBucketKeyThroughS3",
+            "Effect": "Allow",
+            # Decrypt to read; GenerateDataKey to write (multipart uploads also need Decrypt).
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey"] if write else ["kms:Decrypt"],
+            "Resource": kms_key_arn,
+            "Condition": {
+                "StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"},
+                # With an S3 Bucket Key the context is the bucket ARN, otherwise the object ARN.
+                "ArnLike": {"kms:EncryptionContext:aws:s3:arn": [bucket_arn, objects]},
+            },
+        },
+    ]
+    if ecr_repository_arns:
+        statements += [
+            {
+                "Sid": "EcrLogin",
+                "Effect": "Allow",
+                # GetAuthorizationToken has no resource-level permissions: "*" is the only form.
+                "Action": "ecr:GetAuthorizationToken",
+                "Resource": "*",
+            },
+            {
+                "Sid": "EcrPushPull" if write else "EcrPull",
+                "Effect": "Allow",
+                "Action": sorted(ECR_PULL_ACTIONS + (ECR_PUSH_ACTIONS if write else [])),
+                "Resource": sorted(ecr_repository_arns),
+            },
+        ]
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def cluster_arn(partition: str, region: str, account_id: str, cluster_name: str) -> str:
+    return f"arn:{partition}:eks:{region}:{account_id}:cluster/{cluster_name}"
+
+
+# --- Runtime references to the store ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoreRefs:
+    """What ProjectAccess needs from a ModelStore (``ModelStore.refs()`` builds it)."""
+
+    bucket_arn: Any  # pulumi.Input[str]
+    kms_key_arn: Any  # pulumi.Input[str]
+    ecr_repository_arns: Mapping[str, Any] = field(default_factory=dict)  # key -> Input[str]
+
+
+def pod_identity_role(
+    parent: pulumi.Resource,
+    name: str,
+    *,
+    cluster_name: pulumi.Input[str],
+    policy_for: Any,
+    description: str,
+    tags: Mapping[str, str] | None = None,
+) -> tuple[aws.iam.Role, aws.iam.RolePolicy]:
+    """Create a Pod Identity role whose inline policy is ``policy_for(region) -> Output[dict]``.
+
+    Shared by ProjectAccess, the MLflow registry and the Mountpoint add-on so every role has the
+    same trust policy.
+    """
+    opts = pulumi.InvokeOutputOptions(parent=parent)
+    account = aws.get_caller_identity_output(opts=opts).account_id
+    partition = aws.get_partition_output(opts=opts).partition
+    region = aws.get_region_output(opts=opts).region
+    trust = pulumi.Output.all(partition, region, account, cluster_name).apply(
+        lambda a: json.dumps(
+            pod_identity_trust_policy(
+                account_id=a[2], cluster_arn=cluster_arn(a[0], a[1], a[2], a[3])
+            ),
+            sort_keys=True,
+        )
+    )
+    role = aws.iam.Role(
+        f"{name}-role",
+        assume_role_policy=trust,
+        description=description,
+        max_session_duration=3600,
+        tags=dict(tags or {}),
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+    policy = aws.iam.RolePolicy(
+        f"{name}-policy",
+        role=role.name,
+        policy=pulumi.Output.from_input(policy_for(region)).apply(
+            lambda doc: json.dumps(doc, sort_keys=True)
+        ),
+        opts=pulumi.ResourceOptions(parent=role),
+    )
+    return role, policy
+
+
+# --- Args --------------------------------------------------------------------------------------
+
+
+class ProjectSpec(ArgsModel):
+    """A project known to the platform; its data lives under ``projects/<name>/``."""
+
+    name: str
+    namespace: str | None = None  # defaults to the project name
+
+    @property
+    def effective_namespace(self) -> str:
+        return self.namespace or self.name
+
+    def issues(self) -> list[Issue]:
+        found = super().issues()
+        if not DNS_LABEL.match(self.name) or len(self.name) > 63:
+            found.append(
+                Issue(("name",), f"must be a DNS label (a-z, 0-9, '-'), got {self.name!r}")
+            )
+        if self.namespace is not None and not DNS_LABEL.match(self.namespace):
+            found.append(Issue(("namespace",), f"must be a DNS label, got {self.namespace!r}"))
+        return found
+
+
+class AccessGrant(ArgsModel):
+    """Give one service account of a project read or read-write access."""
+
+    project: str
+    service_account: str
+    access: AccessLevel = AccessLevel.READ
+    namespace: str | None = None  # defaults to the project's namespace
+    # Keys of the ModelStore's ECR repositories (e.g. "training"): pull for read, push for write.
+    ecr_repositories: list[str] = Field(default_factory=list)
+
+    def issues(self) -> list[Issue]:
+        found = super().issues()
+        if not DNS_LABEL.match(self.service_account):
+            found.append(
+                Issue(("serviceAccount",), f"must be a DNS label, got {self.service_account!r}")
+            )
+        if self.namespace is not None and not DNS_LABEL.match(self.namespace):
+            found.append(Issue(("namespace",), f"must be a DNS label, got {self.namespace!r}"))
+        return found
+
+
+class ProjectAccessArgs(ArgsModel):
+    projects: list[ProjectSpec] = Field(default_factory=list)
+    grants: list[AccessGrant] = Field(default_factory=list)
+
+    def issues(self) -> list[Issue]:
+        found = super().issues()
+        names = [p.name for p in self.projects]
+        seen: set[str] = set()
+        for i, n in enumerate(names):
+            if n in seen:
+                found.append(Issue(("projects", i, "name"), f"duplicate project {n!r}"))
+            seen.add(n)
+        allowed = ", ".join(sorted(seen)) or "(none declared)"
+        bindings: dict[tuple[str, str], int] = {}
+        for i, g in enumerate(self.grants):
+            if g.project not in seen:
+                found.append(
+                    Issue(
+                        ("grants", i, "project"),
+                        f"unknown project {g.project!r}; declared projects: {allowed}",
+                    )
+                )
+                continue
+            key = (self.namespace_of(g), g.service_account)
+            if key in bindings:
+                found.append(
+                    Issue(
+                        ("grants", i, "serviceAccount"),
+                        f"{key[0]}/{key[1]} is already granted by grants[{bindings[key]}] "
+                        "(one Pod Identity association per service account)",
+                    )
+                )
+            bindings.setdefault(key, i)
+        return found
+
+    def namespace_of(self, grant: AccessGrant) -> str:
+        if grant.namespace:
+            return grant.namespace
+        project = next((p for p in self.projects if p.name == grant.project), None)
+        return project.effective_namespace if project else grant.project
+
+
+# --- Component ---------------------------------------------------------------------------------
+
+
+class ProjectAccess(pulumi.ComponentResource):
+    """One Pod Identity role + association per grant, scoped to ``projects/<project>/``."""
+
+    role_arns: pulumi.Output[dict[str, str]]
+
+    def __init__(
+        self,
+        name: str,
+        args: ProjectAccessArgs,
+        *,
+        store: StoreRefs,
+        cluster_name: pulumi.Input[str],
+        tags: Mapping[str, str] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        args.raise_if_invalid("ProjectAccess")
+        unknown = [
+            Issue(
+                ("grants", i, "ecrRepositories", j),
+                f"unknown repository {key!r}; the model store has: "
+                + (", ".join(sorted(store.ecr_repository_arns)) or "(none)"),
+            )
+            for i, g in enumerate(args.grants)
+            for j, key in enumerate(g.ecr_repositories)
+            if key not in store.ecr_repository_arns
+        ]
+        if unknown:
+            raise InvalidArgsError("ProjectAccess", unknown)
+        super().__init__("mlplatform:storage:ProjectAccess", name, None, opts)
+
+        arns: dict[str, pulumi.Output[str]] = {}
+        for grant in args.grants:
+            ns = args.namespace_of(grant)
+            key = f"{grant.project}-{grant.service_account}"
+            repo_arns = [store.ecr_repository_arns[k] for k in grant.ecr_repositories]
+
+            def policy_for(
+                region: pulumi.Output[str], g: AccessGrant = grant, repos: list[Any] = repo_arns
+            ) -> pulumi.Output[dict[str, Any]]:
+                def build(a: list[Any]) -> dict[str, Any]:
+                    return s3_prefix_policy(
+                        bucket_arn=a[1],
+                        prefix=f"projects/{g.project}/",
+                        access=g.access,
+                        kms_key_arn=a[2],
+                        region=a[0],
+                        ecr_repository_arns=a[3:],
+                    )
+
+                return pulumi.Output.all(region, store.bucket_arn, store.kms_key_arn, *repos).apply(
+                    build
+                )
+
+            role_tags = merge_tags(
+                tags, {"mlplatform.io/project": grant.project, "mlplatform.io/namespace": ns}
+            )
+            role, policy = pod_identity_role(
+                self,
+                f"{name}-{key}",
+                cluster_name=cluster_name,
+                policy_for=policy_for,
+                description=f"{grant.access.value} access for {ns}/{grant.service_account} "
+                f"to projects/{grant.project}/",
+                tags=role_tags,
+            )
+            aws.eks.PodIdentityAssociation(
+                f"{name}-{key}-pod-identity",
+                cluster_name=cluster_name,
+                namespace=ns,
+                service_account=grant.service_account,
+                role_arn=role.arn,
+                tags=role_tags,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
+            )
+            arns[key] = role.arn
+
+        self.role_arns = pulumi.Output.all(**arns) if arns else pulumi.Output.from_input({})
+        self.register_outputs({"role_arns": self.role_arns})
