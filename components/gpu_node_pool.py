@@ -1,0 +1,335 @@
+"""GpuNodePool: one Karpenter NodePool (and its EC2NodeClass) per GPU pool in config.
+
+A pool costs nothing while idle: it has no minimum, and an empty node is removed after
+`consolidateAfter`. It never evicts running training: consolidation only removes empty nodes,
+drift replacement is blocked by a zero budget, and nodes do not expire by default. Jobs should
+still carry the `karpenter.sh/do-not-disrupt: "true"` pod annotation (components.common.
+DO_NOT_DISRUPT), which also protects them from voluntary disruption when a pool's policy is
+loosened. Spot interruptions cannot be prevented, only announced: checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import pulumi
+from pydantic import Field
+
+from components.common import (
+    ACCELERATOR_LABEL,
+    GPU_RESOURCE,
+    GPU_TAINT,
+    POOL_LABEL,
+    ArgsModel,
+    Issue,
+    check_min_max,
+)
+from components.karpenter import DURATION, GENERAL_POOL, CapacityType, Karpenter
+
+EFA_LABEL = "mlplatform.io/efa"
+TIME_SLICING_LABEL = "nvidia.com/device-plugin.config"
+
+
+class Accelerator(StrEnum):
+    NVIDIA_T4 = "nvidia-t4"
+    NVIDIA_A10G = "nvidia-a10g"
+    NVIDIA_L4 = "nvidia-l4"
+    NVIDIA_L40S = "nvidia-l40s"
+    NVIDIA_A100 = "nvidia-a100"
+    NVIDIA_H100 = "nvidia-h100"
+
+
+@dataclass(frozen=True)
+class AcceleratorPreset:
+    family: str
+    gpu_memory_gib: int
+    sizes: dict[str, int]  # instance size -> GPUs per node
+    efa_sizes: frozenset[str] = frozenset()  # sizes with an EFA interface
+
+    @property
+    def max_gpus_per_node(self) -> int:
+        return max(self.sizes.values())
+
+    @property
+    def efa(self) -> bool:
+        return bool(self.efa_sizes)
+
+
+_G_SIZES = {
+    "xlarge": 1, "2xlarge": 1, "4xlarge": 1, "8xlarge": 1, "16xlarge": 1,
+    "12xlarge": 4, "24xlarge": 4, "48xlarge": 8,
+}  # fmt: skip
+
+PRESETS: dict[Accelerator, AcceleratorPreset] = {
+    Accelerator.NVIDIA_T4: AcceleratorPreset(
+        "g4dn",
+        16,
+        {
+            "xlarge": 1,
+            "2xlarge": 1,
+            "4xlarge": 1,
+            "8xlarge": 1,
+            "16xlarge": 1,
+            "12xlarge": 4,
+            "metal": 8,
+        },
+    ),  # fmt: skip
+    Accelerator.NVIDIA_A10G: AcceleratorPreset("g5", 24, dict(_G_SIZES)),
+    Accelerator.NVIDIA_L4: AcceleratorPreset("g6", 24, dict(_G_SIZES)),
+    Accelerator.NVIDIA_L40S: AcceleratorPreset("g6e", 48, dict(_G_SIZES)),
+    Accelerator.NVIDIA_A100: AcceleratorPreset(
+        "p4d", 40, {"24xlarge": 8}, efa_sizes=frozenset({"24xlarge"})
+    ),
+    Accelerator.NVIDIA_H100: AcceleratorPreset(
+        "p5", 80, {"48xlarge": 8}, efa_sizes=frozenset({"48xlarge"})
+    ),
+}
+
+
+class CapacityReservation(ArgsModel):
+    """Select ODCRs or capacity blocks by id, or by tags (optionally of another account)."""
+
+    id: str | None = Field(default=None, pattern=r"^cr-[0-9a-f]{17}$")
+    tags: dict[str, str] | None = None
+    owner_id: str | None = Field(default=None, pattern=r"^\d{12}$")
+
+    def issues(self) -> list[Issue]:
+        found = super().issues()
+        if (self.id is None) == (self.tags is None):
+            found.append(Issue((), "set exactly one of id or tags"))
+        return found
+
+    def term(self) -> dict[str, Any]:
+        if self.id is not None:
+            return {"id": self.id}
+        term: dict[str, Any] = {"tags": dict(self.tags or {})}
+        if self.owner_id:
+            term["ownerID"] = self.owner_id
+        return term
+
+
+class GpuNodePoolArgs(ArgsModel):
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?$")
+    accelerator: Accelerator
+    # Pool-wide hard limit on GPUs: Karpenter launches no node that would cross it.
+    max_gpus: int = Field(ge=1)
+    min_gpus_per_node: int = 1
+    max_gpus_per_node: int | None = None  # None: the family's largest node
+    sizes: list[str] | None = None  # e.g. ["xlarge", "2xlarge"]; None: every size in range
+    capacity_types: list[CapacityType] = Field(
+        default_factory=lambda: [CapacityType.ON_DEMAND], min_length=1
+    )
+    capacity_reservations: list[CapacityReservation] = Field(default_factory=list)
+    efa: bool = False
+    time_slicing_replicas: int | None = None
+    consolidate_after: str = Field(default="10m", pattern=DURATION)
+    # Never by default: expiry replaces nodes even under running jobs.
+    expire_after: str = Field(default="Never", pattern=DURATION)
+    root_volume_gib: int = Field(default=200, ge=50, le=16384)
+    weight: int | None = Field(default=None, ge=1, le=100)
+    labels: dict[str, str] = Field(default_factory=dict)
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def preset(self) -> AcceleratorPreset:
+        return PRESETS[self.accelerator]
+
+    @property
+    def effective_max_gpus_per_node(self) -> int:
+        return self.max_gpus_per_node or self.preset.max_gpus_per_node
+
+    def instance_types(self) -> list[str]:
+        """Instance types this pool may launch, smallest first."""
+        preset = self.preset
+        # A node larger than the pool's whole GPU limit could never launch.
+        low, high = self.min_gpus_per_node, min(self.effective_max_gpus_per_node, self.max_gpus)
+        wanted = self.sizes or list(preset.sizes)
+        chosen = [
+            s
+            for s in wanted
+            if s in preset.sizes
+            and low <= preset.sizes[s] <= high
+            and (not self.efa or s in preset.efa_sizes)
+        ]
+        return [f"{preset.family}.{s}" for s in chosen]
+
+    def issues(self) -> list[Issue]:
+        found = super().issues()
+        preset = self.preset
+        label = f"{self.accelerator.value} ({preset.family})"
+        found += check_min_max(
+            "minGpusPerNode", self.min_gpus_per_node, "maxGpusPerNode", self.max_gpus_per_node
+        )
+        if self.min_gpus_per_node < 1:
+            found.append(Issue(("minGpusPerNode",), f"must be >= 1, got {self.min_gpus_per_node}"))
+        for key, value in (
+            ("minGpusPerNode", self.min_gpus_per_node),
+            ("maxGpusPerNode", self.max_gpus_per_node),
+        ):
+            if value is not None and value > preset.max_gpus_per_node:
+                found.append(
+                    Issue(
+                        (key,),
+                        f"{label} nodes have at most {preset.max_gpus_per_node} GPUs, got {value}",
+                    )
+                )
+        if self.max_gpus < self.min_gpus_per_node:
+            found.append(
+                Issue(
+                    ("maxGpus",),
+                    f"must be >= minGpusPerNode ({self.min_gpus_per_node}) or no node fits, "
+                    f"got {self.max_gpus}",
+                )
+            )
+        if self.sizes is not None:
+            for i, size in enumerate(self.sizes):
+                if size not in preset.sizes:
+                    found.append(
+                        Issue(("sizes", i), f"{label} has sizes {list(preset.sizes)}, got {size!r}")
+                    )
+        if self.efa and not preset.efa:
+            efa_ok = [a.value for a, p in PRESETS.items() if p.efa]
+            found.append(Issue(("efa",), f"{label} has no EFA; accelerators with EFA: {efa_ok}"))
+        if not found and not self.instance_types():
+            found.append(
+                Issue(
+                    ("sizes",),
+                    f"no {label} size has {self.min_gpus_per_node}-"
+                    f"{self.effective_max_gpus_per_node} GPUs"
+                    + (" and EFA" if self.efa else "")
+                    + f"; sizes and GPUs: {preset.sizes}",
+                )
+            )
+        reserved = CapacityType.RESERVED in self.capacity_types
+        if reserved and not self.capacity_reservations:
+            found.append(
+                Issue(
+                    ("capacityReservations",),
+                    "must select at least one reservation (id or tags) when capacityTypes "
+                    "includes 'reserved'",
+                )
+            )
+        if self.capacity_reservations and not reserved:
+            found.append(
+                Issue(("capacityTypes",), "must include 'reserved' to use capacityReservations")
+            )
+        if self.time_slicing_replicas is not None:
+            if not 2 <= self.time_slicing_replicas <= 16:
+                found.append(
+                    Issue(
+                        ("timeSlicingReplicas",),
+                        f"must be 2 to 16, got {self.time_slicing_replicas}",
+                    )
+                )
+            if self.efa:
+                found.append(
+                    Issue(
+                        ("timeSlicingReplicas",),
+                        "time-slicing shares GPUs between pods; it makes no sense on an EFA "
+                        "training pool",
+                    )
+                )
+        if self.name == GENERAL_POOL:
+            found.append(Issue(("name",), f"{GENERAL_POOL!r} is the CPU pool's name"))
+        for key in self.labels:
+            if key in (POOL_LABEL, ACCELERATOR_LABEL, EFA_LABEL, TIME_SLICING_LABEL) or (
+                key.startswith(("karpenter.sh/", "karpenter.k8s.aws/", "kubernetes.io/"))
+            ):
+                found.append(Issue(("labels", key), "is reserved; set by the platform"))
+        return found
+
+
+def node_pool_spec(args: GpuNodePoolArgs) -> dict[str, Any]:
+    """The NodePool spec (without nodeClassRef, which Karpenter.node_pool adds)."""
+    preset = args.preset
+    labels = {
+        **args.labels,
+        POOL_LABEL: args.name,
+        ACCELERATOR_LABEL: args.accelerator.value,
+    }
+    if args.efa:
+        labels[EFA_LABEL] = "true"
+    if args.time_slicing_replicas:
+        # The device plugin picks its per-pool config by this label (see GpuSoftware).
+        labels[TIME_SLICING_LABEL] = args.name
+    requirements = [
+        {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
+        {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]},
+        {
+            "key": "karpenter.sh/capacity-type",
+            "operator": "In",
+            "values": [c.value for c in args.capacity_types],
+        },
+        {"key": "karpenter.k8s.aws/instance-family", "operator": "In", "values": [preset.family]},
+        {
+            "key": "node.kubernetes.io/instance-type",
+            "operator": "In",
+            "values": args.instance_types(),
+        },
+    ]
+    return {
+        "template": {
+            "metadata": {"labels": labels},
+            "spec": {
+                "requirements": requirements,
+                "taints": [dict(GPU_TAINT)],
+                "expireAfter": args.expire_after,
+            },
+        },
+        "disruption": {
+            # Only empty nodes are removed; a node with a running pod is never consolidated.
+            "consolidationPolicy": "WhenEmpty",
+            "consolidateAfter": args.consolidate_after,
+            "budgets": [
+                # Drift (a new AMI or node class) waits for nodes to empty, never evicts.
+                {"nodes": "0", "reasons": ["Drifted", "Underutilized"]},
+                {"nodes": "100%", "reasons": ["Empty"]},
+            ],
+        },
+        # No cpu/memory floor exists on a NodePool: with no pods, it scales to zero nodes.
+        "limits": {GPU_RESOURCE: str(args.max_gpus)},
+        **({"weight": args.weight} if args.weight else {}),
+    }
+
+
+class GpuNodePool(pulumi.ComponentResource):
+    """A GPU NodePool and its EC2NodeClass, created after (and deleted before) Karpenter."""
+
+    pool_name: str
+    accelerator: Accelerator
+
+    def __init__(
+        self,
+        name: str,
+        args: GpuNodePoolArgs,
+        *,
+        karpenter: Karpenter,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        args.raise_if_invalid("GpuNodePool")
+        super().__init__("mlplatform:compute:GpuNodePool", name, None, opts)
+        self.args = args
+        self.pool_name = args.name
+        self.accelerator = args.accelerator
+        class_name = f"gpu-{args.name}"
+        self.node_class = karpenter.node_class(
+            f"{name}-nodeclass",
+            class_name,
+            # Large root volume with faster throughput: CUDA images run to tens of GB.
+            root_volume_gib=args.root_volume_gib,
+            throughput_mibps=500,
+            tags={**args.tags, POOL_LABEL: args.name, ACCELERATOR_LABEL: args.accelerator.value},
+            capacity_reservation_terms=[r.term() for r in args.capacity_reservations] or None,
+            parent=self,
+        )
+        self.node_pool = karpenter.node_pool(
+            f"{name}-nodepool",
+            args.name,
+            node_class=class_name,
+            node_class_resource=self.node_class,
+            spec=node_pool_spec(args),
+            parent=self,
+        )
+        self.register_outputs({"poolName": args.name, "accelerator": args.accelerator.value})

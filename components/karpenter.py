@@ -1,0 +1,717 @@
+"""Karpenter: the controller that turns pending pods into EC2 nodes, and the general CPU pool.
+
+The controller gets AWS credentials through EKS Pod Identity (no IRSA annotations, no node role
+sharing), reads spot interruption, rebalance, health and state-change events from an encrypted
+SQS queue fed by EventBridge, and launches nodes with a dedicated node role that joins the
+cluster through an access entry. EC2NodeClasses pin an AMI release alias, so a node image never
+changes under a running job without a config change.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from enum import StrEnum
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+from pydantic import Field
+
+from components.common import POOL_LABEL, ArgsModel, Issue, KubeTarget, merge_tags
+from components.network import DISCOVERY_TAG, Environment
+from components.training_cluster import SYSTEM_LABEL, managed_policy
+
+CHART = "oci://public.ecr.aws/karpenter/karpenter"
+KARPENTER_API = "karpenter.sh/v1"
+NODECLASS_API = "karpenter.k8s.aws/v1"
+SERVICE_ACCOUNT = "karpenter"
+# A pinned alias: `@latest` would roll every node whenever AWS publishes an AMI.
+_AMI_ALIAS = re.compile(r"^(al2023@v\d{8}|bottlerocket@v\d+\.\d+\.\d+)$")
+DURATION = r"^(Never|([0-9]+(s|m|h))+)$"
+GENERAL_POOL = "general"
+
+
+class CapacityType(StrEnum):
+    SPOT = "spot"
+    ON_DEMAND = "on-demand"
+    RESERVED = "reserved"
+
+
+class CpuPoolArgs(ArgsModel):
+    """The general pool: CPU work (data prep, MLflow, serving front-ends), not GPU jobs."""
+
+    max_cpu: int = Field(default=64, ge=1)
+    max_memory_gib: int = Field(default=256, ge=1)
+    capacity_types: list[CapacityType] = Field(
+        default_factory=lambda: [CapacityType.SPOT, CapacityType.ON_DEMAND], min_length=1
+    )
+    instance_categories: list[str] = Field(default_factory=lambda: ["c", "m", "r"], min_length=1)
+    min_generation: int = Field(default=6, ge=1)
+    architectures: list[str] = Field(default_factory=lambda: ["amd64"], min_length=1)
+    consolidate_after: str = Field(default="1m", pattern=DURATION)
+    expire_after: str = Field(default="720h", pattern=DURATION)
+    root_volume_gib: int = Field(default=100, ge=20, le=16384)
+
+    def issues(self) -> list[Issue]:
+        found = super().issues()
+        if CapacityType.RESERVED in self.capacity_types:
+            found.append(
+                Issue(
+                    ("capacityTypes",),
+                    "reserved capacity belongs to a GPU pool; allowed here: ['spot', 'on-demand']",
+                )
+            )
+        for i, arch in enumerate(self.architectures):
+            if arch not in ("amd64", "arm64"):
+                found.append(Issue(("architectures", i), f"must be amd64 or arm64, got {arch!r}"))
+        for i, cat in enumerate(self.instance_categories):
+            if not re.fullmatch(r"[a-z]", cat):
+                found.append(
+                    Issue(
+                        ("instanceCategories", i), f"must be one letter like c, m or r, got {cat!r}"
+                    )
+                )
+        return found
+
+
+class KarpenterArgs(ArgsModel):
+    environment: Environment = Environment.DEV
+    chart_version: str = Field(default="1.8.1", pattern=r"^1\.\d+\.\d+$")
+    namespace: str = "kube-system"
+    replicas: int | None = None  # None: 1 in dev (one system node), 2 in prod
+    ami_alias: str = "al2023@v20251112"
+    interruption_queue: bool = True
+    cpu_pool: CpuPoolArgs = Field(default_factory=CpuPoolArgs)
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    def issues(self) -> list[Issue]:
+        found = super().issues()
+        if not _AMI_ALIAS.match(self.ami_alias):
+            found.append(
+                Issue(
+                    ("amiAlias",),
+                    "must pin a release, like al2023@v20251112 or bottlerocket@v1.50.0 "
+                    f"(not @latest), got {self.ami_alias!r}",
+                )
+            )
+        if self.replicas is not None and not 1 <= self.replicas <= 3:
+            found.append(Issue(("replicas",), f"must be 1 to 3, got {self.replicas}"))
+        return found
+
+    @property
+    def effective_replicas(self) -> int:
+        if self.replicas is not None:
+            return self.replicas
+        return 2 if self.environment is Environment.PROD else 1
+
+
+def node_class_spec(
+    *,
+    role: Any,
+    cluster_name: str,
+    ami_alias: str,
+    root_volume_gib: int,
+    tags: dict[str, str],
+    throughput_mibps: int = 125,
+    capacity_reservation_terms: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The spec of an EC2NodeClass: discovered subnets/SGs, IMDSv2 only, encrypted gp3 root."""
+    selector = [{"tags": {DISCOVERY_TAG: cluster_name}}]
+    spec: dict[str, Any] = {
+        "role": role,
+        "amiSelectorTerms": [{"alias": ami_alias}],
+        "subnetSelectorTerms": selector,
+        "securityGroupSelectorTerms": selector,
+        "metadataOptions": {
+            "httpEndpoint": "enabled",
+            "httpProtocolIPv6": "disabled",
+            # Hop limit 1: pods cannot reach the node's credentials; they use Pod Identity.
+            "httpPutResponseHopLimit": 1,
+            "httpTokens": "required",
+        },
+        "blockDeviceMappings": [
+            {
+                "deviceName": "/dev/xvda",
+                "ebs": {
+                    "volumeSize": f"{root_volume_gib}Gi",
+                    "volumeType": "gp3",
+                    "iops": 3000,
+                    "throughput": throughput_mibps,
+                    "encrypted": True,
+                    "deleteOnTermination": True,
+                },
+            }
+        ],
+        "tags": dict(tags),
+    }
+    if capacity_reservation_terms:
+        spec["capacityReservationSelectorTerms"] = capacity_reservation_terms
+    return spec
+
+
+def controller_policy(
+    *,
+    cluster_name: str,
+    partition: str,
+    region: str,
+    account: str,
+    queue_arn: str | None,
+    node_role_arn: str,
+) -> dict[str, Any]:
+    """Karpenter v1's controller permissions, scoped to this cluster's tags where EC2 allows it."""
+    arn = f"arn:{partition}"
+    ec2 = f"{arn}:ec2:{region}"
+    owned = {f"aws:RequestTag/kubernetes.io/cluster/{cluster_name}": "owned"}
+    res_owned = {f"aws:ResourceTag/kubernetes.io/cluster/{cluster_name}": "owned"}
+    launched = [
+        f"{ec2}:*:fleet/*",
+        f"{ec2}:*:instance/*",
+        f"{ec2}:*:volume/*",
+        f"{ec2}:*:network-interface/*",
+        f"{ec2}:*:launch-template/*",
+        f"{ec2}:*:spot-instances-request/*",
+        f"{ec2}:*:capacity-reservation/*",
+    ]
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "AllowScopedEC2InstanceAccessActions",
+            "Effect": "Allow",
+            "Action": ["ec2:RunInstances", "ec2:CreateFleet"],
+            "Resource": [
+                f"{ec2}::image/*",
+                f"{ec2}::snapshot/*",
+                f"{ec2}:*:security-group/*",
+                f"{ec2}:*:subnet/*",
+                f"{ec2}:*:capacity-reservation/*",
+            ],
+        },
+        {
+            "Sid": "AllowScopedEC2LaunchTemplateAccessActions",
+            "Effect": "Allow",
+            "Action": ["ec2:RunInstances", "ec2:CreateFleet"],
+            "Resource": f"{ec2}:*:launch-template/*",
+            "Condition": {
+                "StringEquals": res_owned,
+                "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"},
+            },
+        },
+        {
+            "Sid": "AllowScopedEC2InstanceActionsWithTags",
+            "Effect": "Allow",
+            "Action": ["ec2:RunInstances", "ec2:CreateFleet", "ec2:CreateLaunchTemplate"],
+            "Resource": launched,
+            "Condition": {
+                "StringEquals": {**owned, "aws:RequestTag/eks:eks-cluster-name": cluster_name},
+                "StringLike": {"aws:RequestTag/karpenter.sh/nodepool": "*"},
+            },
+        },
+        {
+            "Sid": "AllowScopedResourceCreationTagging",
+            "Effect": "Allow",
+            "Action": "ec2:CreateTags",
+            "Resource": launched,
+            "Condition": {
+                "StringEquals": {
+                    **owned,
+                    "aws:RequestTag/eks:eks-cluster-name": cluster_name,
+                    "ec2:CreateAction": ["RunInstances", "CreateFleet", "CreateLaunchTemplate"],
+                },
+                "StringLike": {"aws:RequestTag/karpenter.sh/nodepool": "*"},
+            },
+        },
+        {
+            "Sid": "AllowScopedResourceTagging",
+            "Effect": "Allow",
+            "Action": "ec2:CreateTags",
+            "Resource": f"{ec2}:*:instance/*",
+            "Condition": {
+                "StringEquals": res_owned,
+                "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"},
+                "StringEqualsIfExists": {"aws:RequestTag/eks:eks-cluster-name": cluster_name},
+                "ForAllValues:StringEquals": {
+                    "aws:TagKeys": ["eks:eks-cluster-name", "karpenter.sh/nodeclaim", "Name"]
+                },
+            },
+        },
+        {
+            "Sid": "AllowScopedDeletion",
+            "Effect": "Allow",
+            "Action": ["ec2:TerminateInstances", "ec2:DeleteLaunchTemplate"],
+            "Resource": [f"{ec2}:*:instance/*", f"{ec2}:*:launch-template/*"],
+            "Condition": {
+                "StringEquals": res_owned,
+                "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"},
+            },
+        },
+        {
+            "Sid": "AllowRegionalReadActions",
+            "Effect": "Allow",
+            "Action": [
+                "ec2:DescribeAvailabilityZones",
+                "ec2:DescribeCapacityReservations",
+                "ec2:DescribeImages",
+                "ec2:DescribeInstances",
+                "ec2:DescribeInstanceTypeOfferings",
+                "ec2:DescribeInstanceTypes",
+                "ec2:DescribeLaunchTemplates",
+                "ec2:DescribeSecurityGroups",
+                "ec2:DescribeSpotPriceHistory",
+                "ec2:DescribeSubnets",
+            ],
+            "Resource": "*",
+            "Condition": {"StringEquals": {"aws:RequestedRegion": region}},
+        },
+        {
+            "Sid": "AllowSSMReadActions",
+            "Effect": "Allow",
+            "Action": "ssm:GetParameter",
+            "Resource": f"{arn}:ssm:{region}::parameter/aws/service/*",
+        },
+        {
+            "Sid": "AllowPricingReadActions",
+            "Effect": "Allow",
+            "Action": "pricing:GetProducts",
+            "Resource": "*",
+        },
+        {
+            "Sid": "AllowPassingInstanceRole",
+            "Effect": "Allow",
+            "Action": "iam:PassRole",
+            "Resource": node_role_arn,
+            "Condition": {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}},
+        },
+        {
+            "Sid": "AllowScopedInstanceProfileCreationActions",
+            "Effect": "Allow",
+            "Action": ["iam:CreateInstanceProfile"],
+            "Resource": f"{arn}:iam::{account}:instance-profile/*",
+            "Condition": {
+                "StringEquals": {
+                    **owned,
+                    "aws:RequestTag/eks:eks-cluster-name": cluster_name,
+                    "aws:RequestTag/topology.kubernetes.io/region": region,
+                },
+                "StringLike": {"aws:RequestTag/karpenter.k8s.aws/ec2nodeclass": "*"},
+            },
+        },
+        {
+            "Sid": "AllowScopedInstanceProfileTagActions",
+            "Effect": "Allow",
+            "Action": ["iam:TagInstanceProfile"],
+            "Resource": f"{arn}:iam::{account}:instance-profile/*",
+            "Condition": {
+                "StringEquals": {
+                    **res_owned,
+                    "aws:ResourceTag/topology.kubernetes.io/region": region,
+                    **owned,
+                    "aws:RequestTag/eks:eks-cluster-name": cluster_name,
+                    "aws:RequestTag/topology.kubernetes.io/region": region,
+                },
+                "StringLike": {
+                    "aws:ResourceTag/karpenter.k8s.aws/ec2nodeclass": "*",
+                    "aws:RequestTag/karpenter.k8s.aws/ec2nodeclass": "*",
+                },
+            },
+        },
+        {
+            "Sid": "AllowScopedInstanceProfileActions",
+            "Effect": "Allow",
+            "Action": [
+                "iam:AddRoleToInstanceProfile",
+                "iam:RemoveRoleFromInstanceProfile",
+                "iam:DeleteInstanceProfile",
+            ],
+            "Resource": f"{arn}:iam::{account}:instance-profile/*",
+            "Condition": {
+                "StringEquals": {
+                    **res_owned,
+                    "aws:ResourceTag/topology.kubernetes.io/region": region,
+                },
+                "StringLike": {"aws:ResourceTag/karpenter.k8s.aws/ec2nodeclass": "*"},
+            },
+        },
+        {
+            "Sid": "AllowInstanceProfileReadActions",
+            "Effect": "Allow",
+            "Action": ["iam:GetInstanceProfile", "iam:ListInstanceProfiles"],
+            "Resource": "*",
+        },
+        {
+            "Sid": "AllowAPIServerEndpointDiscovery",
+            "Effect": "Allow",
+            "Action": "eks:DescribeCluster",
+            "Resource": f"{arn}:eks:{region}:{account}:cluster/{cluster_name}",
+        },
+    ]
+    if queue_arn:
+        statements.append(
+            {
+                "Sid": "AllowInterruptionQueueActions",
+                "Effect": "Allow",
+                "Action": ["sqs:DeleteMessage", "sqs:GetQueueUrl", "sqs:ReceiveMessage"],
+                "Resource": queue_arn,
+            }
+        )
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+# EventBridge patterns whose events Karpenter acts on before AWS reclaims or stops an instance.
+INTERRUPTION_EVENTS: dict[str, dict[str, Any]] = {
+    "health": {"source": ["aws.health"], "detail-type": ["AWS Health Event"]},
+    "spot": {"source": ["aws.ec2"], "detail-type": ["EC2 Spot Instance Interruption Warning"]},
+    "rebalance": {"source": ["aws.ec2"], "detail-type": ["EC2 Instance Rebalance Recommendation"]},
+    "state": {"source": ["aws.ec2"], "detail-type": ["EC2 Instance State-change Notification"]},
+}
+
+
+class Karpenter(pulumi.ComponentResource):
+    """The Karpenter controller (Helm), its AWS plumbing, the default EC2NodeClass and CPU pool."""
+
+    release: k8s.helm.v3.Release
+    node_role_name: pulumi.Output[str]
+    node_role_arn: pulumi.Output[str]
+    queue_name: pulumi.Output[str] | None
+
+    def __init__(
+        self,
+        name: str,
+        args: KarpenterArgs,
+        *,
+        target: KubeTarget,
+        cluster_name: str,
+        tags: dict[str, str] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        args.raise_if_invalid("Karpenter")
+        super().__init__("mlplatform:compute:Karpenter", name, None, opts)
+        self.args = args
+        self.target = target
+        self.cluster_name = cluster_name
+        self._tags = merge_tags(tags, args.tags)
+        child = pulumi.ResourceOptions(parent=self)
+        ident = aws.get_caller_identity_output()
+        region = aws.get_region_output().region
+        partition = aws.get_partition_output().partition
+
+        # Node role: what Karpenter-launched instances run as.
+        node_role = aws.iam.Role(
+            f"{name}-node-role",
+            # A fixed name keeps every EC2NodeClass's `role` known at preview.
+            name=f"{cluster_name[:40]}-karpenter-node",
+            assume_role_policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "ec2.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                }
+            ),
+            tags=self._tags,
+            opts=child,
+        )
+        node_attachments = [
+            aws.iam.RolePolicyAttachment(
+                f"{name}-node-{short}",
+                role=node_role.name,
+                policy_arn=managed_policy(p),
+                opts=child,
+            )
+            for short, p in (
+                ("worker", "AmazonEKSWorkerNodePolicy"),
+                ("cni", "AmazonEKS_CNI_Policy"),
+                ("ecr", "AmazonEC2ContainerRegistryPullOnly"),
+                ("ssm", "AmazonSSMManagedInstanceCore"),
+            )
+        ]
+        self.node_role_name = node_role.name
+        self.node_role_arn = node_role.arn
+        self.node_access_entry = aws.eks.AccessEntry(
+            f"{name}-node-access",
+            cluster_name=cluster_name,
+            principal_arn=node_role.arn,
+            type="EC2_LINUX",
+            tags=self._tags,
+            opts=child,
+        )
+
+        # Interruption queue: spot reclaim and health events reach Karpenter 2 minutes early.
+        self.queue = None
+        self.queue_name = None
+        if args.interruption_queue:
+            self.queue = aws.sqs.Queue(
+                f"{name}-interruptions",
+                name=cluster_name,
+                message_retention_seconds=300,
+                sqs_managed_sse_enabled=True,
+                tags=self._tags,
+                opts=child,
+            )
+            self.queue_name = self.queue.name
+            aws.sqs.QueuePolicy(
+                f"{name}-interruptions-policy",
+                queue_url=self.queue.url,
+                policy=self.queue.arn.apply(
+                    lambda q: json.dumps(
+                        {
+                            "Version": "2012-10-17",
+                            "Statement": [
+                                {
+                                    "Sid": "EventBridgeWrites",
+                                    "Effect": "Allow",
+                                    "Principal": {
+                                        "Service": ["events.amazonaws.com", "sqs.amazonaws.com"]
+                                    },
+                                    "Action": "sqs:SendMessage",
+                                    "Resource": q,
+                                },
+                                {
+                                    "Sid": "DenyHTTP",
+                                    "Effect": "Deny",
+                                    "Principal": "*",
+                                    "Action": "sqs:*",
+                                    "Resource": q,
+                                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                                },
+                            ],
+                        }
+                    )
+                ),
+                opts=child,
+            )
+            for key, pattern in INTERRUPTION_EVENTS.items():
+                rule = aws.cloudwatch.EventRule(
+                    f"{name}-{key}",
+                    description=f"Karpenter interruption events ({key}) for {cluster_name}",
+                    event_pattern=json.dumps(pattern),
+                    tags=self._tags,
+                    opts=child,
+                )
+                aws.cloudwatch.EventTarget(
+                    f"{name}-{key}-target",
+                    rule=rule.name,
+                    arn=self.queue.arn,
+                    target_id="KarpenterInterruptionQueue",
+                    opts=child,
+                )
+
+        # Controller role via Pod Identity.
+        controller_role = aws.iam.Role(
+            f"{name}-controller-role",
+            assume_role_policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "pods.eks.amazonaws.com"},
+                            "Action": ["sts:AssumeRole", "sts:TagSession"],
+                        }
+                    ],
+                }
+            ),
+            tags=self._tags,
+            opts=child,
+        )
+        queue_arn: Any = self.queue.arn if self.queue is not None else None
+        self.controller_policy_document = pulumi.Output.all(
+            partition, region, ident.account_id, queue_arn, node_role.arn
+        ).apply(
+            lambda a: json.dumps(
+                controller_policy(
+                    cluster_name=cluster_name,
+                    partition=a[0],
+                    region=a[1],
+                    account=a[2],
+                    queue_arn=a[3],
+                    node_role_arn=a[4],
+                )
+            )
+        )
+        controller_policy_res = aws.iam.RolePolicy(
+            f"{name}-controller-policy",
+            role=controller_role.id,
+            policy=self.controller_policy_document,
+            opts=child,
+        )
+        identity = aws.eks.PodIdentityAssociation(
+            f"{name}-pod-identity",
+            cluster_name=cluster_name,
+            namespace=args.namespace,
+            service_account=SERVICE_ACCOUNT,
+            role_arn=controller_role.arn,
+            tags=self._tags,
+            opts=child,
+        )
+
+        # Only values known at preview: Karpenter looks the endpoint up itself (eks:DescribeCluster),
+        # and unknown Helm values would make every preview show a diff (pulumi-kubernetes#758).
+        settings: dict[str, Any] = {
+            "clusterName": cluster_name,
+            "featureGates": {"reservedCapacity": True},
+        }
+        if self.queue is not None:
+            settings["interruptionQueue"] = cluster_name
+        values: dict[str, Any] = {
+            "settings": settings,
+            "replicas": args.effective_replicas,
+            "serviceAccount": {"create": True, "name": SERVICE_ACCOUNT},
+            # Karpenter must never run on nodes it manages, or it could remove its own node.
+            "nodeSelector": dict(SYSTEM_LABEL),
+            "dnsPolicy": "Default",
+            "logLevel": "info",
+            "controller": {
+                # Region from env: IMDS hop limit 1 keeps pods from the instance metadata.
+                "env": [{"name": "AWS_REGION", "value": region}],
+                "resources": {
+                    "requests": {"cpu": "250m", "memory": "512Mi"},
+                    "limits": {"cpu": "1", "memory": "1Gi"},
+                },
+            },
+        }
+        k8s_deps = list(target.depends_on)
+        self.release = k8s.helm.v3.Release(
+            f"{name}-controller",
+            name="karpenter",
+            chart=CHART,
+            version=args.chart_version,
+            namespace=args.namespace,
+            values=values,
+            max_history=5,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                provider=target.provider,
+                depends_on=[
+                    *k8s_deps,
+                    identity,
+                    controller_policy_res,
+                    self.node_access_entry,
+                    *node_attachments,
+                ],
+            ),
+        )
+
+        self.default_node_class = self.node_class(
+            f"{name}-default-nodeclass",
+            "default",
+            root_volume_gib=args.cpu_pool.root_volume_gib,
+            tags={},
+        )
+        cpu = args.cpu_pool
+        requirements = [
+            {"key": "kubernetes.io/arch", "operator": "In", "values": list(cpu.architectures)},
+            {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]},
+            {
+                "key": "karpenter.sh/capacity-type",
+                "operator": "In",
+                "values": [c.value for c in cpu.capacity_types],
+            },
+            {
+                "key": "karpenter.k8s.aws/instance-category",
+                "operator": "In",
+                "values": list(cpu.instance_categories),
+            },
+            {
+                "key": "karpenter.k8s.aws/instance-generation",
+                "operator": "Gt",
+                "values": [str(cpu.min_generation - 1)],
+            },
+            # Keep GPU instances out of the CPU pool: they belong to GpuNodePools.
+            {"key": "karpenter.k8s.aws/instance-gpu-count", "operator": "DoesNotExist"},
+        ]
+        self.cpu_pool = self.node_pool(
+            f"{name}-general-nodepool",
+            GENERAL_POOL,
+            node_class="default",
+            node_class_resource=self.default_node_class,
+            spec={
+                "template": {
+                    "metadata": {"labels": {POOL_LABEL: GENERAL_POOL}},
+                    "spec": {
+                        "requirements": requirements,
+                        "expireAfter": cpu.expire_after,
+                    },
+                },
+                "disruption": {
+                    "consolidationPolicy": "WhenEmptyOrUnderutilized",
+                    "consolidateAfter": cpu.consolidate_after,
+                    "budgets": [{"nodes": "10%"}],
+                },
+                "limits": {"cpu": str(cpu.max_cpu), "memory": f"{cpu.max_memory_gib}Gi"},
+            },
+        )
+        self.register_outputs(
+            {
+                "nodeRoleName": self.node_role_name,
+                "nodeRoleArn": self.node_role_arn,
+                "queueName": self.queue_name,
+            }
+        )
+
+    # Building blocks GpuNodePool reuses ---------------------------------------------------
+    def k8s_opts(self, parent: pulumi.Resource, *extra: pulumi.Resource) -> pulumi.ResourceOptions:
+        """Options for a Karpenter CR: after the cluster, nodes and the controller (so it is
+        deleted first, while the controller still runs to drain and terminate its nodes)."""
+        return pulumi.ResourceOptions(
+            parent=parent,
+            provider=self.target.provider,
+            depends_on=[*self.target.depends_on, self.release, *extra],
+        )
+
+    def node_class(
+        self,
+        resource_name: str,
+        class_name: str,
+        *,
+        root_volume_gib: int,
+        tags: dict[str, str],
+        throughput_mibps: int = 125,
+        capacity_reservation_terms: list[dict[str, Any]] | None = None,
+        parent: pulumi.Resource | None = None,
+    ) -> k8s.apiextensions.CustomResource:
+        return k8s.apiextensions.CustomResource(
+            resource_name,
+            api_version=NODECLASS_API,
+            kind="EC2NodeClass",
+            metadata={"name": class_name},
+            spec=node_class_spec(
+                role=self.node_role_name,
+                cluster_name=self.cluster_name,
+                ami_alias=self.args.ami_alias,
+                root_volume_gib=root_volume_gib,
+                tags=merge_tags(self._tags, tags),
+                throughput_mibps=throughput_mibps,
+                capacity_reservation_terms=capacity_reservation_terms,
+            ),
+            opts=self.k8s_opts(parent or self),
+        )
+
+    def node_pool(
+        self,
+        resource_name: str,
+        pool_name: str,
+        *,
+        node_class: str,
+        node_class_resource: pulumi.Resource,
+        spec: dict[str, Any],
+        parent: pulumi.Resource | None = None,
+    ) -> k8s.apiextensions.CustomResource:
+        spec = json.loads(json.dumps(spec))  # never mutate the caller's dict
+        spec["template"]["spec"]["nodeClassRef"] = {
+            "group": "karpenter.k8s.aws",
+            "kind": "EC2NodeClass",
+            "name": node_class,
+        }
+        return k8s.apiextensions.CustomResource(
+            resource_name,
+            api_version=KARPENTER_API,
+            kind="NodePool",
+            metadata={"name": pool_name},
+            spec=spec,
+            opts=self.k8s_opts(parent or self, node_class_resource),
+        )
