@@ -55,7 +55,21 @@ from components.training_queues import (
 PYTORCH_CONTAINER = "pytorch"  # the Training Operator configures the container of this name
 JOB_CONTAINER = "trainer"
 SCRATCH_DIR = "/tmp"  # noqa: S108 - a private emptyDir mounted in the pod, not a host path
-_PINNED_IMAGE = re.compile(r"^[^\s:@]+(:[0-9A-Za-z_.-]+)?(@sha256:[0-9a-f]{64})?$")
+_DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+_TAG = re.compile(r"^[0-9A-Za-z_][0-9A-Za-z_.-]{0,127}$")
+
+
+def image_is_pinned(image: str) -> bool:
+    """Pinned by digest, or by a tag other than ``latest`` (a registry port is not a tag)."""
+    if any(c.isspace() for c in image) or not image:
+        return False
+    if _DIGEST.search(image):
+        return True
+    last = image.rsplit("/", 1)[-1]
+    if ":" not in last:
+        return False
+    tag = last.rsplit(":", 1)[1]
+    return bool(_TAG.match(tag)) and tag != "latest"
 
 
 class TrainingJobArgs(ArgsModel):
@@ -108,12 +122,7 @@ class TrainingJobArgs(ArgsModel):
         ]
         if not self.command:
             found.append(Issue(("command",), "must name the program to run"))
-        tag = self.image.rsplit("/", 1)[-1]
-        if (
-            not _PINNED_IMAGE.match(self.image)
-            or (":" not in tag and "@" not in tag)
-            or tag.endswith(":latest")
-        ):
+        if not image_is_pinned(self.image):
             found.append(
                 Issue(
                     ("image",),

@@ -588,8 +588,8 @@ class TrainingQueues(pulumi.ComponentResource):
             opts=k8s_opts(ns),
         )
 
-        def cr(role: str, manifest: dict[str, Any], *deps: Any) -> KueueResource:
-            return KueueResource(f"{name}-{role}", manifest, opts=k8s_opts(release, *deps))
+        def cr(role: str, manifest: dict[str, Any], *deps: Any) -> ManifestResource:
+            return ManifestResource(f"{name}-{role}", manifest, opts=k8s_opts(release, *deps))
 
         flavor_names = [CPU_FLAVOR]
         cr("flavor-default-cpu", cpu_flavor())
@@ -633,7 +633,7 @@ class TrainingQueues(pulumi.ComponentResource):
         )
 
 
-class KueueResource(k8s.apiextensions.CustomResource):
+class ManifestResource(k8s.apiextensions.CustomResource):
     """A CustomResource declared from a whole manifest.
 
     ``CustomResource`` only carries ``spec``; some Kueue kinds (``WorkloadPriorityClass``) have
