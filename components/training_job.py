@@ -350,6 +350,7 @@ class TrainingJob(pulumi.ComponentResource):
             replace_on_changes=["spec"],
             delete_before_replace=True,
         )
+        self.job: pulumi.CustomResource
         if args.distributed:
             manifest = pytorch_job(args, checkpoint_uri, storage)
             self.job = ManifestResource(f"{name}-pytorchjob", manifest, opts=child)
