@@ -126,7 +126,7 @@ def _tags_of(props: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(tags, Mapping):
         return dict(tags)
     if isinstance(tags, list):  # autoscaling groups: [{key, value, propagateAtLaunch}]
-        return {t.get("key"): t.get("value") for t in tags if isinstance(t, Mapping)}
+        return {str(t.get("key")): t.get("value") for t in tags if isinstance(t, Mapping)}
     return {}
 
 
