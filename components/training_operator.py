@@ -21,6 +21,7 @@ import re
 
 import pulumi
 import pulumi_kubernetes as k8s
+from pydantic import Field
 
 from components.common import ArgsModel, Issue, KubeTarget
 from components.training_queues import BATCH_JOB_FRAMEWORK
@@ -45,7 +46,10 @@ def overlay_url(version: str) -> str:
 class TrainingOperatorArgs(ArgsModel):
     """Stack config section ``trainingOperator``."""
 
-    version: str = TRAINING_OPERATOR_VERSION
+    version: str = Field(
+        default=TRAINING_OPERATOR_VERSION,
+        description="Kubeflow Training Operator release tag (PyTorchJob engine).",
+    )
 
     def issues(self) -> list[Issue]:
         found = super().issues()

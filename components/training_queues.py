@@ -58,6 +58,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 from pulumi_kubernetes import _utilities as k8s_utilities
+from pydantic import Field
 
 from components.common import (
     ACCELERATOR_LABEL,
@@ -227,20 +228,40 @@ class PriorityClass(ArgsModel):
 class TrainingQueuesArgs(ArgsModel):
     """Stack config section ``trainingQueues``."""
 
-    chart_version: str = KUEUE_CHART_VERSION
-    namespace: str = "kueue-system"
-    cohort: str = "ml-platform"
-    teams: list[TeamQueue] = []
-    fair_sharing: bool = True
-    # Admitted jobs whose pods are not all ready by then are evicted and requeued.
-    pods_ready_timeout: str = "20m"
-    priority_classes: list[PriorityClass] = [
-        PriorityClass(name="batch", value=100, description="Default for training jobs"),
-        PriorityClass(name="urgent", value=1000, description="May preempt batch jobs of its team"),
-    ]
-    controller_replicas: int = 1
-    # Off when another component owns the project namespaces (pass them as namespace_resources).
-    create_namespaces: bool = True
+    chart_version: str = Field(
+        default=KUEUE_CHART_VERSION, description="Kueue Helm chart version (pinned)."
+    )
+    namespace: str = Field(default="kueue-system", description="Namespace of the Kueue controller.")
+    cohort: str = Field(
+        default="ml-platform", description="Cohort of all team ClusterQueues (borrowing scope)."
+    )
+    teams: list[TeamQueue] = Field(
+        default_factory=list,
+        description="Teams: project namespaces, per-pool GPU/CPU/memory quotas, borrowing limits.",
+    )
+    fair_sharing: bool = Field(
+        default=True, description="Share unused quota by weighted share instead of FIFO."
+    )
+    pods_ready_timeout: str = Field(
+        default="20m",
+        description="Admitted jobs whose pods are not all ready by then are evicted and requeued.",
+    )
+    priority_classes: list[PriorityClass] = Field(
+        default_factory=lambda: [
+            PriorityClass(name="batch", value=100, description="Default for training jobs"),
+            PriorityClass(
+                name="urgent", value=1000, description="May preempt batch jobs of its team"
+            ),
+        ],
+        description="Kueue WorkloadPriorityClasses jobs can pick (kueue.x-k8s.io/priority-class).",
+    )
+    controller_replicas: int = Field(
+        default=1, description="Kueue controller replicas (2+ adds a PodDisruptionBudget)."
+    )
+    create_namespaces: bool = Field(
+        default=True,
+        description="Create the teams' project namespaces (off when another component owns them).",
+    )
 
     def issues(self) -> list[Issue]:
         found = [
