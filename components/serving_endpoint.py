@@ -135,6 +135,9 @@ class ModelSource(ArgsModel):
 
     store: ModelStore = ModelStore.S3
     path: str
+    # Exported as MODEL_VERSION: the project template's server loads this version from the
+    # project's prefix (MODEL_BUCKET + MODEL_PREFIX, also set) into MODEL_DIR.
+    version: str | None = None
 
     def issues(self) -> list[Issue]:
         found = super().issues()
@@ -384,7 +387,19 @@ class ServingEndpointArgs(ArgsModel):
         return found
 
 
-_RESERVED_ENV = frozenset({"MODEL_URI", "MLFLOW_TRACKING_URI", "PORT", "HOME", "TMPDIR"})
+_RESERVED_ENV = frozenset(
+    {
+        "MODEL_URI",
+        "MODEL_DIR",
+        "MODEL_BUCKET",
+        "MODEL_PREFIX",
+        "MODEL_VERSION",
+        "MLFLOW_TRACKING_URI",
+        "PORT",
+        "HOME",
+        "TMPDIR",
+    }
+)
 
 
 def check_endpoint(
@@ -663,15 +678,20 @@ class EndpointPlan:
         }
 
     def _env(self, model_uri: Any, track: str) -> list[dict[str, Any]]:
+        a = self.args
+        src = a.canary.model if track == "canary" and a.canary else a.model
         env: list[dict[str, Any]] = [
             {"name": "MODEL_URI", "value": model_uri},
+            {"name": "MODEL_DIR", "value": "/tmp/models"},  # noqa: S108 - the writable emptyDir
             {"name": "MODEL_NAME", "value": self.name},
             {"name": "MODEL_TRACK", "value": track},
             {"name": "PORT", "value": str(self.port)},
             {"name": "HOME", "value": "/tmp"},  # noqa: S108 - the writable emptyDir
             {"name": "TMPDIR", "value": "/tmp"},  # noqa: S108
         ]
-        if self.args.runtime is Runtime.VLLM:
+        if src.version:
+            env.append({"name": "MODEL_VERSION", "value": src.version})
+        if a.runtime is Runtime.VLLM:
             env += [
                 {"name": "HF_HOME", "value": "/tmp/hf"},  # noqa: S108
                 {"name": "XDG_CACHE_HOME", "value": "/tmp/.cache"},  # noqa: S108
@@ -1179,6 +1199,9 @@ class ServingEndpoint(pulumi.ComponentResource):
         env_extra: dict[str, Any] = {}
         if uses_mlflow:
             env_extra["MLFLOW_TRACKING_URI"] = mlflow_tracking_uri
+        if storage is not None and uses_s3:
+            env_extra["MODEL_BUCKET"] = storage.bucket
+            env_extra["MODEL_PREFIX"] = storage.project_prefix(args.project)
         if storage is not None:
             if storage.region:
                 env_extra["AWS_REGION"] = storage.region
