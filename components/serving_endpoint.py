@@ -461,10 +461,16 @@ def slo_metrics(runtime: Runtime, slo: SloArgs) -> tuple[str, str, float]:
     )
 
 
+def _regex_literal(text: str) -> str:
+    """``text`` as an RE2 literal inside a double-quoted PromQL string (``.`` becomes ``\\\\.``)."""
+    meta = ".+*?()[]{}|^$" + "\\"
+    return "".join("\\\\" + c if c in meta else c for c in text)
+
+
 def _le_matcher(threshold: float) -> str:
     # Go clients write le="1", Python clients le="1.0": match both spellings of the bucket.
     spellings = sorted({format(threshold, "g"), repr(float(threshold))})
-    return "|".join(re.escape(s) for s in spellings)
+    return "|".join(_regex_literal(s) for s in spellings)
 
 
 def _num(x: float) -> str:
@@ -486,7 +492,7 @@ def slo_rule_groups(
     short window burn the error budget faster than the rate.
     """
     requests, latency, threshold = slo_metrics(runtime, slo)
-    svc = "|".join(re.escape(s) for s in services)
+    svc = "|".join(_regex_literal(s) for s in services)
     sel = f'namespace="{namespace}",service=~"{svc}"'
     status = slo.status_label
     rec_labels = {"endpoint": endpoint}
@@ -508,9 +514,9 @@ def slo_rule_groups(
         "availability": 1 - slo.availability_target,
     }
     summaries = {
-        "errors": "error ratio",
-        "latency": f"p{_num(slo.latency_target * 100)} latency above {_num(threshold)}s",
-        "availability": "scrape targets down",
+        "errors": "error-ratio SLO",
+        "latency": f"p{_num(slo.latency_target * 100)}-latency SLO ({_num(threshold)}s)",
+        "availability": "availability SLO (scrape targets up)",
     }
     record_rules: list[dict[str, Any]] = []
     alert_rules: list[dict[str, Any]] = []
@@ -538,7 +544,7 @@ def slo_rule_groups(
                     "annotations": {
                         "summary": (
                             f"Endpoint {endpoint} in {namespace} burns its {summaries[sli]} "
-                            f"error budget too fast ({severity})."
+                            f"budget too fast ({severity})."
                         ),
                         "description": (
                             f"SLO budget {_num(budgets[sli])}; burn-rate windows "
