@@ -75,7 +75,7 @@ PRESETS: dict[Accelerator, AcceleratorPreset] = {
             "12xlarge": 4,
             "metal": 8,
         },
-    ),  # fmt: skip
+    ),
     Accelerator.NVIDIA_A10G: AcceleratorPreset("g5", 24, dict(_G_SIZES)),
     Accelerator.NVIDIA_L4: AcceleratorPreset("g6", 24, dict(_G_SIZES)),
     Accelerator.NVIDIA_L40S: AcceleratorPreset("g6e", 48, dict(_G_SIZES)),

@@ -128,7 +128,7 @@ def carve_subnets(cidr: str, az_count: int) -> tuple[list[str], list[str]]:
     Private subnets take an eighth of the range each (pods get VPC addresses, so nodes need room);
     public subnets share the last eighth, split eight ways.
     """
-    net = ipaddress.ip_network(cidr)
+    net = ipaddress.IPv4Network(cidr)
     eighths = list(net.subnets(prefixlen_diff=3))
     private = [str(s) for s in eighths[:az_count]]
     public = [str(s) for s in list(eighths[-1].subnets(prefixlen_diff=3))[:az_count]]
@@ -270,7 +270,7 @@ class Network(pulumi.ComponentResource):
             zones: list[Any] = list(args.availability_zones)
         else:
             available = aws.get_availability_zones_output(state="available")
-            zones = [available.names.apply(lambda n, i=i: n[i]) for i in range(args.az_count)]
+            zones = [available.names[i] for i in range(args.az_count)]
 
         private_cidrs, public_cidrs = carve_subnets(args.cidr, args.az_count)
         igw = aws.ec2.InternetGateway(
@@ -374,7 +374,7 @@ class Network(pulumi.ComponentResource):
         self.s3_endpoint = aws.ec2.VpcEndpoint(
             f"{name}-s3",
             vpc_id=vpc.id,
-            service_name=region.apply(lambda r: f"com.amazonaws.{r}.s3"),
+            service_name=pulumi.Output.concat("com.amazonaws.", region, ".s3"),
             vpc_endpoint_type="Gateway",
             route_table_ids=[rt.id for rt in [*private_rts, public_rt]],
             tags=merge_tags(tags, {"Name": f"{name}-s3"}),
@@ -402,7 +402,7 @@ class Network(pulumi.ComponentResource):
                 aws.ec2.VpcEndpoint(
                     f"{name}-{svc.value.replace('.', '-')}",
                     vpc_id=vpc.id,
-                    service_name=region.apply(lambda r, s=svc.value: f"com.amazonaws.{r}.{s}"),
+                    service_name=pulumi.Output.concat("com.amazonaws.", region, ".", svc.value),
                     vpc_endpoint_type="Interface",
                     private_dns_enabled=True,
                     subnet_ids=[s.id for s in private_subnets],

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import pulumi
@@ -328,7 +329,7 @@ class TrainingCluster(pulumi.ComponentResource):
         self.cluster_name = self.cluster.name
         self.endpoint = self.cluster.endpoint
         self.cluster_security_group_id = self.cluster.vpc_config.cluster_security_group_id
-        self.oidc_issuer = self.cluster.identities[0].oidcs[0].issuer  # type: ignore[index]
+        self.oidc_issuer = self.cluster.identities[0].oidcs[0].issuer
         self.kms_key_arn = self.key.arn
 
         # Karpenter finds the security group for its nodes by this tag.
@@ -448,7 +449,7 @@ class TrainingCluster(pulumi.ComponentResource):
         args: TrainingClusterArgs,
         network: Network,
         tags: dict[str, str],
-        after: list[pulumi.Resource],
+        after: Sequence[pulumi.Resource],
     ) -> aws.eks.NodeGroup:
         child = pulumi.ResourceOptions(parent=self)
         sysargs = args.system_nodes

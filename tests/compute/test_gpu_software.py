@@ -17,7 +17,7 @@ from tests.compute.helpers import node_pool
 
 
 def _release(graph, name):
-    return [h for h in graph.helm_releases() if h["name"] == name][0]
+    return next(h for h in graph.helm_releases() if h["name"] == name)
 
 
 def _matches(affinity, labels):

@@ -13,7 +13,7 @@ RELEASE = "kubernetes:helm.sh/v3:Release"
 
 
 def _karpenter_release(graph):
-    return [h for h in graph.helm_releases() if h["name"] == "karpenter"][0]
+    return next(h for h in graph.helm_releases() if h["name"] == "karpenter")
 
 
 def test_chart_pinned_v1_from_oci(dev):

@@ -52,7 +52,7 @@ def test_cluster_nodes_and_endpoint_live_in_private_subnets(prod):
 def test_secrets_envelope_encrypted_with_rotating_key(dev):
     enc = dev.one(CLUSTER).inputs["encryptionConfig"]
     assert enc["resources"] == ["secrets"]
-    key = [r for r in dev.by_type("aws:kms/key:Key") if r.name == "mlp-key"][0]
+    key = next(r for r in dev.by_type("aws:kms/key:Key") if r.name == "mlp-key")
     assert key.inputs["enableKeyRotation"] is True
     assert enc["provider"]["keyArn"].startswith("arn:aws:kms:")
     assert dev.depends_on(dev.one(CLUSTER), key)
@@ -104,7 +104,7 @@ def test_managed_addons_pinned(dev):
 
 
 def test_ebs_csi_uses_pod_identity(dev):
-    ebs = [a for a in dev.by_type(ADDON) if a.inputs["addonName"] == "aws-ebs-csi-driver"][0]
+    ebs = next(a for a in dev.by_type(ADDON) if a.inputs["addonName"] == "aws-ebs-csi-driver")
     (assoc,) = ebs.inputs["podIdentityAssociations"]
     assert assoc["serviceAccount"] == "ebs-csi-controller-sa"
     role = dev.one("aws:iam/role:Role", "ebs-csi-role")
