@@ -333,3 +333,15 @@ class GpuNodePool(pulumi.ComponentResource):
             parent=self,
         )
         self.register_outputs({"poolName": args.name, "accelerator": args.accelerator.value})
+
+
+def pool_list_issues(pools: list[GpuNodePoolArgs]) -> list[Issue]:
+    """Checks across pools (NodePool names are cluster-wide): call on the config's pool list."""
+    found: list[Issue] = []
+    seen: dict[str, int] = {}
+    for i, pool in enumerate(pools):
+        if pool.name in seen:
+            found.append(Issue((i, "name"), f"duplicates pool {seen[pool.name]} ({pool.name!r})"))
+        seen.setdefault(pool.name, i)
+        found += [issue.at(i) for issue in pool.issues()]
+    return found

@@ -210,3 +210,11 @@ def test_stack_examples_are_valid():
         assert KarpenterArgs.model_validate(cfg["karpenter"]).issues() == []
         for pool in cfg["gpuPools"]:
             assert GpuNodePoolArgs.model_validate(pool).issues() == []
+
+
+def test_pool_list_reports_duplicates_and_nested_issues_with_indexes():
+    from components.gpu_node_pool import pool_list_issues
+
+    pools = [_pool(), _pool(efa=True)]
+    paths = {format_path(i.path) for i in pool_list_issues(pools)}
+    assert paths == {"[1].name", "[1].efa"}
