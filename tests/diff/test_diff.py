@@ -1,0 +1,222 @@
+"""Plan diffs: added/removed/changed, replacement hints, cost delta, new violations, size limit."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from mlplatform.diff import (
+    COMMENT_MARKER,
+    MARKDOWN_LIMIT,
+    changed_paths,
+    diff,
+    diff_plans,
+    render_diff_markdown,
+    render_markdown,
+)
+
+STACK = "urn:pulumi:dev::ml-platform::"
+TAGS = {"project": "p", "environment": "dev", "owner": "o", "cost-center": "c"}
+
+
+def res(
+    rtype: str, name: str, inputs: dict[str, Any] | None = None, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "urn": f"{STACK}{rtype}::{name}",
+        "type": rtype,
+        "custom": True,
+        "parent": "",
+        "inputs": {"tags": TAGS, **(inputs or {})},
+        "protect": False,
+        "retainOnDelete": False,
+        "dependencies": [],
+        "provider": "",
+        **extra,
+    }
+
+
+def base_plan() -> dict[str, Any]:
+    return {
+        "stack": "dev",
+        "environment": "dev",
+        "outputs": {"region": "us-east-1"},
+        "resources": [
+            res("aws:eks/cluster:Cluster", "eks", {"name": "mlp", "version": "1.33"}),
+            res("aws:ec2/vpc:Vpc", "vpc", {"cidrBlock": "10.0.0.0/16"}),
+            res("aws:ec2/natGateway:NatGateway", "nat-0", {"subnetId": "subnet-1"}),
+            res("aws:s3/bucket:Bucket", "models", {"bucket": "models-dev"}),
+            res(
+                "aws:rds/instance:Instance",
+                "db",
+                {"engine": "postgres", "instanceClass": "db.t4g.micro"},
+            ),
+        ],
+    }
+
+
+def change(plan: dict[str, Any], resource: str, inputs: dict[str, Any]) -> None:
+    for r in plan["resources"]:
+        if r["urn"].endswith(f"::{resource}"):
+            r["inputs"].update(inputs)
+
+
+@pytest.mark.parametrize(
+    ("name", "inputs", "replace"),
+    [
+        ("eks", {"name": "mlp-2"}, True),
+        ("eks", {"version": "1.34"}, False),
+        ("vpc", {"cidrBlock": "10.1.0.0/16"}, True),
+        ("models", {"bucket": "models-dev-2"}, True),
+        ("db", {"engine": "mysql"}, True),
+        ("db", {"instanceClass": "db.t4g.small"}, False),
+    ],
+)
+def test_changed_keys_and_replacement_flags(
+    name: str, inputs: dict[str, Any], replace: bool
+) -> None:
+    base = base_plan()
+    head = copy.deepcopy(base)
+    change(head, name, inputs)
+    d = diff(base, head)
+    assert d["summary"]["changed"] == 1
+    (c,) = d["changed"]
+    assert c["name"] == name
+    assert c["keys"] == list(inputs)
+    assert c["replace"] is replace
+    assert d["summary"]["replacements"] == (1 if replace else 0)
+
+
+def test_added_removed_and_cost_delta() -> None:
+    base = base_plan()
+    head = copy.deepcopy(base)
+    head["resources"] = [r for r in head["resources"] if not r["urn"].endswith("::db")]
+    head["resources"].append(
+        res("aws:ec2/natGateway:NatGateway", "nat-1", {"subnetId": "subnet-2"})
+    )
+    d = diff(base, head)
+    assert [r["name"] for r in d["added"]] == ["nat-1"]
+    assert [r["name"] for r in d["removed"]] == ["db"]
+    lines = {ln["item"]: ln["delta"] for ln in d["cost"]["lines"]}
+    assert lines["NAT gateways"] > 0
+    assert lines["RDS db.t4g.micro: db"] < 0
+    assert d["cost"]["delta"] == pytest.approx(d["cost"]["head"] - d["cost"]["base"], abs=0.01)
+    assert d["summary"]["costDelta"] == d["cost"]["delta"]
+
+
+def test_new_policy_violations_are_those_not_in_base() -> None:
+    base = base_plan()
+    head = copy.deepcopy(base)
+    head["resources"].append(
+        {**res("aws:kms/key:Key", "untagged"), "inputs": {"description": "no tags"}}
+    )
+    d = diff(base, head)
+    assert d["summary"]["policyEvaluated"]
+    new = [(v["policy"], v["urn"]) for v in d["policy"]["new"]]
+    assert ("required-tags", f"{STACK}aws:kms/key:Key::untagged") in new
+    assert all(v["urn"].endswith("::untagged") for v in d["policy"]["new"])
+    assert d["policy"]["resolved"] == []
+    back = diff(head, base)
+    assert [v["urn"] for v in back["policy"]["resolved"]] == [v["urn"] for v in d["policy"]["new"]]
+
+
+def test_recorded_policy_sections_are_used_as_is() -> None:
+    v = {"policy": "x", "enforcementLevel": "mandatory", "urn": "u", "message": "m"}
+    base = {**base_plan(), "policy": {"violations": []}}
+    head = {**base_plan(), "policy": {"violations": [v]}}
+    d = diff(base, head)
+    assert d["policy"]["new"] == [v]
+    assert d["summary"]["newMandatoryViolations"] == 1
+
+
+def test_moved_resources_are_flagged_as_replacements() -> None:
+    base = base_plan()
+    head = copy.deepcopy(base)
+    for r in head["resources"]:
+        if r["urn"].endswith("::models"):
+            r["urn"] = f"{STACK}mlplatform:storage:ModelStore$aws:s3/bucket:Bucket::models"
+    d = diff(base, head)
+    assert d["summary"]["moved"] == 1
+    assert d["summary"]["replacements"] == 1
+
+
+def test_option_and_provider_changes() -> None:
+    base = base_plan()
+    head = copy.deepcopy(base)
+    head["resources"][3]["protect"] = True
+    head["resources"][0]["provider"] = (
+        "urn:pulumi:dev::ml-platform::pulumi:providers:aws::other::id"
+    )
+    d = diff(base, head)
+    by_name = {c["name"]: c for c in d["changed"]}
+    assert by_name["models"]["keys"] == ["(option) protect"]
+    assert not by_name["models"]["replace"]
+    assert by_name["eks"]["replace"]
+
+
+def test_changed_paths_descend_into_nested_inputs() -> None:
+    a = {"scalingConfig": {"minSize": 1, "maxSize": 2}, "labels": {"a": "1"}}
+    b = {"scalingConfig": {"minSize": 1, "maxSize": 3}, "labels": {"a": "1", "b": "2"}}
+    assert changed_paths(a, b) == ["labels.b", "scalingConfig.maxSize"]
+
+
+def test_kubernetes_immutable_fields_flag_replacement() -> None:
+    dep = res(
+        "kubernetes:apps/v1:Deployment",
+        "api",
+        {
+            "metadata": {"name": "api"},
+            "spec": {"selector": {"matchLabels": {"app": "a"}}, "replicas": 1},
+        },
+    )
+    base = {**base_plan(), "resources": [dep]}
+    head = copy.deepcopy(base)
+    head["resources"][0]["inputs"]["spec"]["replicas"] = 2
+    assert not diff(base, head)["changed"][0]["replace"]
+    head["resources"][0]["inputs"]["spec"]["selector"]["matchLabels"]["app"] = "b"
+    assert diff(base, head)["changed"][0]["replace"]
+
+
+def test_markdown_has_summary_and_sections() -> None:
+    base = base_plan()
+    head = copy.deepcopy(base)
+    change(head, "vpc", {"cidrBlock": "10.9.0.0/16"})
+    md = render_diff_markdown(diff_plans(base, head))
+    assert md.startswith(COMMENT_MARKER)
+    assert "**0** to add, **1** to change, **0** to remove" in md
+    assert "### Likely replacements (1)" in md
+    assert "| `vpc` | `aws:ec2/vpc:Vpc` | cidrBlock |" in md
+
+
+def test_markdown_escapes_table_breaking_characters() -> None:
+    base = base_plan()
+    head = copy.deepcopy(base)
+    head["resources"].append(res("aws:ec2/eip:Eip", "a|b`c"))
+    md = render_markdown(diff(base, head))
+    assert "a\\|b'c" in md
+
+
+def test_huge_plans_are_trimmed_under_the_limit_but_keep_the_summary() -> None:
+    base = base_plan()
+    head = copy.deepcopy(base)
+    for i in range(5000):
+        head["resources"].append(
+            res(
+                "aws:ec2/natGateway:NatGateway",
+                f"nat-extra-{i:05d}-" + "x" * 40,
+                {"subnetId": f"s-{i}"},
+            )
+        )
+        base["resources"].append(res("aws:ec2/eip:Eip", f"eip-gone-{i:05d}-" + "y" * 40))
+    d = diff(base, head)
+    md = render_markdown(d)
+    assert len(md) <= MARKDOWN_LIMIT
+    assert "**5000** to add" in md and "**5000** to remove" in md
+    assert "trimmed to stay under 60,000 characters" in md
+    assert "more not shown" in md
+    # the same diff at a small limit still keeps every summary line
+    small = render_markdown(d, limit=3000)
+    assert len(small) <= 3000
+    assert "Idle cost:" in small and "Policy:" in small
