@@ -148,8 +148,8 @@ class PlatformMocks(Mocks):
         return rid, state
 
     # Data sources -----------------------------------------------------------------------
-    def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        return self._answer(args), None
+    def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        return self._answer(args), []
 
     def _answer(self, args: MockCallArgs) -> dict[str, Any]:
         tok, a = args.token, dict(args.args)
