@@ -110,6 +110,8 @@ def problems(opts: dict[str, str]) -> list[str]:
         )
     if not opts["platform_requirement"].strip():
         found.append("platform_requirement: must not be empty")
+    elif any(c in opts["platform_requirement"] for c in "\"\\"):
+        found.append("platform_requirement: must not contain quotes or backslashes")
     if not REGION_RE.match(opts["aws_region"]):
         found.append(f"aws_region: {opts['aws_region']!r} is not an AWS region name such as us-east-1")
     return found

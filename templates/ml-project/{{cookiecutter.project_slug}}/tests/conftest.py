@@ -11,7 +11,13 @@ from {{ cookiecutter.project_slug }}.train import TrainResult, train
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # Tests never reach a real tracking server or bucket, whatever the developer's shell has.
-    for var in ("MLFLOW_TRACKING_URI", "MODEL_BUCKET", "MODEL_PREFIX", "MODEL_VERSION"):
+    for var in (
+        "MLFLOW_TRACKING_URI",
+        "MODEL_BUCKET",
+        "MODEL_PREFIX",
+        "MODEL_VERSION",
+        "CHECKPOINT_URI",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("MODEL_DIR", str(tmp_path / "models"))
 

@@ -27,9 +27,7 @@ def device() -> str:
 class _Net(nn.Module):
     def __init__(self, n_features: int, hidden: int):
         super().__init__()
-        self.layers = nn.Sequential(
-            nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, 1)
-        )
+        self.layers = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x).squeeze(-1)
@@ -58,7 +56,9 @@ def fit(model: TorchModel, X: np.ndarray, y: np.ndarray, *, seed: int = 0) -> To
     xt = torch.tensor((X - model.mean) / model.std, dtype=torch.float32, device=dev)
     yt = torch.tensor(y, dtype=torch.float32, device=dev)
     opt = torch.optim.Adam(
-        net.parameters(), lr=float(model.params["lr"]), weight_decay=float(model.params["weight_decay"])
+        net.parameters(),
+        lr=float(model.params["lr"]),
+        weight_decay=float(model.params["weight_decay"]),
     )
     loss_fn = nn.BCEWithLogitsLoss()
     net.train()

@@ -1,0 +1,5 @@
+"""Entry point: `pulumi up` runs this file."""
+
+import program
+
+program.main()
