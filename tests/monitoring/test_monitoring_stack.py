@@ -300,3 +300,24 @@ def test_outputs_name_the_services(aws: Graph) -> None:
     kube = [r for r in aws.resources if r.type == "kubernetes:core/v1:Service"]
     assert kube == []  # services come from the chart; URLs follow its fullnameOverride
     assert kps(aws)["fullnameOverride"] == "kps"
+
+
+BUILT_IN = ("Namespace", "StorageClass", "NetworkPolicy", "ConfigMap")
+
+
+@pytest.mark.parametrize("k8s_version", ["1.31.0", "1.34.0"])
+def test_built_in_manifests_match_the_kubernetes_schema(aws: Graph, k8s_version: str) -> None:
+    import kubernetes_validate
+
+    checked = 0
+    for manifest in aws.manifests():
+        if manifest["kind"] in BUILT_IN:
+            try:
+                kubernetes_validate.validate(manifest, k8s_version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                where = "/".join(map(str, exc.absolute_path))
+                pytest.fail(
+                    f"{manifest['kind']} {manifest['metadata']['name']}: {where}: {exc.message}"
+                )
+            checked += 1
+    assert checked >= 8
