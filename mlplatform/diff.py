@@ -7,7 +7,7 @@ returns plain data; ``render_markdown`` turns that into a PR comment that always
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 MARKDOWN_LIMIT = 60_000
@@ -428,3 +428,37 @@ def diff_plans(base: Mapping[str, Any], head: Mapping[str, Any]) -> dict[str, An
 
 def render_diff_markdown(d: Mapping[str, Any]) -> str:
     return render_markdown(d)
+
+
+def render_comment(diffs: Sequence[Mapping[str, Any]], limit: int = MARKDOWN_LIMIT) -> str:
+    """One PR comment for several stacks: one marker, each stack's diff in an equal share."""
+    if not diffs:
+        return COMMENT_MARKER
+    share = (limit - 10 * len(diffs)) // len(diffs)
+    parts = [render_markdown(d, limit=share) for d in diffs]
+    parts = [parts[0], *(p.replace(COMMENT_MARKER + "\n", "", 1) for p in parts[1:])]
+    return "\n\n".join(parts)[:limit]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mlplatform.diff BASE HEAD [BASE HEAD ...]``: the combined PR comment."""
+    import json
+    import sys
+    from pathlib import Path
+
+    paths = list(sys.argv[1:] if argv is None else argv)
+    if not paths or len(paths) % 2:
+        print(
+            "usage: python -m mlplatform.diff BASE.json HEAD.json [BASE HEAD ...]", file=sys.stderr
+        )
+        return 2
+    diffs = []
+    for base, head in zip(paths[::2], paths[1::2], strict=True):
+        plans = [json.loads(Path(p).read_text(encoding="utf-8")) for p in (base, head)]
+        diffs.append(diff(plans[0], plans[1]))
+    print(render_comment(diffs))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -220,3 +220,19 @@ def test_huge_plans_are_trimmed_under_the_limit_but_keep_the_summary() -> None:
     small = render_markdown(d, limit=3000)
     assert len(small) <= 3000
     assert "Idle cost:" in small and "Policy:" in small
+
+
+def test_combined_comment_has_one_marker_and_fits() -> None:
+    from mlplatform.diff import main, render_comment
+
+    base = base_plan()
+    head = copy.deepcopy(base)
+    for i in range(3000):
+        head["resources"].append(res("aws:ec2/eip:Eip", f"eip-{i:05d}-" + "z" * 40))
+    big = diff(base, head)
+    prod = diff({**base, "stack": "prod"}, {**base, "stack": "prod"})
+    text = render_comment([big, prod])
+    assert len(text) <= MARKDOWN_LIMIT
+    assert text.count(COMMENT_MARKER) == 1
+    assert "## Plan diff for `dev`" in text and "## Plan diff for `prod`" in text
+    assert main(["only-one.json"]) == 2
