@@ -144,7 +144,7 @@ def test_training_job_is_queued_and_pinned(graph: Any) -> None:
     pod = job["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["image"].endswith(f"ml-training:{NS}-abc123")
-    assert container["command"] == ["python", "-m", "{{ cookiecutter.project_slug }}.train"]
+    assert container["command"] == ["python", "-m", f"{program.PACKAGE}.train"]
     assert container["args"] == ["--min-accuracy", "0.7", "--upload", "yes"]
     assert pod["serviceAccountName"] == f"{NS}-trainer"
     env = {e["name"]: e.get("value") for e in container["env"]}

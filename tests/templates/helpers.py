@@ -1,0 +1,113 @@
+"""Baking the ml-project template for tests and benchmarks."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from cookiecutter.main import cookiecutter
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO / "templates" / "ml-project"
+OPTIONS: dict[str, Any] = json.loads((TEMPLATE / "cookiecutter.json").read_text())
+CHOICES = {k: v for k, v in OPTIONS.items() if isinstance(v, list) and not k.startswith("_")}
+LOCAL_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+# Generated projects install this checkout of the platform library.
+PLATFORM_REQUIREMENT = f"ml-platform @ {REPO.as_uri()}"
+DEFAULT_SLUG = "churn_model"
+
+
+def is_valid(combo: Mapping[str, str]) -> bool:
+    """The template's documented rule: a GPU accelerator needs framework=pytorch."""
+    return combo["accelerator"] == "none" or combo["framework"] == "pytorch"
+
+
+def valid_combinations() -> Iterator[dict[str, str]]:
+    keys = list(CHOICES)
+    for values in itertools.product(*(CHOICES[k] for k in keys)):
+        combo = dict(zip(keys, values, strict=True))
+        if is_valid(combo):
+            yield combo
+
+
+def combo_id(combo: Mapping[str, str]) -> str:
+    return "-".join(f"{v}" for v in combo.values())
+
+
+def bake(output_dir: Path, **options: str) -> Path:
+    context = {
+        "python_version": LOCAL_PYTHON,
+        "platform_requirement": PLATFORM_REQUIREMENT,
+        **options,
+    }
+    return Path(
+        cookiecutter(
+            str(TEMPLATE), no_input=True, extra_context=context, output_dir=str(output_dir)
+        )
+    )
+
+
+def expected_files(combo: Mapping[str, str], slug: str = DEFAULT_SLUG) -> set[str]:
+    """The exact file set a combination must produce (written independently of the hooks)."""
+    pkg = f"src/{slug}"
+    files = {
+        ".cruft.json",
+        ".dockerignore",
+        ".gitignore",
+        ".python-version",
+        "Dockerfile",
+        "Makefile",
+        "README.md",
+        "pyproject.toml",
+        f"{pkg}/__init__.py",
+        f"{pkg}/data.py",
+        f"{pkg}/evaluate.py",
+        f"{pkg}/model.py",
+        f"{pkg}/registry.py",
+        f"{pkg}/sample_data/churn.csv",
+        f"{pkg}/settings.py",
+        f"{pkg}/storage.py",
+        f"{pkg}/tracking.py",
+        f"{pkg}/train.py",
+        "tests/__init__.py",
+        "tests/conftest.py",
+        "tests/test_data.py",
+        "tests/test_registry.py",
+        "tests/test_settings.py",
+        "tests/test_storage.py",
+        "tests/test_tracking.py",
+        "tests/test_train.py",
+        "infra/Pulumi.yaml",
+        "infra/Pulumi.dev.yaml",
+        "infra/Pulumi.prod.yaml",
+        "infra/__main__.py",
+        "infra/program.py",
+        "infra/pyproject.toml",
+        "infra/tests/__init__.py",
+        "infra/tests/conftest.py",
+        "infra/tests/test_program.py",
+    }
+    if combo["serving"] == "yes":
+        files |= {f"{pkg}/serve.py", "tests/test_serve.py"}
+    if combo["framework"] == "pytorch":
+        files.add("tests/test_cuda.py")
+    if combo["ci"] == "github":
+        files |= {f".github/workflows/{n}.yml" for n in ("ci", "infra-preview", "deploy")}
+    return files
+
+
+def project_files(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+
+
+def uv_env(**extra: str) -> dict[str, str]:
+    """Environment for uv in generated projects: this interpreter, the shared cache, no downloads."""
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT")}
+    env.update(UV_PYTHON=sys.executable, UV_PYTHON_DOWNLOADS="never", UV_NO_PROGRESS="1")
+    env.update(extra)
+    return env
