@@ -928,6 +928,10 @@ def gpu_hourly(
                 "capacityTypes": sorted(cap) or ["on-demand"],
                 "gpuLimit": _get(pool, "spec", "limits", GPU_RESOURCE),
                 "nodeTypes": [row(t) for t in _pool_instance_types(pool, prices)],
+                "unpricedTypes": sorted(
+                    _requirement_values(reqs, "node.kubernetes.io/instance-type")[0]
+                    - set(prices["ec2"])
+                ),
             }
         )
     for ng in _by_type(resources, "aws:eks/nodeGroup:NodeGroup"):
@@ -946,6 +950,7 @@ def gpu_hourly(
                 "capacityTypes": ["spot" if spot else "on-demand"],
                 "gpuLimit": None,
                 "nodeTypes": [row(t) for t in types],
+                "unpricedTypes": [],
             }
         )
     return out
@@ -1006,6 +1011,8 @@ def render_cost_table(cost: Mapping[str, Any]) -> str:
                 )
             if not pool["nodeTypes"]:
                 out.append("    (no priced instance types match the pool's requirements)")
+            if pool.get("unpricedTypes"):
+                out.append(f"    not in the price table: {', '.join(pool['unpricedTypes'])}")
     if cost.get("unpriced"):
         out += ["", "Not priced:"]
         out += [f"  {u['urn']}: {u['reason']}" for u in cost["unpriced"]]

@@ -397,10 +397,16 @@ def _is_gpu_nodepool(spec: Mapping[str, Any]) -> bool:
     for req in _as_list(_get(tmpl, "spec", "requirements")):
         key = _get(req, "key", default="")
         values = [str(v) for v in _as_list(_get(req, "values"))]
+        op = _get(req, "operator", default="In")
         if key in ("karpenter.k8s.aws/instance-gpu-count", "karpenter.k8s.aws/instance-gpu-name"):
-            return True
-        if key in ("karpenter.k8s.aws/instance-family", "node.kubernetes.io/instance-type") and any(
-            _GPU_FAMILY.match(v) for v in values
+            # DoesNotExist / NotIn / Lt 1 are how CPU pools exclude GPUs.
+            if op == "Exists" or op == "Gt" or (op == "In" and any(v != "0" for v in values)):
+                return True
+            continue
+        if (
+            op == "In"
+            and key in ("karpenter.k8s.aws/instance-family", "node.kubernetes.io/instance-type")
+            and any(_GPU_FAMILY.match(v) for v in values)
         ):
             return True
     return False

@@ -380,6 +380,34 @@ def test_container_rules_cover_init_containers_and_cronjobs() -> None:
     assert found == ["container 'app' in 'res' image 'busybox' has no tag"]
 
 
+def test_cpu_pools_that_exclude_gpus_need_no_gpu_limit() -> None:
+    general = {
+        "spec": {
+            "template": {
+                "spec": {
+                    "requirements": [
+                        {"key": "karpenter.k8s.aws/instance-gpu-count", "operator": "DoesNotExist"},
+                        {
+                            "key": "karpenter.k8s.aws/instance-category",
+                            "operator": "In",
+                            "values": ["m"],
+                        },
+                    ]
+                }
+            },
+            "limits": {"cpu": "64"},
+        }
+    }
+    a = args("kubernetes:karpenter.sh/v1:NodePool", general)
+    assert violations(rules.validate_gpu_pool_limits, a) == []
+    general["spec"]["template"]["spec"]["requirements"][0] = {
+        "key": "karpenter.k8s.aws/instance-gpu-count",
+        "operator": "Gt",
+        "values": ["0"],
+    }
+    assert violations(rules.validate_gpu_pool_limits, a)
+
+
 def test_pod_level_non_root_counts() -> None:
     c = {k: v for k, v in SECURE_CONTAINER.items() if k != "securityContext"}
     pod = {"spec": {"securityContext": {"runAsNonRoot": True}, "containers": [c]}}
