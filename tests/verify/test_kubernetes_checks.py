@@ -278,3 +278,25 @@ def test_unloadable_kubeconfig_is_one_failure() -> None:
 def test_service_ref(url: str, ref: tuple[str, str]) -> None:
     svc = verify.service_ref(url)
     assert (svc.namespace, svc.proxy) == ref
+
+
+def test_full_verify_of_a_deployed_aws_stack(
+    deployed: dict, cluster: FakeApiServer, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`mlplatform verify --outputs` end to end: AWS in moto, the cluster from the kubeconfig output."""
+    from mlplatform.cli import main as cli_main
+
+    outputs = {**OUTPUTS, **deployed, "kubeconfig": json.dumps(cluster.kubeconfig())}
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps(outputs))
+    argv = ["verify", "--stack", "prod", "--outputs", str(path), "--format", "json"]
+    assert cli_main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    names = {c["name"] for c in report["checks"]}
+    assert names >= EXPECTED
+    assert {"aws.s3.versioning", "aws.budget"} <= names
+
+    cluster.routes[HEALTHZ] = (503, b"warming up")
+    assert cli_main(argv) == 1
+    failed = [c for c in json.loads(capsys.readouterr().out)["checks"] if not c["ok"]]
+    assert [c["name"] for c in failed] == ["k8s.serving.sentiment.request"]
