@@ -107,7 +107,9 @@ def project_files(root: Path) -> set[str]:
 
 def uv_env(**extra: str) -> dict[str, str]:
     """Environment for uv in generated projects: this interpreter, the shared cache, no downloads."""
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT")
+    }
     env.update(UV_PYTHON=sys.executable, UV_PYTHON_DOWNLOADS="never", UV_NO_PROGRESS="1")
     env.update(extra)
     return env

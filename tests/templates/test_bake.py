@@ -175,6 +175,6 @@ def test_hooks_logic_has_no_jinja() -> None:
         # Above the marker: only `"key": {{ cookiecutter.key | tojson }},` assignments.
         for line in head.splitlines():
             if "{{" in line:
-                assert re.fullmatch(
-                    r'\s*"(\w+)": \{\{ cookiecutter\.\1 \| tojson \}\},', line
-                ), line
+                assert re.fullmatch(r'\s*"(\w+)": \{\{ cookiecutter\.\1 \| tojson \}\},', line), (
+                    line
+                )
