@@ -9,12 +9,20 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 Path = tuple[str | int, ...]
+
+
+class Environment(StrEnum):
+    """Environment class of a stack: it decides protection, HA and public exposure defaults."""
+
+    DEV = "dev"
+    PROD = "prod"
 
 
 @dataclass(frozen=True)

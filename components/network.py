@@ -16,7 +16,7 @@ import pulumi
 import pulumi_aws as aws
 from pydantic import Field
 
-from components.common import ArgsModel, Issue, check_cidr, merge_tags
+from components.common import ArgsModel, Environment, Issue, check_cidr, merge_tags
 
 DISCOVERY_TAG = "karpenter.sh/discovery"
 ELB_TAG = "kubernetes.io/role/elb"
@@ -27,11 +27,6 @@ LOG_RETENTION_DAYS = (
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
     2922, 3288, 3653,
 )  # fmt: skip
-
-
-class Environment(StrEnum):
-    DEV = "dev"
-    PROD = "prod"
 
 
 class NatMode(StrEnum):
@@ -120,6 +115,11 @@ class NetworkArgs(ArgsModel):
                 )
             )
         return found
+
+
+def _keep(environment: Environment) -> pulumi.ResourceOptions:
+    prod = environment is Environment.PROD
+    return pulumi.ResourceOptions(protect=prod, retain_on_delete=prod)
 
 
 def carve_subnets(cidr: str, az_count: int) -> tuple[list[str], list[str]]:
@@ -430,7 +430,8 @@ class Network(pulumi.ComponentResource):
             deletion_window_in_days=30,
             policy=logs_key_policy(group_name),
             tags=self._tags,
-            opts=child,
+            # Deleting a key makes everything it encrypted unreadable: keep it in prod.
+            opts=pulumi.ResourceOptions.merge(child, _keep(args.environment)),
         )
         group = aws.cloudwatch.LogGroup(
             f"{name}-flow-logs",

@@ -52,6 +52,11 @@ def _trust(service: str, *, tag_session: bool = False) -> str:
     )
 
 
+def _keep(environment: Environment) -> pulumi.ResourceOptions:
+    prod = environment is Environment.PROD
+    return pulumi.ResourceOptions(protect=prod, retain_on_delete=prod)
+
+
 def managed_policy(name: str) -> str:
     return f"arn:aws:iam::aws:policy/{name}"
 
@@ -271,7 +276,8 @@ class TrainingCluster(pulumi.ComponentResource):
             deletion_window_in_days=30,
             policy=logs_key_policy(log_group_name),
             tags=tags,
-            opts=child,
+            # Deleting a key makes everything it encrypted unreadable: keep it in prod.
+            opts=pulumi.ResourceOptions.merge(child, _keep(args.environment)),
         )
         # Created before the cluster so EKS writes into a group with retention and encryption.
         self.log_group = aws.cloudwatch.LogGroup(

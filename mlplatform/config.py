@@ -17,7 +17,14 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, field_validator
 
-from components.common import ArgsModel, Issue, format_path
+from components.common import ArgsModel, Environment, Issue, format_path
+from components.gpu_node_pool import GpuNodePoolArgs, pool_list_issues
+from components.gpu_software import GpuSoftwareArgs
+from components.karpenter import KarpenterArgs
+from components.network import NetworkArgs
+from components.training_cluster import TrainingClusterArgs
+from components.training_operator import TrainingOperatorArgs
+from components.training_queues import TrainingQueuesArgs, check_pool_quotas
 from mlplatform.mocks import SECRET_PLACEHOLDER
 
 PROJECT = "ml-platform"
@@ -34,12 +41,6 @@ AWS_REGIONS = (
 )  # fmt: skip
 
 
-class Environment(StrEnum):
-    dev = "dev"
-    staging = "staging"
-    prod = "prod"
-
-
 class Platform(StrEnum):
     aws = "aws"
     local = "local"
@@ -48,7 +49,9 @@ class Platform(StrEnum):
 class PlatformConfig(ArgsModel):
     """Everything under the ``ml-platform:`` namespace of a stack file."""
 
-    environment: Environment = Field(description="Environment class: dev, staging or prod.")
+    environment: Environment = Field(
+        description="Environment class: dev (cheap, explicit protection) or prod (HA, protected)."
+    )
     platform: Platform = Field(
         default=Platform.aws,
         description="Where the platform runs: aws (EKS) or local (an existing Kubernetes cluster).",
@@ -65,6 +68,34 @@ class PlatformConfig(ArgsModel):
     )
     kube_context: str | None = Field(
         default=None, description="Kubeconfig context of the cluster used by the local platform."
+    )
+    network: NetworkArgs = Field(
+        default_factory=NetworkArgs,
+        description="VPC: CIDR, AZ count, NAT mode, interface endpoints, flow logs, or an existing VPC.",
+    )
+    cluster: TrainingClusterArgs = Field(
+        default_factory=TrainingClusterArgs,
+        description="EKS: version, endpoint access, admin roles, add-on versions, system nodes.",
+    )
+    karpenter: KarpenterArgs = Field(
+        default_factory=KarpenterArgs,
+        description="Karpenter controller chart, node classes and the general CPU pool.",
+    )
+    gpu_pools: list[GpuNodePoolArgs] = Field(
+        default_factory=list,
+        description="GPU node pools: accelerator preset, capacity types, GPU limit, EFA, time-slicing.",
+    )
+    gpu_software: GpuSoftwareArgs = Field(
+        default_factory=GpuSoftwareArgs,
+        description="NVIDIA device plugin or GPU Operator (driver and toolkit from the AMI).",
+    )
+    training_queues: TrainingQueuesArgs = Field(
+        default_factory=TrainingQueuesArgs,
+        description="Kueue: team ClusterQueues in a cohort, GPU/CPU/memory quotas, LocalQueues.",
+    )
+    training_operator: TrainingOperatorArgs = Field(
+        default_factory=TrainingOperatorArgs,
+        description="Kubeflow Training Operator (multi-node PyTorchJob) version.",
     )
 
     @field_validator("tags")
@@ -85,7 +116,16 @@ class PlatformConfig(ArgsModel):
             )
         if self.platform is Platform.aws and self.kube_context:
             found.append(Issue(("kubeContext",), "only valid when platform is local"))
+        found += [i.at("gpuPools") for i in pool_list_issues(list(self.gpu_pools))]
+        found += [
+            i.at("trainingQueues")
+            for i in check_pool_quotas(self.training_queues, self.gpu_limits())
+        ]
         return found
+
+    def gpu_limits(self) -> dict[str, int]:
+        """Most GPUs each pool can schedule (time-slicing multiplies what pods can request)."""
+        return {p.name: p.max_gpus * (p.time_slicing_replicas or 1) for p in self.gpu_pools}
 
 
 @dataclass(frozen=True)
@@ -199,6 +239,7 @@ def parse_config(
                 ("aws:region", f"unknown region {region!r}; one of {', '.join(AWS_REGIONS)}")
             )
 
+    problems += _inject_environment(data)
     cfg: PlatformConfig | None = None
     try:
         cfg = PlatformConfig.model_validate(data)
@@ -214,6 +255,33 @@ def parse_config(
         raise ConfigError(stack, problems)
     assert cfg is not None
     return StackSettings(stack=stack, region=region, config=cfg, secret_keys=secrets)
+
+
+def _inject_environment(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """Sections with their own `environment` field follow the stack's; setting it twice is an error."""
+    env = data.get("environment")
+    valid_env = env in {e.value for e in Environment}
+    problems = []
+    for name, field in PlatformConfig.model_fields.items():
+        key = field.alias or name
+        section = _model_in(field.annotation)
+        if key == "environment" or section is None or "environment" not in section.model_fields:
+            continue
+        items = data.get(key)
+        if items is None and not isinstance(field.get_default(call_default_factory=True), list):
+            items = data[key] = {}
+        entries = items if isinstance(items, list) else [items]
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                continue
+            if "environment" in entry:
+                where = f"{PROJECT}:{key}" + (f"[{i}]" if isinstance(items, list) else "")
+                problems.append(
+                    (f"{where}.environment", f"set by {PROJECT}:environment; remove it here")
+                )
+            elif valid_env:
+                entry["environment"] = env
+    return problems
 
 
 def _plaintext_secrets(cfg: PlatformConfig, secrets: frozenset[str]) -> list[tuple[str, str]]:

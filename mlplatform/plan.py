@@ -54,6 +54,8 @@ def run_program(
 
     _sync_await(run_pulumi_func(lambda: _sync_await(body())))
     shown = {k: (SECRET_PLACEHOLDER if k in secret else scrub(v)) for k, v in resolved.items()}
-    return Graph(
-        stack=stack, resources=list(monitor.recorded), outputs=shown, secret_outputs=secret
-    )
+    # Registration order depends on when outputs resolve; sort so a plan is byte-for-byte stable.
+    resources = sorted(monitor.recorded, key=lambda r: r.urn)
+    for r in resources:
+        r.dependencies = sorted(set(r.dependencies))
+    return Graph(stack=stack, resources=resources, outputs=shown, secret_outputs=secret)

@@ -1,15 +1,43 @@
-"""Compose the platform's components from a validated stack config."""
+"""Compose the platform's components from a validated stack config.
+
+Ordering is expressed through dependencies, which Pulumi also uses in reverse to destroy:
+Kubernetes objects wait for the cluster and its system nodes (and go first on teardown), NodePools
+wait for the Karpenter controller, and whatever creates load balancers waits for the network.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
-from components.common import merge_tags
+from components.common import KubeTarget, merge_tags
+from components.gpu_node_pool import GpuNodePool
+from components.gpu_software import GpuSoftware
+from components.karpenter import Karpenter
+from components.network import Network
+from components.training_cluster import TrainingCluster
+from components.training_operator import TrainingOperator
+from components.training_queues import GpuPoolCapacity, TrainingQueues
 from mlplatform.config import Platform, StackSettings
 
 
-def declare(settings: StackSettings) -> None:
+@dataclass
+class Declared:
+    """What later layers need from earlier ones."""
+
+    target: KubeTarget
+    tags: dict[str, str]
+    network: Network | None = None
+    cluster: TrainingCluster | None = None
+    karpenter: Karpenter | None = None
+    pools: list[GpuNodePool] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def declare(settings: StackSettings) -> Declared:
     cfg = settings.config
     tags = merge_tags(settings.base_tags, cfg.tags)
     pulumi.export("environment", cfg.environment.value)
@@ -21,10 +49,62 @@ def declare(settings: StackSettings) -> None:
             default_tags=aws.ProviderDefaultTagsArgs(tags=tags),
         )
         pulumi.export("region", settings.region)
-        _declare_aws(settings, aws_provider, tags)
+        declared = _declare_aws(settings, aws_provider, tags)
     else:
+        declared = _declare_local(settings, tags)
         pulumi.export("kubeContext", cfg.kube_context)
+    _declare_training(settings, declared)
+    return declared
 
 
-def _declare_aws(settings: StackSettings, provider: aws.Provider, tags: dict[str, str]) -> None:
-    del settings, provider, tags
+def _declare_aws(settings: StackSettings, provider: aws.Provider, tags: dict[str, str]) -> Declared:
+    cfg = settings.config
+    opts = pulumi.ResourceOptions(providers={"aws": provider})
+    cluster_name = cfg.cluster.cluster_name or f"ml-platform-{settings.stack}"
+    cluster_args = cfg.cluster.model_copy(update={"cluster_name": cluster_name})
+
+    network = Network("network", cfg.network, cluster_name=cluster_name, tags=tags, opts=opts)
+    cluster = TrainingCluster("cluster", cluster_args, network=network, tags=tags, opts=opts)
+    target = cluster.target
+    karpenter = Karpenter(
+        "karpenter", cfg.karpenter, target=target, cluster_name=cluster_name, tags=tags, opts=opts
+    )
+    pools = [
+        GpuNodePool(f"pool-{p.name}", p, karpenter=karpenter, opts=opts) for p in cfg.gpu_pools
+    ]
+    GpuSoftware("gpu-software", cfg.gpu_software, target=target, pools=cfg.gpu_pools, opts=opts)
+
+    pulumi.export("clusterName", cluster.cluster_name)
+    pulumi.export("kubeconfig", cluster.kubeconfig)
+    pulumi.export("vpcId", network.vpc_id)
+    pulumi.export("privateSubnetIds", network.private_subnet_ids)
+    pulumi.export("gpuPools", [p.pool_name for p in pools])
+    return Declared(
+        target=target, tags=tags, network=network, cluster=cluster, karpenter=karpenter, pools=pools
+    )
+
+
+def _declare_local(settings: StackSettings, tags: dict[str, str]) -> Declared:
+    import pulumi_kubernetes as k8s
+
+    provider = k8s.Provider("kubernetes", context=settings.config.kube_context)
+    return Declared(target=KubeTarget(provider=provider, on_aws=False), tags=tags)
+
+
+def _declare_training(settings: StackSettings, d: Declared) -> None:
+    cfg = settings.config
+    limits = cfg.gpu_limits()
+    capacities = [
+        GpuPoolCapacity(p.name, p.accelerator.value, limits[p.name]) for p in cfg.gpu_pools
+    ]
+    engine = TrainingOperator("training-operator", cfg.training_operator, target=d.target)
+    queues = TrainingQueues(
+        "training-queues",
+        cfg.training_queues,
+        target=d.target,
+        pools=capacities,
+        frameworks=engine.kueue_frameworks,
+        depends_on=[engine],
+    )
+    d.extra["queues"] = queues
+    pulumi.export("trainingQueues", queues.local_queues)

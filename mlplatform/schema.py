@@ -58,7 +58,10 @@ def config_block() -> dict[str, Any]:
         if not field.is_required():
             default = field.get_default(call_default_factory=True)
             if isinstance(default, BaseModel):
-                default = default.model_dump(mode="json", by_alias=True, exclude_none=True)
+                # `environment` follows the stack's own key, so it never appears in section defaults.
+                default = default.model_dump(
+                    mode="json", by_alias=True, exclude_none=True, exclude={"environment"}
+                )
             elif isinstance(default, Enum):
                 default = default.value
             if default is not None:
