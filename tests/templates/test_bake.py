@@ -178,3 +178,25 @@ def test_hooks_logic_has_no_jinja() -> None:
                 assert re.fullmatch(r'\s*"(\w+)": \{\{ cookiecutter\.\1 \| tojson \}\},', line), (
                     line
                 )
+
+
+def test_rendered_hooks_are_ruff_clean(tmp_path: Path) -> None:
+    from cookiecutter.environment import StrictEnvironment
+    from cookiecutter.generate import generate_context
+    from cookiecutter.prompt import prompt_for_config
+
+    context = generate_context(str(TEMPLATE / "cookiecutter.json"))
+    answers = prompt_for_config(context, no_input=True)
+    env = StrictEnvironment(context=context)
+    for hook in sorted((TEMPLATE / "hooks").glob("*.py")):
+        rendered = env.from_string(hook.read_text()).render(cookiecutter=answers)
+        (tmp_path / hook.name).write_text(rendered + "\n")
+    (tmp_path / "ruff.toml").write_text(
+        'target-version = "py311"\nline-length = 100\n'
+        '[lint]\nselect = ["E", "F", "W", "I", "B", "UP", "SIM", "RUF", "S", "C4"]\n'
+    )
+    ruff = _tool("ruff")
+    result = _run([ruff, "check", "--no-cache", str(tmp_path)])
+    assert result.returncode == 0, result.stdout
+    fmt = _run([ruff, "format", "--check", "--no-cache", str(tmp_path)])
+    assert fmt.returncode == 0, fmt.stdout

@@ -4,6 +4,10 @@ As in the pre-generation hook, only the block below is rendered by cookiecutter;
 plain Python. The hook runs inside the newly generated project directory.
 """
 
+import shutil
+import sys
+from pathlib import Path
+
 OPTIONS = {
     "project_slug": {{ cookiecutter.project_slug | tojson }},
     "framework": {{ cookiecutter.framework | tojson }},
@@ -13,9 +17,6 @@ OPTIONS = {
 }
 
 # ---- no Jinja below this line ----
-import shutil
-import sys
-from pathlib import Path
 
 
 def paths_to_remove(opts: dict[str, str]) -> list[str]:

@@ -5,6 +5,10 @@ The block below is the only place cookiecutter renders: each value becomes a pla
 Everything after it is ordinary, Jinja-free Python.
 """
 
+import keyword
+import re
+import sys
+
 OPTIONS = {
     "project_name": {{ cookiecutter.project_name | tojson }},
     "project_slug": {{ cookiecutter.project_slug | tojson }},
@@ -23,9 +27,6 @@ OPTIONS = {
 }
 
 # ---- no Jinja below this line ----
-import keyword
-import re
-import sys
 
 CHOICES = {
     "framework": ("sklearn", "pytorch"),
@@ -49,8 +50,25 @@ SLUG_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 SLUG_MAX = 40
 # Names that would shadow a module the project itself imports.
 RESERVED_SLUGS = {
-    "test", "tests", "src", "infra", "data", "models", "sklearn", "torch", "fastapi", "uvicorn",
-    "boto3", "mlflow", "numpy", "pydantic", "pulumi", "components", "mlplatform", "json", "os",
+    "test",
+    "tests",
+    "src",
+    "infra",
+    "data",
+    "models",
+    "sklearn",
+    "torch",
+    "fastapi",
+    "uvicorn",
+    "boto3",
+    "mlflow",
+    "numpy",
+    "pydantic",
+    "pulumi",
+    "components",
+    "mlplatform",
+    "json",
+    "os",
 }
 STACK_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d+$")
@@ -88,7 +106,9 @@ def problems(opts: dict[str, str]) -> list[str]:
     if opts["serving"] == "no":
         for key in SERVING_ONLY:
             if opts[key].strip():
-                found.append(f"{key}: only applies when serving=yes (got serving=no); leave it empty")
+                found.append(
+                    f"{key}: only applies when serving=yes (got serving=no); leave it empty"
+                )
     elif opts["serving"] == "yes":
         bounds = {}
         for key in SERVING_ONLY:
@@ -110,10 +130,12 @@ def problems(opts: dict[str, str]) -> list[str]:
         )
     if not opts["platform_requirement"].strip():
         found.append("platform_requirement: must not be empty")
-    elif any(c in opts["platform_requirement"] for c in "\"\\"):
+    elif any(c in opts["platform_requirement"] for c in '"\\'):
         found.append("platform_requirement: must not contain quotes or backslashes")
     if not REGION_RE.match(opts["aws_region"]):
-        found.append(f"aws_region: {opts['aws_region']!r} is not an AWS region name such as us-east-1")
+        found.append(
+            f"aws_region: {opts['aws_region']!r} is not an AWS region name such as us-east-1"
+        )
     return found
 
 
