@@ -401,7 +401,7 @@ class MonitoringStackArgs(ArgsModel):
                         ("alertmanager", "receivers", i, "secret"),
                         f"{r.kind.value} receiver {r.name!r} needs {_SECRET_MEANING[r.kind]} as "
                         f"secret config {r.secret_key!r} "
-                        f"(pulumi config set --secret {r.secret_key} ...)",
+                        f"(pulumi config set --secret --path 'secrets.{r.secret_key}' ...)",
                     )
                 )
         return found

@@ -15,12 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 
 from components.common import ArgsModel, Environment, Issue, format_path
+from components.cost_guardrails import CostGuardrailsArgs
 from components.gpu_node_pool import GpuNodePoolArgs, pool_list_issues
 from components.gpu_software import GpuSoftwareArgs
 from components.karpenter import KarpenterArgs
+from components.load_balancer_controller import LoadBalancerControllerArgs
+from components.monitoring_stack import MonitoringStackArgs
 from components.network import NetworkArgs
 from components.training_cluster import TrainingClusterArgs
 from components.training_operator import TrainingOperatorArgs
@@ -97,6 +100,23 @@ class PlatformConfig(ArgsModel):
         default_factory=TrainingOperatorArgs,
         description="Kubeflow Training Operator (multi-node PyTorchJob) version.",
     )
+    load_balancer_controller: LoadBalancerControllerArgs = Field(
+        default_factory=LoadBalancerControllerArgs,
+        description="AWS Load Balancer Controller chart (one shared internal ALB for serving).",
+    )
+    monitoring: MonitoringStackArgs = Field(
+        default_factory=MonitoringStackArgs,
+        description="kube-prometheus-stack, Alertmanager receivers, Grafana, DCGM exporter.",
+    )
+    cost: CostGuardrailsArgs = Field(
+        default_factory=CostGuardrailsArgs,
+        description="Monthly AWS budget with alert thresholds, and the encrypted alarm topic.",
+    )
+    secrets: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Secret values by name (receiver credentials, grafanaAdminPassword). Set each "
+        "with `pulumi config set --secret --path 'secrets.<name>' <value>`.",
+    )
 
     @field_validator("tags")
     @classmethod
@@ -117,6 +137,7 @@ class PlatformConfig(ArgsModel):
         if self.platform is Platform.aws and self.kube_context:
             found.append(Issue(("kubeContext",), "only valid when platform is local"))
         found += [i.at("gpuPools") for i in pool_list_issues(list(self.gpu_pools))]
+        found += [i.at("monitoring") for i in self.monitoring.secret_issues(self.secrets)]
         found += [
             i.at("trainingQueues")
             for i in check_pool_quotas(self.training_queues, self.gpu_limits())

@@ -757,7 +757,11 @@ def _always_on_pods(
         if cpu or mem:
             demand.where.append(ident)
     for rel in helm:
-        for cpu, mem in _helm_requests(rel.get("values") or {}):
+        values = rel.get("values") or {}
+        placement = json.dumps([values.get("affinity"), values.get("nodeSelector")])
+        if ACCELERATOR_LABEL in placement:
+            continue  # a GPU-only daemon (device plugin, DCGM): no GPU nodes exist while idle
+        for cpu, mem in _helm_requests(values):
             demand.cpu += cpu
             demand.mem_gib += mem
         demand.where.append(f"helm/{rel.get('namespace', 'default')}/{rel.get('name')}")

@@ -14,9 +14,12 @@ import pulumi
 import pulumi_aws as aws
 
 from components.common import KubeTarget, merge_tags
+from components.cost_guardrails import CostGuardrails
 from components.gpu_node_pool import GpuNodePool
 from components.gpu_software import GpuSoftware
 from components.karpenter import Karpenter
+from components.load_balancer_controller import LoadBalancerController
+from components.monitoring_stack import MonitoringStack
 from components.network import Network
 from components.training_cluster import TrainingCluster
 from components.training_operator import TrainingOperator
@@ -53,6 +56,7 @@ def declare(settings: StackSettings) -> Declared:
     else:
         declared = _declare_local(settings, tags)
         pulumi.export("kubeContext", cfg.kube_context)
+    _declare_monitoring(settings, declared)
     _declare_training(settings, declared)
     return declared
 
@@ -74,13 +78,34 @@ def _declare_aws(settings: StackSettings, provider: aws.Provider, tags: dict[str
     ]
     GpuSoftware("gpu-software", cfg.gpu_software, target=target, pools=cfg.gpu_pools, opts=opts)
 
+    lbc = LoadBalancerController(
+        "load-balancer-controller",
+        cfg.load_balancer_controller,
+        target=target,
+        vpc_id=network.vpc_id,
+        region=settings.region,
+        network_anchor=network.teardown_anchor,
+        tags=tags,
+        opts=opts,
+    )
+    # Budget and topic names are account-wide: scope them by cluster (one per stack).
+    guardrails = CostGuardrails(f"{cluster_name}-cost", cfg.cost, tags=tags, opts=opts)
+
+    pulumi.export("budgetName", guardrails.budget_name)
+    pulumi.export("alarmTopicArn", guardrails.alarm_topic_arn)
     pulumi.export("clusterName", cluster.cluster_name)
     pulumi.export("kubeconfig", cluster.kubeconfig)
     pulumi.export("vpcId", network.vpc_id)
     pulumi.export("privateSubnetIds", network.private_subnet_ids)
     pulumi.export("gpuPools", [p.pool_name for p in pools])
     return Declared(
-        target=target, tags=tags, network=network, cluster=cluster, karpenter=karpenter, pools=pools
+        target=target,
+        tags=tags,
+        network=network,
+        cluster=cluster,
+        karpenter=karpenter,
+        pools=pools,
+        extra={"lbc": lbc, "aws_opts": opts},
     )
 
 
@@ -89,6 +114,22 @@ def _declare_local(settings: StackSettings, tags: dict[str, str]) -> Declared:
 
     provider = k8s.Provider("kubernetes", context=settings.config.kube_context)
     return Declared(target=KubeTarget(provider=provider, on_aws=False), tags=tags)
+
+
+def _declare_monitoring(settings: StackSettings, d: Declared) -> None:
+    cfg = settings.config
+    secrets = {k: pulumi.Output.secret(v.get_secret_value()) for k, v in cfg.secrets.items()}
+    monitoring = MonitoringStack(
+        "monitoring",
+        cfg.monitoring,
+        target=d.target,
+        receiver_secrets=secrets,
+        grafana_admin_password=secrets.get("grafanaAdminPassword"),
+    )
+    d.extra["monitoring"] = monitoring
+    pulumi.export("prometheusUrl", monitoring.prometheus_url)
+    pulumi.export("alertmanagerUrl", monitoring.alertmanager_url)
+    pulumi.export("grafanaUrl", monitoring.grafana_url)
 
 
 def _declare_training(settings: StackSettings, d: Declared) -> None:
