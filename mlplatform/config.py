@@ -23,6 +23,7 @@ from components.gpu_node_pool import GpuNodePoolArgs, pool_list_issues
 from components.gpu_software import GpuSoftwareArgs
 from components.karpenter import KarpenterArgs
 from components.load_balancer_controller import LoadBalancerControllerArgs
+from components.local_object_store import LocalObjectStoreArgs
 from components.monitoring_stack import MonitoringStackArgs
 from components.network import NetworkArgs
 from components.training_cluster import TrainingClusterArgs
@@ -112,6 +113,10 @@ class PlatformConfig(ArgsModel):
         default_factory=CostGuardrailsArgs,
         description="Monthly AWS budget with alert thresholds, and the encrypted alarm topic.",
     )
+    local_object_store: LocalObjectStoreArgs | None = Field(
+        default=None,
+        description="MinIO model store (local platform only; AWS uses the S3 model store).",
+    )
     secrets: dict[str, SecretStr] = Field(
         default_factory=dict,
         description="Secret values by name (receiver credentials, grafanaAdminPassword). Set each "
@@ -136,6 +141,8 @@ class PlatformConfig(ArgsModel):
             )
         if self.platform is Platform.aws and self.kube_context:
             found.append(Issue(("kubeContext",), "only valid when platform is local"))
+        if self.platform is Platform.aws and self.local_object_store is not None:
+            found.append(Issue(("localObjectStore",), "only valid when platform is local"))
         found += [i.at("gpuPools") for i in pool_list_issues(list(self.gpu_pools))]
         found += [i.at("monitoring") for i in self.monitoring.secret_issues(self.secrets)]
         found += [

@@ -13,12 +13,13 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.common import KubeTarget, merge_tags
+from components.common import KubeTarget, StorageBackend, merge_tags
 from components.cost_guardrails import CostGuardrails
 from components.gpu_node_pool import GpuNodePool
 from components.gpu_software import GpuSoftware
 from components.karpenter import Karpenter
 from components.load_balancer_controller import LoadBalancerController
+from components.local_object_store import LocalObjectStore, LocalObjectStoreArgs
 from components.monitoring_stack import MonitoringStack
 from components.network import Network
 from components.training_cluster import TrainingCluster
@@ -37,6 +38,7 @@ class Declared:
     cluster: TrainingCluster | None = None
     karpenter: Karpenter | None = None
     pools: list[GpuNodePool] = field(default_factory=list)
+    storage: StorageBackend | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -112,8 +114,15 @@ def _declare_aws(settings: StackSettings, provider: aws.Provider, tags: dict[str
 def _declare_local(settings: StackSettings, tags: dict[str, str]) -> Declared:
     import pulumi_kubernetes as k8s
 
-    provider = k8s.Provider("kubernetes", context=settings.config.kube_context)
-    return Declared(target=KubeTarget(provider=provider, on_aws=False), tags=tags)
+    cfg = settings.config
+    provider = k8s.Provider("kubernetes", context=cfg.kube_context)
+    target = KubeTarget(provider=provider, on_aws=False)
+    store = LocalObjectStore(
+        "model-store", cfg.local_object_store or LocalObjectStoreArgs(), target=target
+    )
+    pulumi.export("modelBucket", store.bucket_name)
+    pulumi.export("modelStoreEndpoint", store.endpoint_url)
+    return Declared(target=target, tags=tags, storage=store.storage)
 
 
 def _declare_monitoring(settings: StackSettings, d: Declared) -> None:

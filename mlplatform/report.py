@@ -37,7 +37,15 @@ def plan_from_graph(graph: Graph, environment: str) -> dict[str, Any]:
     except ImportError:  # pragma: no cover - cost module ships with the package
         pass
     else:
-        plan["cost"] = estimate_cost(plan)
+        if graph.outputs.get("platform") == "local":
+            plan["cost"] = {
+                "monthlyIdle": 0.0,
+                "lines": [],
+                "gpuHourly": [],
+                "assumptions": ["local platform: runs on an existing cluster, declares no AWS resources"],
+            }
+        else:
+            plan["cost"] = estimate_cost(plan)
     try:
         from mlplatform.policy import evaluate_policies
     except ImportError:  # pragma: no cover
