@@ -187,8 +187,10 @@ class CostGuardrails(pulumi.ComponentResource):
         args: CostGuardrailsArgs,
         *,
         tags: dict[str, str] | None = None,
+        protect: bool = False,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """``protect`` keeps the topic's KMS key (prod): deleting a key loses what it encrypted."""
         args.raise_if_invalid("CostGuardrails")
         super().__init__("mlplatform:cost:CostGuardrails", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
@@ -205,7 +207,9 @@ class CostGuardrails(pulumi.ComponentResource):
                 lambda v: key_policy(v[0], v[1])
             ),
             tags=tags,
-            opts=child,
+            opts=pulumi.ResourceOptions.merge(
+                child, pulumi.ResourceOptions(protect=protect, retain_on_delete=protect)
+            ),
         )
         aws.kms.Alias(
             f"{name}-alarms-key-alias",

@@ -13,7 +13,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import pulumi
 import pulumi_aws as aws
@@ -94,6 +94,8 @@ class SystemNodeGroupArgs(ArgsModel):
     max_size: int = 2
     root_volume_gib: int = 40
     http_put_response_hop_limit: int = 1
+    # Spot halves dev's biggest line; a reclaimed node only pauses the controllers. Never in prod.
+    capacity_type: Literal["on-demand", "spot"] = "on-demand"
 
     def issues(self) -> list[Issue]:
         found = super().issues()
@@ -141,6 +143,13 @@ class TrainingClusterArgs(ArgsModel):
 
     def issues(self) -> list[Issue]:
         found = super().issues()
+        if self.environment is Environment.PROD and self.system_nodes.capacity_type == "spot":
+            found.append(
+                Issue(
+                    ("systemNodes", "capacityType"),
+                    "must be on-demand in prod (allowed: on-demand)",
+                )
+            )
         if self.kubernetes_version not in SUPPORTED_VERSIONS:
             found.append(
                 Issue(
@@ -515,7 +524,7 @@ class TrainingCluster(pulumi.ComponentResource):
             subnet_ids=network.private_subnet_ids,
             instance_types=list(sysargs.instance_types),
             ami_type="AL2023_ARM_64_STANDARD" if arch == "arm64" else "AL2023_x86_64_STANDARD",
-            capacity_type="ON_DEMAND",
+            capacity_type="SPOT" if sysargs.capacity_type == "spot" else "ON_DEMAND",
             scaling_config=aws.eks.NodeGroupScalingConfigArgs(
                 min_size=sysargs.min_size,
                 desired_size=sysargs.desired_size,

@@ -24,8 +24,12 @@ from components.gpu_software import GpuSoftwareArgs
 from components.karpenter import KarpenterArgs
 from components.load_balancer_controller import LoadBalancerControllerArgs
 from components.local_object_store import LocalObjectStoreArgs
+from components.model_registry import ModelRegistryArgs
+from components.model_store import ModelStoreArgs
 from components.monitoring_stack import MonitoringStackArgs
 from components.network import NetworkArgs
+from components.project_access import AccessGrant, AccessLevel, ProjectAccessArgs
+from components.serving_endpoint import ServingEndpointArgs, check_endpoint
 from components.training_cluster import TrainingClusterArgs
 from components.training_operator import TrainingOperatorArgs
 from components.training_queues import TrainingQueuesArgs, check_pool_quotas
@@ -113,6 +117,22 @@ class PlatformConfig(ArgsModel):
         default_factory=CostGuardrailsArgs,
         description="Monthly AWS budget with alert thresholds, and the encrypted alarm topic.",
     )
+    model_store: ModelStoreArgs | None = Field(
+        default=None,
+        description="S3 model store and ECR (aws; required there, with `protect` set explicitly).",
+    )
+    model_registry: ModelRegistryArgs | None = Field(
+        default=None,
+        description="MLflow tracking server and model registry (RDS on aws, in-cluster locally).",
+    )
+    projects: ProjectAccessArgs = Field(
+        default_factory=ProjectAccessArgs,
+        description="ML projects and the service accounts granted their S3 prefix and ECR repos.",
+    )
+    serving_endpoints: dict[str, ServingEndpointArgs] = Field(
+        default_factory=dict,
+        description="Model serving endpoints by name (http or vllm runtime).",
+    )
     local_object_store: LocalObjectStoreArgs | None = Field(
         default=None,
         description="MinIO model store (local platform only; AWS uses the S3 model store).",
@@ -143,6 +163,31 @@ class PlatformConfig(ArgsModel):
             found.append(Issue(("kubeContext",), "only valid when platform is local"))
         if self.platform is Platform.aws and self.local_object_store is not None:
             found.append(Issue(("localObjectStore",), "only valid when platform is local"))
+        if self.platform is Platform.aws and self.model_store is None:
+            found.append(
+                Issue(("modelStore",), "required on aws; set at least `protect: true|false`")
+            )
+        if self.platform is Platform.local and self.model_store is not None:
+            found.append(
+                Issue(
+                    ("modelStore",), "only valid on aws; the local platform uses localObjectStore"
+                )
+            )
+        projects = {p.name for p in self.projects.projects}
+        on_aws = self.platform is Platform.aws
+        for name, ep in self.serving_endpoints.items():
+            found += [
+                i.at("servingEndpoints", name)
+                for i in check_endpoint(ep, list(self.gpu_limits()), name=name, on_aws=on_aws)
+            ]
+            if ep.project not in projects:
+                known = ", ".join(sorted(projects)) or "(none declared under projects.projects)"
+                found.append(
+                    Issue(
+                        ("servingEndpoints", name, "project"),
+                        f"unknown project {ep.project!r}; declared: {known}",
+                    )
+                )
         found += [i.at("gpuPools") for i in pool_list_issues(list(self.gpu_pools))]
         found += [i.at("monitoring") for i in self.monitoring.secret_issues(self.secrets)]
         found += [
@@ -151,9 +196,27 @@ class PlatformConfig(ArgsModel):
         ]
         return found
 
+    def access_args(self) -> ProjectAccessArgs:
+        """Declared grants plus one read grant per serving endpoint's service account."""
+        grants = list(self.projects.grants)
+        for name, ep in self.serving_endpoints.items():
+            grants.append(
+                AccessGrant(
+                    project=ep.project,
+                    service_account=serving_service_account(name),
+                    namespace=ep.namespace or name,
+                    access=AccessLevel.READ,
+                )
+            )
+        return self.projects.model_copy(update={"grants": grants})
+
     def gpu_limits(self) -> dict[str, int]:
         """Most GPUs each pool can schedule (time-slicing multiplies what pods can request)."""
         return {p.name: p.max_gpus * (p.time_slicing_replicas or 1) for p in self.gpu_pools}
+
+
+def serving_service_account(endpoint: str) -> str:
+    return f"{endpoint}-server"
 
 
 @dataclass(frozen=True)

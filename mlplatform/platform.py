@@ -13,19 +13,23 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.common import KubeTarget, StorageBackend, merge_tags
+from components.common import Environment, KubeTarget, StorageBackend, merge_tags
 from components.cost_guardrails import CostGuardrails
 from components.gpu_node_pool import GpuNodePool
 from components.gpu_software import GpuSoftware
 from components.karpenter import Karpenter
 from components.load_balancer_controller import LoadBalancerController
 from components.local_object_store import LocalObjectStore, LocalObjectStoreArgs
+from components.model_registry import ModelRegistry, RegistryNetwork
+from components.model_store import ModelStore
 from components.monitoring_stack import MonitoringStack
+from components.project_access import ProjectAccess
+from components.serving_endpoint import ServingEndpoint
 from components.network import Network
 from components.training_cluster import TrainingCluster
 from components.training_operator import TrainingOperator
 from components.training_queues import GpuPoolCapacity, TrainingQueues
-from mlplatform.config import Platform, StackSettings
+from mlplatform.config import Platform, StackSettings, serving_service_account
 
 
 @dataclass
@@ -59,7 +63,9 @@ def declare(settings: StackSettings) -> Declared:
         declared = _declare_local(settings, tags)
         pulumi.export("kubeContext", cfg.kube_context)
     _declare_monitoring(settings, declared)
+    _declare_registry(settings, declared)
     _declare_training(settings, declared)
+    _declare_serving(settings, declared)
     return declared
 
 
@@ -91,7 +97,30 @@ def _declare_aws(settings: StackSettings, provider: aws.Provider, tags: dict[str
         opts=opts,
     )
     # Budget and topic names are account-wide: scope them by cluster (one per stack).
-    guardrails = CostGuardrails(f"{cluster_name}-cost", cfg.cost, tags=tags, opts=opts)
+    assert cfg.model_store is not None  # required on aws by the config checks
+    store = ModelStore(
+        "model-store", cfg.model_store, cluster_name=cluster.cluster_name, tags=tags, opts=opts
+    )
+    access = ProjectAccess(
+        "project-access",
+        cfg.access_args(),
+        store=store.refs(),
+        cluster_name=cluster.cluster_name,
+        tags=tags,
+        opts=opts,
+    )
+    pulumi.export("modelBucket", store.bucket_name)
+    pulumi.export("modelBucketArn", store.bucket_arn)
+    pulumi.export("kmsKeyArn", store.kms_key_arn)
+    pulumi.export("ecrRepositories", store.ecr_repository_urls)
+    pulumi.export("projectRoleArns", access.role_arns)
+    guardrails = CostGuardrails(
+        f"{cluster_name}-cost",
+        cfg.cost,
+        tags=tags,
+        protect=cfg.environment is Environment.PROD,
+        opts=opts,
+    )
 
     pulumi.export("budgetName", guardrails.budget_name)
     pulumi.export("alarmTopicArn", guardrails.alarm_topic_arn)
@@ -107,7 +136,8 @@ def _declare_aws(settings: StackSettings, provider: aws.Provider, tags: dict[str
         cluster=cluster,
         karpenter=karpenter,
         pools=pools,
-        extra={"lbc": lbc, "aws_opts": opts},
+        storage=StorageBackend(kind="s3", bucket=store.bucket_name, region=settings.region),
+        extra={"lbc": lbc, "aws_opts": opts, "store": store, "access": access},
     )
 
 
@@ -139,6 +169,70 @@ def _declare_monitoring(settings: StackSettings, d: Declared) -> None:
     pulumi.export("prometheusUrl", monitoring.prometheus_url)
     pulumi.export("alertmanagerUrl", monitoring.alertmanager_url)
     pulumi.export("grafanaUrl", monitoring.grafana_url)
+
+
+def _declare_registry(settings: StackSettings, d: Declared) -> None:
+    cfg = settings.config
+    if cfg.model_registry is None or not cfg.model_registry.enabled or d.storage is None:
+        return
+    network = None
+    kms = None
+    if d.network is not None and d.cluster is not None:
+        network = RegistryNetwork(
+            vpc_id=d.network.vpc_id,
+            private_subnet_ids=d.network.private_subnet_ids,
+            client_security_group_ids=[d.cluster.cluster_security_group_id],
+        )
+        kms = d.extra["store"].kms_key_arn
+    registry = ModelRegistry(
+        "model-registry",
+        cfg.model_registry,
+        target=d.target,
+        storage=d.storage,
+        network=network,
+        kms_key_arn=kms,
+        tags=d.tags,
+        opts=d.extra.get("aws_opts"),
+    )
+    d.extra["registry"] = registry
+    pulumi.export("mlflowTrackingUri", registry.tracking_uri)
+
+
+def _declare_serving(settings: StackSettings, d: Declared) -> None:
+    cfg = settings.config
+    registry = d.extra.get("registry")
+    monitoring = d.extra.get("monitoring")
+    lbc = d.extra.get("lbc")
+    role_arns = d.extra["access"].role_arns if "access" in d.extra else None
+    vpc_cidr = cfg.network.cidr if cfg.platform is Platform.aws else None
+    endpoints: dict[str, Any] = {}
+    for name, ep in cfg.serving_endpoints.items():
+        sa = serving_service_account(name)
+        namespace = ep.namespace or name
+        key = f"{ep.project}-{sa}"
+        role = role_arns.apply(lambda arns, k=key: arns.get(k)) if role_arns else None
+        endpoint = ServingEndpoint(
+            name,
+            ep,
+            target=d.target,
+            service_account_name=sa,
+            storage=d.storage,
+            iam_role_arn=role,
+            known_pools=list(cfg.gpu_limits()),
+            mlflow_tracking_uri=registry.tracking_uri if registry is not None else None,
+            alb_source_cidrs=[vpc_cidr] if vpc_cidr else [],
+            ingress_controller=lbc,
+            depends_on=[monitoring] if monitoring is not None else [],
+            tags=d.tags,
+        )
+        endpoints[name] = {
+            "namespace": endpoint.namespace,
+            "service": endpoint.service_name,
+            "url": endpoint.url,
+            "deployment": endpoint.service_name,
+            "healthPath": "/health" if ep.runtime.value == "vllm" else "/healthz",
+        }
+    pulumi.export("servingEndpoints", endpoints)
 
 
 def _declare_training(settings: StackSettings, d: Declared) -> None:

@@ -42,7 +42,9 @@ def plan_from_graph(graph: Graph, environment: str) -> dict[str, Any]:
                 "monthlyIdle": 0.0,
                 "lines": [],
                 "gpuHourly": [],
-                "assumptions": ["local platform: runs on an existing cluster, declares no AWS resources"],
+                "assumptions": [
+                    "local platform: runs on an existing cluster, declares no AWS resources"
+                ],
             }
         else:
             plan["cost"] = estimate_cost(plan)

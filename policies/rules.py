@@ -143,7 +143,9 @@ def validate_required_tags(args: Args, report_violation: ReportViolation) -> Non
         return
     tags: dict[str, Any] = {}
     if args.provider is not None:
-        tags.update(_get(args.provider.props, "defaultTags", "tags", default={}) or {})
+        # Providers receive nested config as JSON text (as the engine sends it) or as objects.
+        default_tags = _load_json(args.provider.props.get("defaultTags")) or {}
+        tags.update((default_tags.get("tags") if isinstance(default_tags, dict) else None) or {})
     tags.update(_tags_of(args.props))
     missing = [k for k in REQUIRED_TAGS if not str(tags.get(k) or "").strip()]
     if missing:

@@ -61,6 +61,18 @@ def test_provider_default_tags_are_found_through_the_provider_reference() -> Non
     assert [v["policy"] for v in evaluate_policies(plan(orphan), "prod")] == ["required-tags"]
 
 
+def test_provider_default_tags_sent_as_json_text_count() -> None:
+    # The engine hands providers their nested config as JSON text; that is what a plan records.
+    provider = res("pulumi:providers:aws", "aws", {"defaultTags": json.dumps({"tags": TAGS})})
+    rule = res(
+        "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+        "r",
+        {},
+        provider=f"{provider['urn']}::id",
+    )
+    assert evaluate_policies(plan(provider, rule), "prod") == []
+
+
 def test_stack_rule_runs_offline_using_recorded_dependencies() -> None:
     bucket = res("aws:s3/bucket:Bucket", "models", {"tags": TAGS})
     versioning = res(
