@@ -3,7 +3,7 @@
 Nothing here may be public, unencrypted, unversioned or deletable by accident:
 
 * the bucket is versioned, SSE-KMS with a customer-managed, rotating key (Bucket Key on), blocks
-  all public access, enforces ``BucketOwnerEnforced`` and denies plain HTTP and TLS < 1.2;
+  all public access, enforces ``BucketOwnerEnforced`` and denies plain HTTP;
 * lifecycle rules move noncurrent versions to a cheaper class, expire them later and abort
   incomplete multipart uploads;
 * server access logs go to a log bucket hardened the same way, except that it uses SSE-S3: S3
@@ -255,6 +255,7 @@ def log_bucket_name(bucket_name: str) -> str:
 
 
 def _deny_insecure(bucket_arn: str) -> list[dict[str, Any]]:
+    # No s3:TlsVersion rule: every AWS API endpoint already refuses TLS < 1.2.
     resources = [bucket_arn, f"{bucket_arn}/*"]
     return [
         {
@@ -264,14 +265,6 @@ def _deny_insecure(bucket_arn: str) -> list[dict[str, Any]]:
             "Action": "s3:*",
             "Resource": resources,
             "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-        },
-        {
-            "Sid": "DenyOutdatedTls",
-            "Effect": "Deny",
-            "Principal": "*",
-            "Action": "s3:*",
-            "Resource": resources,
-            "Condition": {"NumericLessThan": {"s3:TlsVersion": "1.2"}},
         },
     ]
 

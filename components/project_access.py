@@ -121,7 +121,8 @@ def s3_prefix_policy(
             "Condition": {
                 "StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"},
                 # With an S3 Bucket Key the context is the bucket ARN, otherwise the object ARN.
-                "ArnLike": {"kms:EncryptionContext:aws:s3:arn": [bucket_arn, objects]},
+                # The context is a string key (parliament: ArnLike would be a type mismatch).
+                "StringLike": {"kms:EncryptionContext:aws:s3:arn": [bucket_arn, objects]},
             },
         },
     ]
