@@ -339,6 +339,8 @@ def parse_config(
             problems.append(
                 (format_path(tuple(err["loc"]), prefix), _pydantic_message(err, PlatformConfig))
             )
+        broken = {err["loc"][0] for err in exc.errors() if err["loc"]}
+        problems += _section_issues(data, broken, prefix)
     if cfg is not None:
         problems += [(format_path(i.path, prefix), i.message) for i in cfg.issues()]
         problems += _plaintext_secrets(cfg, secrets)
@@ -346,6 +348,33 @@ def parse_config(
         raise ConfigError(stack, problems)
     assert cfg is not None
     return StackSettings(stack=stack, region=region, config=cfg, secret_keys=secrets)
+
+
+def _section_issues(data: dict[str, Any], broken: set[Any], prefix: str) -> list[tuple[str, str]]:
+    """With some sections invalid, still run the semantic checks of the sections that are valid,
+    so one run reports every problem (cross-section checks wait for a fully valid config)."""
+    from pydantic import TypeAdapter
+
+    found: list[tuple[str, str]] = []
+    for name, field in PlatformConfig.model_fields.items():
+        key = field.alias or name
+        if key in broken or key not in data:
+            continue
+        try:
+            value = TypeAdapter(field.annotation).validate_python(data[key])
+        except ValidationError:
+            continue
+        if isinstance(value, dict):
+            items: list[tuple[Any, Any]] = list(value.items())
+        elif isinstance(value, list):
+            items = list(enumerate(value))
+        else:
+            items = [(None, value)]
+        for idx, item in items:
+            if isinstance(item, ArgsModel):
+                base: tuple[str | int, ...] = (key,) if idx is None else (key, idx)
+                found += [(format_path((*base, *i.path), prefix), i.message) for i in item.issues()]
+    return found
 
 
 def _inject_environment(data: dict[str, Any]) -> list[tuple[str, str]]:

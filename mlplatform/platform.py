@@ -23,9 +23,9 @@ from components.local_object_store import LocalObjectStore, LocalObjectStoreArgs
 from components.model_registry import ModelRegistry, RegistryNetwork
 from components.model_store import ModelStore
 from components.monitoring_stack import MonitoringStack
+from components.network import Network
 from components.project_access import ProjectAccess
 from components.serving_endpoint import ServingEndpoint
-from components.network import Network
 from components.training_cluster import TrainingCluster
 from components.training_operator import TrainingOperator
 from components.training_queues import GpuPoolCapacity, TrainingQueues
@@ -208,7 +208,6 @@ def _declare_serving(settings: StackSettings, d: Declared) -> None:
     endpoints: dict[str, Any] = {}
     for name, ep in cfg.serving_endpoints.items():
         sa = serving_service_account(name)
-        namespace = ep.namespace or name
         key = f"{ep.project}-{sa}"
         role = role_arns.apply(lambda arns, k=key: arns.get(k)) if role_arns else None
         endpoint = ServingEndpoint(

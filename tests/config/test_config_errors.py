@@ -20,6 +20,7 @@ BASE = {
     "ml-platform:environment": "dev",
     "ml-platform:owner": "team",
     "ml-platform:costCenter": "cc",
+    "ml-platform:modelStore": json.dumps({"protect": False}),
 }
 
 
@@ -58,6 +59,49 @@ def test_unknown_region_and_all_problems_at_once() -> None:
 def test_reserved_tags_are_rejected() -> None:
     got = problems({**BASE, "ml-platform:tags": json.dumps({"owner": "someone"})})
     assert "ml-platform:tags" in got
+
+
+def test_model_store_protection_is_an_explicit_choice_on_aws() -> None:
+    raw = {k: v for k, v in BASE.items() if k != "ml-platform:modelStore"}
+    assert "required on aws" in problems(raw)["ml-platform:modelStore"]
+    got = problems({**BASE, "ml-platform:modelStore": json.dumps({"forceDestroy": True})})
+    assert "ml-platform:modelStore.protect" in got
+
+
+def test_section_environment_follows_the_stack() -> None:
+    got = problems({**BASE, "ml-platform:network": json.dumps({"environment": "prod"})})
+    assert "set by ml-platform:environment" in got["ml-platform:network.environment"]
+
+
+def test_nested_errors_carry_full_paths_and_ranges() -> None:
+    pools = [
+        {"name": "a", "accelerator": "nvidia-z9", "maxGpus": 4},
+        {"name": "b", "accelerator": "nvidia-a10g", "maxGpus": 0},
+    ]
+    got = problems(
+        {
+            **BASE,
+            "ml-platform:gpuPools": json.dumps(pools),
+            "ml-platform:network": json.dumps({"cidr": "10.0.0.0/33"}),
+        }
+    )
+    assert "nvidia-a10g" in got["ml-platform:gpuPools[0].accelerator"]
+    assert "greater than or equal to 1" in got["ml-platform:gpuPools[1].maxGpus"]
+    assert any(k.startswith("ml-platform:network") for k in got)
+
+
+def test_cross_section_references_are_checked() -> None:
+    endpoint = {
+        "project": "ghost",
+        "image": "r.example.com/x:1.0",
+        "model": {"path": "m"},
+        "gpuPool": "nope",
+        "resources": {"gpus": 1},
+        "ingress": {"enabled": False},
+    }
+    got = problems({**BASE, "ml-platform:servingEndpoints": json.dumps({"ep": endpoint})})
+    assert "unknown project 'ghost'" in got["ml-platform:servingEndpoints.ep.project"]
+    assert "ml-platform:servingEndpoints.ep.gpuPool" in got
 
 
 def test_local_platform_needs_a_context() -> None:
