@@ -358,7 +358,7 @@ def _section_issues(data: dict[str, Any], broken: set[Any], prefix: str) -> list
     found: list[tuple[str, str]] = []
     for name, field in PlatformConfig.model_fields.items():
         key = field.alias or name
-        if key in broken or key not in data:
+        if key in broken or key not in data or field.annotation is None:
             continue
         try:
             value = TypeAdapter(field.annotation).validate_python(data[key])
