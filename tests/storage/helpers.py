@@ -16,6 +16,7 @@ from components.model_registry import ModelRegistry, ModelRegistryArgs, Registry
 from components.model_store import ModelStore, ModelStoreArgs, StoreNetwork
 from components.project_access import ProjectAccess, ProjectAccessArgs
 from mlplatform.graph import Graph
+from mlplatform.mocks import SECRET_PLACEHOLDER
 
 K8S_VERSION = "1.33"
 CLUSTER = "ml-prod"
@@ -155,6 +156,9 @@ def policy_docs(graph: Graph) -> list[tuple[str, dict[str, Any], bool]]:
 def validate_manifests(graph: Graph) -> list[str]:
     errors = []
     for m in graph.manifests():
+        if m["kind"] == "Secret" and m.get("stringData") == SECRET_PLACEHOLDER:
+            # The plan hides secret data wholesale; validate the rest of the object.
+            m = {**m, "stringData": {"redacted": "x"}}
         try:
             kubernetes_validate.validate(m, K8S_VERSION, strict=True)
         except kubernetes_validate.ValidationError as exc:
