@@ -118,11 +118,11 @@ def test_no_wildcard_beyond_ecr_login(graph: Graph) -> None:
 
 
 def test_association_waits_for_the_policy(graph: Graph) -> None:
-    assoc = [
+    assoc = next(
         r
         for r in graph.by_type("aws:eks/podIdentityAssociation:PodIdentityAssociation")
         if r.inputs["serviceAccount"] == "trainer"
-    ][0]
+    )
     assert graph.depends_on(assoc, graph.by_name("access-churn-trainer-policy"))
 
 
