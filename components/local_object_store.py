@@ -8,6 +8,7 @@ same bucket layout (``projects/<project>/...``). Workloads reach it through the 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -75,8 +76,11 @@ class LocalObjectStore(pulumi.ComponentResource):
         args: LocalObjectStoreArgs,
         *,
         target: KubeTarget,
+        namespace_resources: Mapping[str, pulumi.Resource] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """``namespace_resources``: the client namespaces' resources, so each Secret waits for its
+        namespace (and is deleted before it)."""
         args.raise_if_invalid("LocalObjectStore")
         super().__init__("mlplatform:storage:LocalObjectStore", name, None, opts)
         k8s_opts = pulumi.ResourceOptions(
@@ -154,6 +158,7 @@ class LocalObjectStore(pulumi.ComponentResource):
             ),
         )
         endpoint = f"http://minio.{args.namespace}.svc.cluster.local:9000"
+        namespaces = dict(namespace_resources or {})
         # Clients get the keys in their own namespace: a Secret cannot be read across namespaces.
         for ns in args.client_namespaces:
             k8s.core.v1.Secret(
@@ -165,7 +170,10 @@ class LocalObjectStore(pulumi.ComponentResource):
                     "AWS_ENDPOINT_URL_S3": endpoint,
                 },
                 opts=pulumi.ResourceOptions.merge(
-                    k8s_opts, pulumi.ResourceOptions(depends_on=[release])
+                    k8s_opts,
+                    pulumi.ResourceOptions(
+                        depends_on=[release, *([namespaces[ns]] if ns in namespaces else [])]
+                    ),
                 ),
             )
         self.bucket_name = pulumi.Output.from_input(args.bucket)

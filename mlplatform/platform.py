@@ -25,6 +25,7 @@ from components.model_store import ModelStore
 from components.monitoring_stack import MonitoringStack
 from components.network import Network
 from components.project_access import ProjectAccess
+from components.project_namespaces import ProjectNamespaces
 from components.serving_endpoint import ServingEndpoint
 from components.training_cluster import TrainingCluster
 from components.training_operator import TrainingOperator
@@ -43,6 +44,7 @@ class Declared:
     karpenter: Karpenter | None = None
     pools: list[GpuNodePool] = field(default_factory=list)
     storage: StorageBackend | None = None
+    namespaces: ProjectNamespaces | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -59,6 +61,9 @@ def declare(settings: StackSettings) -> Declared:
         )
         pulumi.export("region", settings.region)
         declared = _declare_aws(settings, aws_provider, tags)
+        declared.namespaces = ProjectNamespaces(
+            "namespaces", shared_namespaces(settings), target=declared.target
+        )
     else:
         declared = _declare_local(settings, tags)
         pulumi.export("kubeContext", cfg.kube_context)
@@ -147,12 +152,26 @@ def _declare_local(settings: StackSettings, tags: dict[str, str]) -> Declared:
     cfg = settings.config
     provider = k8s.Provider("kubernetes", context=cfg.kube_context)
     target = KubeTarget(provider=provider, on_aws=False)
+    namespaces = ProjectNamespaces("namespaces", shared_namespaces(settings), target=target)
     store = LocalObjectStore(
-        "model-store", cfg.local_object_store or LocalObjectStoreArgs(), target=target
+        "model-store",
+        cfg.local_object_store or LocalObjectStoreArgs(),
+        target=target,
+        namespace_resources=namespaces.resources,
     )
     pulumi.export("modelBucket", store.bucket_name)
     pulumi.export("modelStoreEndpoint", store.endpoint_url)
-    return Declared(target=target, tags=tags, storage=store.storage)
+    return Declared(target=target, tags=tags, storage=store.storage, namespaces=namespaces)
+
+
+def shared_namespaces(settings: StackSettings) -> set[str]:
+    """Namespaces several components use: projects', training teams', object-store clients'."""
+    cfg = settings.config
+    names = {p.effective_namespace for p in cfg.projects.projects}
+    names |= {ns for team in cfg.training_queues.teams for ns in team.namespaces}
+    if cfg.local_object_store is not None:
+        names |= set(cfg.local_object_store.client_namespaces)
+    return names
 
 
 def _declare_monitoring(settings: StackSettings, d: Declared) -> None:
@@ -184,10 +203,15 @@ def _declare_registry(settings: StackSettings, d: Declared) -> None:
             client_security_group_ids=[d.cluster.cluster_security_group_id],
         )
         kms = d.extra["store"].kms_key_arn
+    args, target = cfg.model_registry, d.target
+    if d.namespaces is not None and args.namespace in d.namespaces.resources:
+        # shared with other components (the object store's credentials): declared once, there
+        args = args.model_copy(update={"create_namespace": False})
+        target = d.namespaces.target_for(target, args.namespace)
     registry = ModelRegistry(
         "model-registry",
-        cfg.model_registry,
-        target=d.target,
+        args,
+        target=target,
         storage=d.storage,
         network=network,
         kms_key_arn=kms,
@@ -248,6 +272,7 @@ def _declare_training(settings: StackSettings, d: Declared) -> None:
         pools=capacities,
         frameworks=engine.kueue_frameworks,
         depends_on=[engine],
+        namespace_resources=d.namespaces.resources if d.namespaces is not None else None,
     )
     d.extra["queues"] = queues
     pulumi.export("trainingQueues", queues.local_queues)
