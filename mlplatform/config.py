@@ -7,6 +7,7 @@ reads ``stacks/Pulumi.<stack>.yaml`` itself) go through the same code.
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -268,7 +269,11 @@ def _pydantic_message(err: Mapping[str, Any], model: type[ArgsModel]) -> str:
     kind, msg = err["type"], err["msg"]
     if kind == "extra_forbidden":
         allowed = _allowed_keys(model, err["loc"][:-1])
-        return f"unknown key; allowed keys: {', '.join(allowed)}" if allowed else "unknown key"
+        if not allowed:
+            return "unknown key"
+        close = difflib.get_close_matches(str(err["loc"][-1]), allowed, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        return f"unknown key; {hint}allowed keys: {', '.join(allowed)}"
     if kind == "missing":
         return "required key is missing"
     got = err.get("input")

@@ -40,7 +40,7 @@ def test_unknown_key_names_allowed_keys() -> None:
     got = problems({**BASE, "ml-platform:enviroment": "dev"})
     assert "ml-platform:enviroment" in got
     assert "allowed keys" in got["ml-platform:enviroment"]
-    assert "environment" in got["ml-platform:enviroment"]
+    assert "did you mean 'environment'?" in got["ml-platform:enviroment"]
 
 
 def test_wrong_enum_lists_allowed_values() -> None:
