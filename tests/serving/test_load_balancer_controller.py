@@ -152,11 +152,62 @@ def test_service_linked_role_is_limited_to_elb(graph: Graph) -> None:
     )
 
 
-def test_policy_passes_parliament() -> None:
+# parliament's bundled IAM data gets this policy wrong in two ways, each checked by hand.
+CREATE_ACTION_ON_ADD_TAGS = (
+    "Unknown condition elasticloadbalancing:CreateAction for action elasticloadbalancing:AddTags"
+)
+
+
+def _known_false_positive(issue: str, detail: Any) -> bool:
+    if issue == "RESOURCE_MISMATCH":
+        # The policy is ALB-only on purpose: NLB listeners and rules (".../net/...") are left
+        # out. AWS needs any one of an action's resource types; parliament wants all of them.
+        return all("/net/" in d["required_format"] for d in detail)
+    # A documented condition key of AddTags (the upstream controller policy uses it to allow
+    # tagging only at creation) that parliament's IAM data predates.
+    return issue == "UNKNOWN_CONDITION_FOR_ACTION" and detail == CREATE_ACTION_ON_ADD_TAGS
+
+
+def parliament_findings(doc: dict[str, Any]) -> list[tuple[str, Any]]:
+    """MEDIUM or worse, less the known false positives above."""
     parliament = pytest.importorskip("parliament")
-    policy = parliament.analyze_policy_string(json.dumps(controller_policy(CLUSTER)))
-    findings = [f for f in policy.findings if f.severity in ("HIGH", "CRITICAL", "MEDIUM")]
-    assert findings == [], [(f.issue, f.detail) for f in findings]
+    found = []
+    for f in parliament.analyze_policy_string(json.dumps(doc)).findings:
+        # analyze_policy_string leaves severity empty; enhance_finding fills it from the config.
+        f = parliament.enhance_finding(f)
+        if f.severity in ("MEDIUM", "HIGH", "CRITICAL") and not _known_false_positive(
+            f.issue, f.detail
+        ):
+            found.append((f.issue, f.detail))
+    return found
+
+
+def test_policy_passes_parliament() -> None:
+    assert parliament_findings(controller_policy(CLUSTER)) == []
+
+
+def test_parliament_check_can_fail() -> None:
+    policy = controller_policy(CLUSTER)
+    # An ALB rule action pointed at a target group: no resource it can act on.
+    policy["Statement"].append(
+        {
+            "Effect": "Allow",
+            "Action": ["elasticloadbalancing:CreateRule"],
+            "Resource": ["arn:aws:elasticloadbalancing:*:*:targetgroup/*/*"],
+        }
+    )
+    # Only the CreateAction key is excused: another unknown key on AddTags is reported.
+    policy["Statement"].append(
+        {
+            "Effect": "Allow",
+            "Action": ["elasticloadbalancing:AddTags"],
+            "Resource": ["arn:aws:elasticloadbalancing:*:*:targetgroup/*/*"],
+            "Condition": {"StringEquals": {"elasticloadbalancing:NoSuchKey": "x"}},
+        }
+    )
+    issues = [issue for issue, _ in parliament_findings(policy)]
+    assert issues.count("RESOURCE_MISMATCH") == 1, issues
+    assert "UNKNOWN_CONDITION_FOR_ACTION" in issues, issues
 
 
 def test_children_are_parented(graph: Graph) -> None:
