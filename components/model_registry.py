@@ -5,7 +5,11 @@
   protection and a final snapshot when protected, private subnets, reachable only from the
   cluster's security groups), or in-cluster PostgreSQL / SQLite on a PVC for the local stack.
 * The database password is generated (pulumi_random), kept in Secrets Manager (KMS) and in a
-  Kubernetes Secret; it never appears in stack config.
+  Kubernetes Secret; it never appears in stack config. Pods read it from a mounted file, never
+  from the pod spec's env or a command line.
+* Images from the upstream publishers, pinned by tag (validated, never latest) and pulled with
+  ``Always`` so a moved tag is noticed, or pinned by digest. Scanner exceptions are recorded
+  in-line (checkov annotations) or in ``.trivyignore.yaml``, each with its reason.
 * Artifacts are proxied by the server (``--serve-artifacts``) into the model store under
   ``mlflow/``: on AWS through EKS Pod Identity (no static keys), locally in MinIO.
 * Reached through an internal ClusterIP Service; an ingress is optional and must be authenticated.
@@ -48,6 +52,19 @@ POD_IDENTITY_AGENT = "169.254.170.23/32"  # EKS Pod Identity agent (link-local, 
 PINNED_IMAGE = re.compile(r"^[^\s:@]+(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$")
 PINNED_PACKAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9.+!-]+$")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DB_URI_DIR = "/etc/mlflow/db"
+# The backend URI carries the database password. The shell reads it from the mounted Secret into
+# the server's own environment (`mlflow server` reads MLFLOW_BACKEND_STORE_URI), so it is neither
+# in the pod spec's env (inherited by every `kubectl exec` shell) nor in any process's argv.
+SERVE_WITH_DB_URI = (
+    f'MLFLOW_BACKEND_STORE_URI="$(cat {DB_URI_DIR}/backend-store-uri)"'
+    ' && export MLFLOW_BACKEND_STORE_URI && exec mlflow server "$@"'
+)
+PG_CREDENTIALS_MOUNT = "/etc/postgres/credentials"
+DIGEST_SKIP = (
+    "CKV_K8S_43=tags are pinned and validated (never latest) and pulled with imagePullPolicy "
+    "Always; set the image to name:tag@sha256:... to pin a digest instead"
+)
 
 
 def image_issues(key: str, image: str) -> list[Issue]:
@@ -56,6 +73,16 @@ def image_issues(key: str, image: str) -> list[Issue]:
     if not pinned or tag.split("@")[0].endswith(":latest"):
         return [Issue((key,), f"must be pinned to a tag or digest (not latest), got {image!r}")]
     return []
+
+
+def pull_policy(image: str) -> str:
+    """A digest cannot move; a tag can, so the kubelet checks it with the registry at each start."""
+    return "IfNotPresent" if "@sha256:" in image else "Always"
+
+
+def checkov_skips(*reasons: str) -> dict[str, str]:
+    """In-line checkov skips, each "CHECK_ID=reason", as annotations on the object."""
+    return {f"checkov.io/skip{i}": reason for i, reason in enumerate(reasons, 1)}
 
 
 class Resources(ArgsModel):
@@ -485,7 +512,7 @@ class ModelRegistry(pulumi.ComponentResource):
         db = args.database
         self.db_endpoint = None
         self.db_secret_arn = None
-        uri_env: dict[str, Any]
+        backend_uri: str | None = None  # only when it holds no secret
         volumes: list[dict[str, Any]] = []
         mounts: list[dict[str, Any]] = []
         if isinstance(db, SqliteDatabase):
@@ -498,10 +525,7 @@ class ModelRegistry(pulumi.ComponentResource):
                 ),
             )
             pod_deps.append(pvc)
-            uri_env = {
-                "name": "MLFLOW_BACKEND_STORE_URI",
-                "value": "sqlite:////mlflow/db/mlflow.db",
-            }
+            backend_uri = "sqlite:////mlflow/db/mlflow.db"
             volumes.append({"name": "db", "persistentVolumeClaim": {"claimName": f"{APP}-db"}})
             mounts.append({"name": "db", "mountPath": "/mlflow/db"})
         else:
@@ -535,15 +559,14 @@ class ModelRegistry(pulumi.ComponentResource):
                 opts=k8s_opts,
             )
             pod_deps.append(db_secret)
-            uri_env = {
-                "name": "MLFLOW_BACKEND_STORE_URI",
-                "valueFrom": {"secretKeyRef": {"name": f"{APP}-db", "key": "backend-store-uri"}},
-            }
+            volumes.append(
+                {"name": "db-uri", "secret": {"secretName": f"{APP}-db", "defaultMode": 0o440}}
+            )
+            mounts.append({"name": "db-uri", "mountPath": DB_URI_DIR, "readOnly": True})
 
         # MLflow ------------------------------------------------------------------------------
         artifacts = pulumi.Output.concat("s3://", storage.bucket, "/", args.artifact_prefix)
         env: list[Any] = [
-            uri_env,
             {"name": "HOME", "value": "/tmp"},  # noqa: S108 - an emptyDir, not the image's /tmp
             {"name": "PYTHONPATH", "value": "/deps"},
             {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
@@ -569,6 +592,7 @@ class ModelRegistry(pulumi.ComponentResource):
                 {
                     "name": "install-drivers",
                     "image": args.image,
+                    "imagePullPolicy": pull_policy(args.image),
                     "command": [
                         "python",
                         "-m",
@@ -590,23 +614,28 @@ class ModelRegistry(pulumi.ComponentResource):
                 }
             )
         probe = {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 10}
+        server_args: list[Any] = [
+            "--host",
+            "0.0.0.0",  # noqa: S104 - inside the pod; the Service and NetworkPolicy fence it
+            "--port",
+            str(PORT),
+            "--workers",
+            str(args.workers),
+            "--serve-artifacts",
+            "--artifacts-destination",
+            artifacts,
+        ]
+        if backend_uri is None:
+            command = ["/bin/sh", "-c", SERVE_WITH_DB_URI, "mlflow"]
+        else:
+            command = ["mlflow", "server"]
+            server_args = ["--backend-store-uri", backend_uri, *server_args]
         container = {
             "name": APP,
             "image": args.image,
-            "command": ["mlflow", "server"],
-            "args": [
-                "--host",
-                "0.0.0.0",  # noqa: S104 - inside the pod; the Service and NetworkPolicy fence it
-                "--port",
-                str(PORT),
-                "--workers",
-                str(args.workers),
-                "--backend-store-uri",
-                "$(MLFLOW_BACKEND_STORE_URI)",
-                "--serve-artifacts",
-                "--artifacts-destination",
-                artifacts,
-            ],
+            "imagePullPolicy": pull_policy(args.image),
+            "command": command,
+            "args": server_args,
             "env": env,
             "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
             "readinessProbe": {**probe, "initialDelaySeconds": 5},
@@ -615,11 +644,18 @@ class ModelRegistry(pulumi.ComponentResource):
             "resources": args.resources.spec(),
             "volumeMounts": mounts,
         }
+        skips = []
+        if "@sha256:" not in args.image:
+            skips.append(DIGEST_SKIP)
         if env_from:
             container["envFrom"] = env_from
+            skips.append(
+                "CKV_K8S_35=local stack only: the MinIO keys come as a Secret of "
+                "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, which boto3 reads from the environment"
+            )
         k8s.apps.v1.Deployment(
             f"{name}-server",
-            metadata=_meta(APP, ns_name),
+            metadata=_meta(APP, ns_name, annotations=checkov_skips(*skips)),
             spec=_spec(
                 {
                     "replicas": args.replicas,
@@ -825,17 +861,20 @@ class ModelRegistry(pulumi.ComponentResource):
             f"{name}-postgres-credentials",
             metadata=_meta(pg, ns_name, pg),
             type="Opaque",
-            string_data={
-                "POSTGRES_USER": DB_USER,
-                "POSTGRES_DB": DB_NAME,
-                "POSTGRES_PASSWORD": password.result,
-            },
+            string_data={"password": password.result},
             opts=k8s_opts,
         )
         uid = 999  # the postgres user in the official Debian image
+        skips = [
+            "CKV_K8S_40=999 is the official image's postgres user, which owns the data "
+            "directory of every existing volume; another UID would not start on them"
+        ]
+        if "@sha256:" not in db.image:
+            skips.append(DIGEST_SKIP)
+        pg_ready = {"exec": {"command": ["pg_isready", "-U", DB_USER, "-d", DB_NAME]}}
         k8s.apps.v1.StatefulSet(
             f"{name}-postgres",
-            metadata=_meta(pg, ns_name, pg),
+            metadata=_meta(pg, ns_name, pg, annotations=checkov_skips(*skips)),
             spec=_spec(
                 {
                     "serviceName": pg,
@@ -850,12 +889,19 @@ class ModelRegistry(pulumi.ComponentResource):
                                 {
                                     "name": "postgres",
                                     "image": db.image,
-                                    "envFrom": [{"secretRef": {"name": pg}}],
+                                    "imagePullPolicy": pull_policy(db.image),
+                                    # The image's entrypoint reads *_FILE variables at initdb.
                                     "env": [
+                                        {"name": "POSTGRES_USER", "value": DB_USER},
+                                        {"name": "POSTGRES_DB", "value": DB_NAME},
+                                        {
+                                            "name": "POSTGRES_PASSWORD_FILE",
+                                            "value": f"{PG_CREDENTIALS_MOUNT}/password",
+                                        },
                                         {
                                             "name": "PGDATA",
                                             "value": "/var/lib/postgresql/data/pgdata",
-                                        }
+                                        },
                                     ],
                                     "ports": [
                                         {
@@ -864,11 +910,19 @@ class ModelRegistry(pulumi.ComponentResource):
                                             "protocol": "TCP",
                                         }
                                     ],
-                                    "readinessProbe": {
-                                        "exec": {
-                                            "command": ["pg_isready", "-U", DB_USER, "-d", DB_NAME]
-                                        },
+                                    # Crash recovery can take a while: liveness starts
+                                    # only once the startup probe has passed.
+                                    "startupProbe": {
+                                        **pg_ready,
                                         "periodSeconds": 10,
+                                        "failureThreshold": 60,
+                                    },
+                                    "readinessProbe": {**pg_ready, "periodSeconds": 10},
+                                    "livenessProbe": {
+                                        **pg_ready,
+                                        "periodSeconds": 20,
+                                        "timeoutSeconds": 5,
+                                        "failureThreshold": 6,
                                     },
                                     "securityContext": container_security_context(uid=uid),
                                     "resources": db.resources.spec(),
@@ -876,12 +930,21 @@ class ModelRegistry(pulumi.ComponentResource):
                                         {"name": "data", "mountPath": "/var/lib/postgresql/data"},
                                         {"name": "run", "mountPath": "/var/run/postgresql"},
                                         {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108
+                                        {
+                                            "name": "credentials",
+                                            "mountPath": PG_CREDENTIALS_MOUNT,
+                                            "readOnly": True,
+                                        },
                                     ],
                                 }
                             ],
                             "volumes": [
                                 {"name": "run", "emptyDir": {}},
                                 {"name": "tmp", "emptyDir": {}},
+                                {
+                                    "name": "credentials",
+                                    "secret": {"secretName": pg, "defaultMode": 0o440},
+                                },
                             ],
                         },
                     },
@@ -924,8 +987,13 @@ def _spec(spec: dict[str, Any]) -> Any:
     return spec
 
 
-def _meta(name: str, namespace: str, component: str = APP) -> Any:
-    return {"name": name, "namespace": namespace, "labels": labels(component)}
+def _meta(
+    name: str, namespace: str, component: str = APP, annotations: dict[str, str] | None = None
+) -> Any:
+    meta: dict[str, Any] = {"name": name, "namespace": namespace, "labels": labels(component)}
+    if annotations:
+        meta["annotations"] = annotations
+    return meta
 
 
 def _pvc_spec(size_gib: int, storage_class: str | None) -> Any:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -68,6 +72,25 @@ def env(g: Graph) -> dict[str, Any]:
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in c["env"]}
 
 
+def secret_mount(pod: dict[str, Any], container: dict[str, Any], secret: str) -> dict[str, Any]:
+    """The container's read-only mount of the named Secret."""
+    (vol,) = [v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == secret]
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == vol["name"]]
+    assert mount["readOnly"] is True
+    return mount
+
+
+def no_secret_in_env(container: dict[str, Any]) -> bool:
+    refs = [e for e in container.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})]
+    return not refs and "envFrom" not in container
+
+
+def skips(m: dict[str, Any]) -> set[str]:
+    """The checkov checks skipped in-line on a manifest."""
+    ann = m["metadata"].get("annotations") or {}
+    return {v.split("=")[0] for k, v in ann.items() if k.startswith("checkov.io/skip")}
+
+
 # --- RDS ------------------------------------------------------------------------------------
 
 
@@ -127,12 +150,63 @@ def test_password_is_generated_and_kept_in_secrets_manager(prod: Graph) -> None:
     assert version.inputs["secretString"] == "[secret]"
 
 
-def test_backend_uri_reaches_the_pod_only_through_a_secret(prod: Graph) -> None:
+def test_backend_uri_reaches_the_pod_only_as_a_mounted_secret(prod: Graph) -> None:
     secret = manifest(prod, "Secret", "mlflow-db")
     assert secret["stringData"] == "[secret]"
-    assert env(prod)["MLFLOW_BACKEND_STORE_URI"] == {
-        "secretKeyRef": {"name": "mlflow-db", "key": "backend-store-uri"}
-    }
+    (c,) = server(prod)["containers"]
+    mount = secret_mount(server(prod), c, "mlflow-db")
+    assert f"{mount['mountPath']}/backend-store-uri" in c["command"][2]
+    assert no_secret_in_env(c)
+    assert "MLFLOW_BACKEND_STORE_URI" not in env(prod)
+    assert "--backend-store-uri" not in c["args"]
+    # Only the local stack's MinIO keys come through the environment.
+    assert "CKV_K8S_35" not in skips(manifest(prod, "Deployment"))
+
+
+def _run_server_command(
+    prod: Graph, tmp_path: Path, uri: str | None
+) -> subprocess.CompletedProcess[str]:
+    """Run the container's command with a stand-in `mlflow` that prints what it was given."""
+    (c,) = server(prod)["containers"]
+    mount = secret_mount(server(prod), c, "mlflow-db")
+    files = tmp_path / "secret"
+    files.mkdir()
+    if uri is not None:
+        (files / "backend-store-uri").write_text(uri)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "mlflow"
+    fake.write_text('#!/bin/sh\nprintf "%s\\n" "uri=$MLFLOW_BACKEND_STORE_URI" "$@"\n')
+    fake.chmod(0o755)
+    shell, flag, script, *rest = c["command"]
+    script = script.replace(mount["mountPath"], str(files))
+    return subprocess.run(
+        [shell, flag, script, *rest, *c["args"]],
+        env={"PATH": f"{bin_dir}:{os.defpath}"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.mark.skipif(shutil.which("sh") is None, reason="needs a POSIX shell")
+def test_server_gets_the_uri_in_its_environment_not_its_argv(prod: Graph, tmp_path: Path) -> None:
+    uri = "postgresql://mlflow:s3cret@db.example:5432/mlflow?sslmode=require"
+    proc = _run_server_command(prod, tmp_path, uri)
+    assert proc.returncode == 0, proc.stderr
+    first, *argv = proc.stdout.splitlines()
+    assert first == f"uri={uri}"
+    assert argv[0] == "server"
+    assert "--serve-artifacts" in argv
+    assert not [a for a in argv if "s3cret" in a]
+
+
+@pytest.mark.skipif(shutil.which("sh") is None, reason="needs a POSIX shell")
+def test_server_does_not_start_without_the_uri_file(prod: Graph, tmp_path: Path) -> None:
+    # Started without a URI, mlflow would fall back to a local ./mlruns store and lose data.
+    proc = _run_server_command(prod, tmp_path, None)
+    assert proc.returncode != 0
+    assert "uri=" not in proc.stdout
 
 
 # --- artifacts through Pod Identity ----------------------------------------------------------
@@ -172,6 +246,36 @@ def test_image_is_pinned(prod: Graph) -> None:
     assert c["image"] == "ghcr.io/mlflow/mlflow:v2.22.0"
     (init,) = server(prod)["initContainers"]
     assert all("==" in a for a in init["command"] if a.startswith(("boto3", "psycopg2")))
+
+
+def all_containers(m: dict[str, Any]) -> list[dict[str, Any]]:
+    pod = m["spec"]["template"]["spec"]
+    return pod["containers"] + pod.get("initContainers", [])
+
+
+def test_tags_are_pulled_always_and_digests_are_not_skipped() -> None:
+    digest = "sha256:" + "0" * 64
+    data = {"protect": False, "database": {"kind": "postgres"}}
+    tagged = run_program(registry_program(data, on_aws=False))
+    pinned = run_program(
+        registry_program(
+            {
+                **data,
+                "image": f"ghcr.io/mlflow/mlflow:v2.22.0@{digest}",
+                "database": {"kind": "postgres", "image": f"docker.io/library/postgres@{digest}"},
+            },
+            on_aws=False,
+        )
+    )
+    for name, kind in (("mlflow", "Deployment"), ("mlflow-postgres", "StatefulSet")):
+        # A tag can be moved: the kubelet checks it with the registry at every start.
+        m = manifest(tagged, kind, name)
+        assert {c["imagePullPolicy"] for c in all_containers(m)} == {"Always"}
+        assert "CKV_K8S_43" in skips(m)
+        # A digest cannot: no round trip, and no digest exception.
+        m = manifest(pinned, kind, name)
+        assert {c["imagePullPolicy"] for c in all_containers(m)} == {"IfNotPresent"}
+        assert "CKV_K8S_43" not in skips(m)
 
 
 def test_service_is_internal_and_uri_is_exported(prod: Graph) -> None:
@@ -236,6 +340,8 @@ def test_local_stack_uses_minio_and_no_aws(local: Graph) -> None:
     assert e["MLFLOW_S3_ENDPOINT_URL"] == "http://minio.model-store.svc.cluster.local:9000"
     (c,) = server(local)["containers"]
     assert c["envFrom"] == [{"secretRef": {"name": "model-store-credentials"}}]
+    # boto3 takes the MinIO keys from the environment: skipped in-line, with the reason.
+    assert "CKV_K8S_35" in skips(manifest(local, "Deployment"))
     assert validate_manifests(local) == []
 
 
@@ -244,10 +350,15 @@ def test_local_postgres_is_in_cluster_and_fenced() -> None:
         registry_program({"protect": True, "database": {"kind": "postgres"}}, on_aws=False)
     )
     sts = manifest(g, "StatefulSet", "mlflow-postgres")
-    (c,) = sts["spec"]["template"]["spec"]["containers"]
+    pod = sts["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
     assert c["image"] == "docker.io/library/postgres:16.8-bookworm"
-    assert c["envFrom"] == [{"secretRef": {"name": "mlflow-postgres"}}]
+    # The password is a file the image's entrypoint reads (POSTGRES_PASSWORD_FILE).
+    assert no_secret_in_env(c)
+    pw_file = {e["name"]: e.get("value") for e in c["env"]}["POSTGRES_PASSWORD_FILE"]
+    assert pw_file.startswith(secret_mount(pod, c, "mlflow-postgres")["mountPath"] + "/")
     assert manifest(g, "Secret", "mlflow-postgres")["stringData"] == "[secret]"
+    assert c["livenessProbe"]["exec"]["command"][0] == "pg_isready"
     assert sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Retain"
     assert g.one("kubernetes:apps/v1:StatefulSet").protect
     np = manifest(g, "NetworkPolicy", "mlflow-postgres")["spec"]
@@ -259,7 +370,9 @@ def test_local_postgres_is_in_cluster_and_fenced() -> None:
         }
     ]
     assert np["egress"] == []
-    assert env(g)["MLFLOW_BACKEND_STORE_URI"]["secretKeyRef"]["name"] == "mlflow-db"
+    (server_c,) = server(g)["containers"]
+    assert secret_mount(server(g), server_c, "mlflow-db")
+    assert "MLFLOW_BACKEND_STORE_URI" not in env(g)
 
 
 def test_local_sqlite_is_on_a_pvc_with_one_writer() -> None:
@@ -271,7 +384,11 @@ def test_local_sqlite_is_on_a_pvc_with_one_writer() -> None:
     dep = manifest(g, "Deployment")
     assert dep["spec"]["replicas"] == 1
     assert dep["spec"]["strategy"] == {"type": "Recreate"}
-    assert env(g)["MLFLOW_BACKEND_STORE_URI"] == "sqlite:////mlflow/db/mlflow.db"
+    # No secret in a SQLite path: given on the command line, no shell needed.
+    (c,) = server(g)["containers"]
+    assert c["command"] == ["mlflow", "server"]
+    i = c["args"].index("--backend-store-uri")
+    assert c["args"][i + 1] == "sqlite:////mlflow/db/mlflow.db"
 
 
 # --- validation ------------------------------------------------------------------------------
