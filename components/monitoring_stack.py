@@ -3,9 +3,10 @@
 * **kube-prometheus-stack** (pinned chart): Prometheus keeps ``retentionDays`` of data on a
   persistent, encrypted gp3 volume (the default storage class on the local stack) and picks up
   *every* ServiceMonitor, PodMonitor and PrometheusRule on the cluster, not only the chart's own.
-  Alertmanager is on, with Slack/webhook, PagerDuty and email receivers routed by severity. Grafana
-  keeps its state on a volume, takes its admin password from a Kubernetes Secret (never the chart
-  default) and loads dashboards through its sidecar. node-exporter and kube-state-metrics are on.
+  Alertmanager is on, with Slack/webhook, PagerDuty, email and SNS receivers routed by severity.
+  Grafana keeps its state on a volume, takes its admin password from a Kubernetes Secret (never the
+  chart default) and loads dashboards through its sidecar. node-exporter and kube-state-metrics
+  are on.
 * **DCGM exporter** (pinned chart) on every GPU node: tolerates the GPU taint, exports a fixed
   field list (utilization, memory, temperature, power, XID, throttling) and is scraped through its
   ServiceMonitor with ``honorLabels`` so ``namespace``/``pod`` name the workload holding the GPU.
@@ -17,6 +18,11 @@ Receiver secrets (webhook URLs, PagerDuty routing keys, SMTP passwords) never en
 values: they go into their own Secret, mounted into Alertmanager, and the Alertmanager config only
 names the files (``api_url_file``, ``routing_key_file``...). The Helm values stay plain data, so a
 preview shows them in full and never depends on unknown outputs.
+
+``sns`` receivers (AWS only) have no secret at all: Alertmanager publishes to the platform's
+encrypted alarm topic (CostGuardrails) with SigV4, signing with short-lived credentials that EKS
+Pod Identity hands its service account. The role may publish to that topic and use its key
+through SNS, nothing else; teams subscribe to the topic (email, chat, paging tools).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
+import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 import yaml
@@ -45,8 +52,10 @@ from components.common import (
     Issue,
     KubeTarget,
     container_security_context,
+    merge_tags,
     pod_security_context,
 )
+from components.project_access import pod_identity_role
 
 ASSETS = Path(__file__).parent / "assets"
 ALERTS_DIR = ASSETS / "alerts"
@@ -56,6 +65,10 @@ KPS_CHART = "kube-prometheus-stack"
 KPS_VERSION = "79.7.1"
 KPS_REPO = "https://prometheus-community.github.io/helm-charts"
 KPS_RELEASE = "kps"  # also the chart's fullnameOverride, so service names are predictable
+# Set explicitly in the values (it is also the chart's default): the Pod Identity association
+# names it.
+ALERTMANAGER_SERVICE_ACCOUNT = f"{KPS_RELEASE}-alertmanager"
+POD_IDENTITY_ANNOTATION = "mlplatform.io/pod-identity"
 DCGM_CHART = "dcgm-exporter"
 DCGM_VERSION = "4.7.1"
 DCGM_REPO = "https://nvidia.github.io/dcgm-exporter/helm-charts"
@@ -127,6 +140,10 @@ _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _HOSTPORT = re.compile(r"^[^\s:]+:[0-9]{1,5}$")
+_SNS_TOPIC_ARN = re.compile(
+    r"^arn:aws[-a-z]*:sns:(?P<region>[a-z]{2}(-[a-z]+)+-[0-9]):[0-9]{12}:"
+    r"[-_A-Za-z0-9]{1,256}(\.fifo)?$"
+)
 
 
 class Severity(StrEnum):
@@ -140,9 +157,10 @@ class ReceiverKind(StrEnum):
     WEBHOOK = "webhook"
     PAGERDUTY = "pagerduty"
     EMAIL = "email"
+    SNS = "sns"  # AWS only: the alarm topic, signed with the Alertmanager pod's role
 
 
-# What the receiver's secret holds, for error messages.
+# What the receiver's secret holds, for error messages (sns has none).
 _SECRET_MEANING = {
     ReceiverKind.SLACK: "the Slack incoming-webhook URL",
     ReceiverKind.WEBHOOK: "the webhook URL",
@@ -204,13 +222,26 @@ class AlertReceiver(ArgsModel):
     def secret_key(self) -> str:
         return self.secret or self.name
 
+    @property
+    def needs_secret(self) -> bool:
+        return self.kind in _SECRET_MEANING
+
     def issues(self) -> list[Issue]:
         found = super().issues()
         if not _NAME.match(self.name):
             found.append(
                 Issue(("name",), f"must be a DNS-1123 label (a-z, 0-9, '-'), got {self.name!r}")
             )
-        if not _SECRET_KEY.match(self.secret_key):
+        if not self.needs_secret:
+            if self.secret is not None:
+                found.append(
+                    Issue(
+                        ("secret",),
+                        f"{self.kind.value} receivers have no secret (they sign with the "
+                        "Alertmanager pod's AWS role); remove it",
+                    )
+                )
+        elif not _SECRET_KEY.match(self.secret_key):
             found.append(
                 Issue(
                     ("secret",),
@@ -395,13 +426,58 @@ class MonitoringStackArgs(ArgsModel):
         have = set(provided)
         found = []
         for i, r in enumerate(self.alertmanager.receivers):
-            if r.secret_key not in have:
+            if r.needs_secret and r.secret_key not in have:
                 found.append(
                     Issue(
                         ("alertmanager", "receivers", i, "secret"),
                         f"{r.kind.value} receiver {r.name!r} needs {_SECRET_MEANING[r.kind]} as "
                         f"secret config {r.secret_key!r} "
                         f"(pulumi config set --secret --path 'secrets.{r.secret_key}' ...)",
+                    )
+                )
+        return found
+
+    @property
+    def sns_receivers(self) -> list[AlertReceiver]:
+        return [r for r in self.alertmanager.receivers if r.kind == ReceiverKind.SNS]
+
+    def sns_issues(
+        self, *, on_aws: bool, alarm_topic_arn: Any, alarm_key_arn: Any, cluster_name: Any
+    ) -> list[Issue]:
+        """``sns`` receivers need AWS and MonitoringStack's runtime inputs for the alarm topic."""
+        found = []
+        needed = {
+            "alarm_topic_arn": alarm_topic_arn,
+            "alarm_key_arn": alarm_key_arn,
+            "cluster_name": cluster_name,
+        }
+        missing = [key for key, value in needed.items() if value is None]
+        for i, r in enumerate(self.alertmanager.receivers):
+            if r.kind != ReceiverKind.SNS:
+                continue
+            where = ("alertmanager", "receivers", i, "kind")
+            if not on_aws:
+                found.append(
+                    Issue(
+                        where,
+                        f"sns receiver {r.name!r} publishes to an AWS SNS topic and only works on "
+                        "AWS stacks; here use slack, webhook, pagerduty or email",
+                    )
+                )
+            elif missing:
+                found.append(
+                    Issue(
+                        where,
+                        f"sns receiver {r.name!r} needs MonitoringStack's {', '.join(missing)} "
+                        "(the CostGuardrails alarm topic and its KMS key; the EKS cluster)",
+                    )
+                )
+            elif isinstance(alarm_topic_arn, str) and not _SNS_TOPIC_ARN.match(alarm_topic_arn):
+                found.append(
+                    Issue(
+                        where,
+                        f"sns receiver {r.name!r}: alarm_topic_arn must be an SNS topic ARN "
+                        f"(arn:aws:sns:<region>:<account>:<name>), got {alarm_topic_arn!r}",
                     )
                 )
         return found
@@ -529,7 +605,76 @@ def secret_file(secret_name: str, key: str) -> str:
     return f"{ALERTMANAGER_SECRETS_DIR}/{secret_name}/{key}"
 
 
-def _receiver_config(r: AlertReceiver, secrets_name: str) -> tuple[str, dict[str, Any]]:
+def sns_topic_region(topic_arn: str) -> str:
+    """The region of an SNS topic ARN: Alertmanager must call SNS there, and SNS uses KMS there."""
+    match = _SNS_TOPIC_ARN.match(topic_arn)
+    if match is None:
+        raise ValueError(f"not an SNS topic ARN: {topic_arn!r}")
+    return match["region"]
+
+
+# SNS subjects: at most 100 ASCII characters, one line. Alert names are short identifiers.
+SNS_SUBJECT = "[{{ .Status | toUpper }}] {{ .CommonLabels.alertname }} (%s)"
+SNS_MESSAGE = (
+    "{{ range .Alerts }}[{{ .Status | toUpper }}] {{ .Labels.alertname }}"
+    "{{ with .Labels.namespace }} in {{ . }}{{ end }}\n"
+    "{{ with .Annotations.summary }}{{ . }}{{ else }}{{ .Annotations.description }}{{ end }}\n"
+    "{{ with .Annotations.runbook }}Runbook: {{ . }}\n{{ end }}"
+    "{{ with .Annotations.runbook_url }}Runbook: {{ . }}\n{{ end }}"
+    'Since: {{ .StartsAt.UTC.Format "2006-01-02 15:04 MST" }}\n\n{{ end }}'
+)
+
+
+def _sns_config(sev: Severity, topic_arn: str) -> dict[str, Any]:
+    return {
+        "topic_arn": topic_arn,
+        # Region only: no keys, so the SDK's default chain finds the Pod Identity credentials.
+        "sigv4": {"region": sns_topic_region(topic_arn)},
+        "subject": SNS_SUBJECT % sev.value,
+        "message": SNS_MESSAGE,
+        # Each receiver serves one severity: subscribers can filter on it (filter policies).
+        "attributes": {"severity": sev.value},
+        "send_resolved": True,
+    }
+
+
+def alertmanager_sns_policy(*, topic_arn: str, key_arn: str) -> dict[str, Any]:
+    """Identity policy for Alertmanager: publish to the alarm topic, and nothing else.
+
+    The topic is encrypted with a customer-managed key, so a publisher also needs the key, but
+    only as SNS uses it on its behalf (``kms:ViaService``) in the topic's region. With
+    ``sns:Publish`` limited to one topic, that is the only topic the key can serve for it.
+    """
+    region = sns_topic_region(topic_arn)
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "PublishAlerts",
+                "Effect": "Allow",
+                "Action": "sns:Publish",
+                "Resource": topic_arn,
+            },
+            {
+                "Sid": "UseTopicKeyThroughSns",
+                "Effect": "Allow",
+                # What AWS documents for publishers to an encrypted topic; through SNS only the
+                # symmetric data keys SNS asks for can be generated.
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                "Resource": key_arn,
+                "Condition": {"StringEquals": {"kms:ViaService": f"sns.{region}.amazonaws.com"}},
+            },
+        ],
+    }
+
+
+def _receiver_config(
+    r: AlertReceiver, secrets_name: str, sev: Severity, sns_topic_arn: str | None
+) -> tuple[str, dict[str, Any]]:
+    if r.kind == ReceiverKind.SNS:
+        if sns_topic_arn is None:
+            raise ValueError(f"sns receiver {r.name!r} needs the alarm topic ARN")
+        return "sns_configs", _sns_config(sev, sns_topic_arn)
     path = secret_file(secrets_name, r.secret_key)
     if r.kind == ReceiverKind.SLACK:
         cfg: dict[str, Any] = {
@@ -562,10 +707,12 @@ def _receiver_config(r: AlertReceiver, secrets_name: str) -> tuple[str, dict[str
     }
 
 
-def alertmanager_config(args: AlertmanagerArgs, secrets_name: str) -> dict[str, Any]:
+def alertmanager_config(
+    args: AlertmanagerArgs, secrets_name: str, sns_topic_arn: str | None = None
+) -> dict[str, Any]:
     """Alertmanager's config: one receiver per severity, fanning out to every subscriber.
 
-    It holds file paths, never secret values, so it is plain data.
+    It holds file paths and the alarm topic's ARN, never secret values, so it is plain data.
     """
     receivers: list[dict[str, Any]] = [{"name": "null"}]
     routes: list[dict[str, Any]] = [
@@ -577,7 +724,7 @@ def alertmanager_config(args: AlertmanagerArgs, secrets_name: str) -> dict[str, 
         configs: dict[str, list[dict[str, Any]]] = {}
         for r in args.receivers:
             if sev in r.severities:
-                key, cfg = _receiver_config(r, secrets_name)
+                key, cfg = _receiver_config(r, secrets_name, sev, sns_topic_arn)
                 configs.setdefault(key, []).append(cfg)
         if not configs:
             continue
@@ -654,6 +801,11 @@ def kube_prometheus_stack_values(
     }
     if storage_class_name:
         grafana_persistence["storageClassName"] = storage_class_name
+    am_pod: dict[str, Any] = {}
+    if args.sns_receivers:
+        # Pod Identity injects credentials only into pods started after the association: a
+        # changed pod template restarts Alertmanager when sns receivers first appear.
+        am_pod["podMetadata"] = {"annotations": {POD_IDENTITY_ANNOTATION: "alertmanager-sns"}}
     return {
         "fullnameOverride": KPS_RELEASE,
         "crds": {"enabled": True},
@@ -705,6 +857,8 @@ def kube_prometheus_stack_values(
         },
         "alertmanager": {
             "enabled": True,
+            # Named so the Pod Identity association (sns receivers) can name it too.
+            "serviceAccount": {"create": True, "name": ALERTMANAGER_SERVICE_ACCOUNT},
             "alertmanagerSpec": {
                 "replicas": am.replicas,
                 "resources": am.resources.to_k8s(),
@@ -714,6 +868,7 @@ def kube_prometheus_stack_values(
                 "useExistingSecret": True,
                 "configSecret": alertmanager_config_secret,
                 "secrets": [alertmanager_receivers_secret],
+                **am_pod,
             },
         },
         "grafana": {
@@ -842,6 +997,8 @@ class MonitoringStack(pulumi.ComponentResource):
     grafana_url: pulumi.Output[str]
     grafana_admin_secret: pulumi.Output[str]
     grafana_admin_password: pulumi.Output[str]
+    # The role Alertmanager publishes to the alarm topic with; None without sns receivers.
+    alertmanager_role_arn: pulumi.Output[str | None]
 
     def __init__(
         self,
@@ -852,14 +1009,32 @@ class MonitoringStack(pulumi.ComponentResource):
         receiver_secrets: Mapping[str, pulumi.Input[str]] | None = None,
         grafana_admin_password: pulumi.Input[str] | None = None,
         kms_key_arn: pulumi.Input[str] | None = None,
+        alarm_topic_arn: pulumi.Input[str] | None = None,
+        alarm_key_arn: pulumi.Input[str] | None = None,
+        cluster_name: pulumi.Input[str] | None = None,
+        tags: Mapping[str, str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """``receiver_secrets`` maps each receiver's ``secret`` key to its (secret) value.
         Without ``grafana_admin_password`` a random one is generated (read it from the
         ``grafanaAdminPassword`` output). ``kms_key_arn`` encrypts the gp3 volumes with that key
         instead of the account's default EBS key (the EBS CSI role then needs grants on it).
+
+        ``sns`` receivers (AWS only) need ``alarm_topic_arn`` and ``alarm_key_arn`` (the
+        CostGuardrails outputs of the same names) and the cluster, ``cluster_name`` or else
+        ``target.cluster_name``, for Alertmanager's Pod Identity role. ``tags`` go on that role.
         """
-        found = args.issues() + args.secret_issues((receiver_secrets or {}).keys())
+        cluster = cluster_name if cluster_name is not None else target.cluster_name
+        found = (
+            args.issues()
+            + args.secret_issues((receiver_secrets or {}).keys())
+            + args.sns_issues(
+                on_aws=target.on_aws,
+                alarm_topic_arn=alarm_topic_arn,
+                alarm_key_arn=alarm_key_arn,
+                cluster_name=cluster,
+            )
+        )
         if found:
             raise InvalidArgsError("MonitoringStack", found)
         super().__init__("mlplatform:monitoring:MonitoringStack", name, None, opts)
@@ -933,17 +1108,60 @@ class MonitoringStack(pulumi.ComponentResource):
             string_data={
                 r.secret_key: pulumi.Output.secret(secrets[r.secret_key])
                 for r in args.alertmanager.receivers
+                if r.needs_secret
             },
             opts=k8s_opts(namespace),
         )
+
+        # sns receivers: Alertmanager's service account gets a role that may publish to the topic.
+        self.alertmanager_role_arn = pulumi.Output.from_input(None)
+        identity = None
+        if args.sns_receivers:
+
+            def policy_for(_region: pulumi.Output[str]) -> pulumi.Output[dict[str, Any]]:
+                # The topic's own region, not the provider's: that is where SNS uses the key.
+                return pulumi.Output.all(alarm_topic_arn, alarm_key_arn).apply(
+                    lambda a: alertmanager_sns_policy(topic_arn=a[0], key_arn=a[1])
+                )
+
+            role_tags = merge_tags(
+                tags,
+                {"mlplatform.io/namespace": ns_name, "mlplatform:component": "monitoring"},
+            )
+            role, role_policy = pod_identity_role(
+                self,
+                f"{name}-alertmanager",
+                cluster_name=cluster,
+                policy_for=policy_for,
+                description=f"Alertmanager ({ns_name}/{ALERTMANAGER_SERVICE_ACCOUNT}) "
+                "publishes alerts to the alarm SNS topic",
+                tags=role_tags,
+            )
+            identity = aws.eks.PodIdentityAssociation(
+                f"{name}-alertmanager-pod-identity",
+                cluster_name=cluster,
+                namespace=ns_name,
+                service_account=ALERTMANAGER_SERVICE_ACCOUNT,
+                role_arn=role.arn,
+                tags=role_tags,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy]),
+            )
+            self.alertmanager_role_arn = role.arn
+
+        def render_config(topic: str | None) -> str:
+            config = alertmanager_config(args.alertmanager, receivers_secret_name, topic)
+            return yaml.safe_dump(config, sort_keys=False)
+
         am_config_name = "alertmanager-config"
         am_config = k8s.core.v1.Secret(
             f"{name}-alertmanager-config",
             metadata=_typed(_meta(am_config_name, ns_name)),
             type="Opaque",
             string_data={
-                "alertmanager.yaml": yaml.safe_dump(
-                    alertmanager_config(args.alertmanager, receivers_secret_name), sort_keys=False
+                "alertmanager.yaml": (
+                    pulumi.Output.from_input(alarm_topic_arn).apply(render_config)
+                    if args.sns_receivers
+                    else render_config(None)
                 )
             },
             opts=k8s_opts(namespace),
@@ -974,7 +1192,10 @@ class MonitoringStack(pulumi.ComponentResource):
             values=values,
             timeout=900,
             max_history=5,
-            opts=k8s_opts(namespace, agents_ns, sc_res, admin_secret, receivers_secret, am_config),
+            # Pod Identity credentials are injected when a pod starts: associate the role first.
+            opts=k8s_opts(
+                namespace, agents_ns, sc_res, admin_secret, receivers_secret, am_config, identity
+            ),
         )
 
         if args.dcgm_exporter.enabled:
@@ -1028,5 +1249,6 @@ class MonitoringStack(pulumi.ComponentResource):
                 "grafanaUrl": self.grafana_url,
                 "grafanaAdminSecret": self.grafana_admin_secret,
                 "grafanaAdminPassword": self.grafana_admin_password,
+                "alertmanagerRoleArn": self.alertmanager_role_arn,
             }
         )
