@@ -1,4 +1,5 @@
-"""Shared building blocks for components: typed args, issue collection, tags and pod hardening.
+"""Shared building blocks for components: typed args, issue collection, format checks (DNS labels,
+quantities, image references), tags and pod hardening.
 
 Every component takes a typed args model (a subclass of :class:`ArgsModel`). The same models are
 the sections of the platform's stack config, so a default has exactly one owner: the field here.
@@ -7,8 +8,10 @@ the sections of the platform's stack config, so a default has exactly one owner:
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -113,6 +116,137 @@ def check_cidr(key: str, value: str) -> list[Issue]:
     except ValueError as exc:
         return [Issue((key,), f"invalid CIDR {value!r}: {exc}")]
     return []
+
+
+# --- Shared format checks. Each takes the key (a name or a path) and returns its Issues. ---------
+# Whole-string matches (fullmatch or \Z): "$" would accept a trailing newline.
+
+# DNS-1123 label: most Kubernetes object names (namespaces, service accounts, queues).
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
+# DNS-1035 label: the stricter rule for names that must start with a letter (Services).
+DNS_1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?\Z")
+
+
+def _as_path(key: str | Path) -> Path:
+    return (key,) if isinstance(key, str) else tuple(key)
+
+
+def check_dns_label(
+    path: str | Path, value: str | None, *, leading_letter: bool = False
+) -> list[Issue]:
+    """A DNS label (``leading_letter``: one that starts with a letter, DNS-1035); None is unset."""
+    if value is None:
+        return []
+    pattern, name, first = (
+        (DNS_1035_LABEL, "DNS-1035", "a letter")
+        if leading_letter
+        else (DNS_LABEL, "DNS-1123", "a letter or digit")
+    )
+    if pattern.fullmatch(value):
+        return []
+    return [
+        Issue(
+            _as_path(path),
+            f"must be a {name} label (lowercase letters, digits and '-', starting with {first}, "
+            f"ending with a letter or digit, at most 63 characters), got {value!r}",
+        )
+    ]
+
+
+# A non-negative Kubernetes quantity in the plain forms the platform accepts ("500m", "2", "4Gi").
+_QUANTITY = re.compile(r"(?P<num>[0-9]+(\.[0-9]+)?)(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?")
+_QUANTITY_FACTOR: dict[str | None, Decimal] = {
+    None: Decimal(1),
+    "m": Decimal("0.001"),
+    "k": Decimal(10) ** 3,
+    "M": Decimal(10) ** 6,
+    "G": Decimal(10) ** 9,
+    "T": Decimal(10) ** 12,
+    "P": Decimal(10) ** 15,
+    "E": Decimal(10) ** 18,
+    "Ki": Decimal(2) ** 10,
+    "Mi": Decimal(2) ** 20,
+    "Gi": Decimal(2) ** 30,
+    "Ti": Decimal(2) ** 40,
+    "Pi": Decimal(2) ** 50,
+    "Ei": Decimal(2) ** 60,
+}
+
+
+def parse_quantity(value: str | int) -> Decimal | None:
+    """A non-negative Kubernetes quantity ("500m", "64Gi", "8") as a number; None if invalid."""
+    match = _QUANTITY.fullmatch(str(value))
+    if not match:
+        return None
+    return Decimal(match["num"]) * _QUANTITY_FACTOR[match["suffix"]]
+
+
+def check_quantity(
+    path: str | Path, value: str | None, *, units: Sequence[str] | None = None
+) -> list[Issue]:
+    """A Kubernetes quantity; None is unset.
+
+    ``units`` narrows it to a whole number with one of those suffixes (volume sizes: Mi, Gi, Ti).
+    """
+    if value is None:
+        return []
+    if units is None:
+        if parse_quantity(value) is not None:
+            return []
+        return [
+            Issue(
+                _as_path(path),
+                "must be a non-negative Kubernetes quantity such as 8, 500m or 64Gi, "
+                f"got {value!r}",
+            )
+        ]
+    match = re.fullmatch(r"[0-9]+([A-Za-z]*)", value)
+    if match and match[1] in units:
+        return []
+    allowed = " or ".join(units)
+    return [
+        Issue(_as_path(path), f"must be a whole number of {allowed} such as 20Gi, got {value!r}")
+    ]
+
+
+# Image references, as the distribution reference grammar has them:
+# [registry[:port]/]path/components[:tag][@sha256:digest]
+_REGISTRY_PART = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_IMAGE_REGISTRY = re.compile(rf"{_REGISTRY_PART}(?:\.{_REGISTRY_PART})*(?::[0-9]{{1,5}})?")
+_IMAGE_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
+_IMAGE_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_IMAGE_DIGEST = re.compile(r"sha256:[a-f0-9]{64}")
+
+
+def check_image(path: str | Path, image: str) -> list[Issue]:
+    """A well-formed image reference pinned by a tag other than ``latest``, or by a digest.
+
+    A registry port is not a tag: ``registry:5000/app`` is untagged.
+    """
+    rest, at, digest = image.partition("@")
+    head, slash, last = rest.rpartition("/")
+    repo, colon, tag = last.partition(":")
+    parts = f"{head}{slash}{repo}".split("/")
+    registry_ok = True
+    # As in Docker: the first part is a registry if it has a dot or a port, or is localhost.
+    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
+        registry_ok = bool(_IMAGE_REGISTRY.fullmatch(parts[0]))
+        parts = parts[1:]
+    problems: list[str] = []
+    if not registry_ok or not all(_IMAGE_COMPONENT.fullmatch(p) for p in parts):
+        problems.append(
+            "must be an image reference like registry.example.com/team/app:1.0 "
+            "(lowercase path parts)"
+        )
+    if at and not _IMAGE_DIGEST.fullmatch(digest):
+        problems.append("has an invalid digest (expected sha256: and 64 lowercase hex digits)")
+    if colon and not _IMAGE_TAG.fullmatch(tag):
+        problems.append("has an invalid tag (letters, digits, '_', '.', '-', at most 128)")
+    if not colon and not at:
+        problems.append("must be pinned to a tag or a digest (untagged means :latest)")
+    elif tag == "latest" and not at:
+        problems.append("must be pinned to a version tag or a digest, not the mutable :latest")
+    return [Issue(_as_path(path), f"{p}, got {image!r}") for p in problems]
 
 
 def merge_tags(*layers: Mapping[str, str] | None) -> dict[str, str]:

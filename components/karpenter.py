@@ -19,8 +19,8 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 from pydantic import Field
 
-from components.common import POOL_LABEL, ArgsModel, Issue, KubeTarget, merge_tags
-from components.network import DISCOVERY_TAG, Environment
+from components.common import POOL_LABEL, ArgsModel, Environment, Issue, KubeTarget, merge_tags
+from components.network import DISCOVERY_TAG
 from components.training_cluster import SYSTEM_LABEL, managed_policy
 
 CHART = "oci://public.ecr.aws/karpenter/karpenter"

@@ -21,6 +21,7 @@ from components.common import (
     Issue,
     KubeTarget,
     StorageBackend,
+    check_quantity,
     container_security_context,
     pod_security_context,
 )
@@ -30,7 +31,6 @@ MINIO_REPO = "https://charts.min.io/"
 MINIO_CHART_VERSION = "5.4.0"
 CREDENTIALS_SECRET = "model-store-credentials"  # noqa: S105 - a Secret's name, not a secret
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_QUANTITY = re.compile(r"^[0-9]+(Mi|Gi|Ti)$")
 
 
 class LocalObjectStoreArgs(ArgsModel):
@@ -52,10 +52,7 @@ class LocalObjectStoreArgs(ArgsModel):
             found.append(
                 Issue(("bucket",), f"invalid bucket name {self.bucket!r} (3-63 of a-z 0-9 . -)")
             )
-        if not _QUANTITY.match(self.volume_size):
-            found.append(
-                Issue(("volumeSize",), f"must be a size like 20Gi, got {self.volume_size!r}")
-            )
+        found += check_quantity("volumeSize", self.volume_size, units=("Mi", "Gi", "Ti"))
         if not re.fullmatch(r"\d+\.\d+\.\d+", self.chart_version):
             found.append(
                 Issue(("chartVersion",), f"must be an exact X.Y.Z, got {self.chart_version!r}")

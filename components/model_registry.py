@@ -37,6 +37,8 @@ from components.common import (
     KubeTarget,
     StorageBackend,
     check_cidr,
+    check_dns_label,
+    check_image,
     container_security_context,
     merge_tags,
     pod_security_context,
@@ -49,9 +51,7 @@ DB_NAME = "mlflow"
 DB_USER = "mlflow"
 APP = "mlflow"
 POD_IDENTITY_AGENT = "169.254.170.23/32"  # EKS Pod Identity agent (link-local, port 80)
-PINNED_IMAGE = re.compile(r"^[^\s:@]+(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$")
 PINNED_PACKAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9.+!-]+$")
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DB_URI_DIR = "/etc/mlflow/db"
 # The backend URI carries the database password. The shell reads it from the mounted Secret into
 # the server's own environment (`mlflow server` reads MLFLOW_BACKEND_STORE_URI), so it is neither
@@ -65,14 +65,6 @@ DIGEST_SKIP = (
     "CKV_K8S_43=tags are pinned and validated (never latest) and pulled with imagePullPolicy "
     "Always; set the image to name:tag@sha256:... to pin a digest instead"
 )
-
-
-def image_issues(key: str, image: str) -> list[Issue]:
-    tag = image.rsplit("/", 1)[-1]
-    pinned = PINNED_IMAGE.match(image) and (":" in tag or "@sha256:" in image)
-    if not pinned or tag.split("@")[0].endswith(":latest"):
-        return [Issue((key,), f"must be pinned to a tag or digest (not latest), got {image!r}")]
-    return []
 
 
 def pull_policy(image: str) -> str:
@@ -145,7 +137,7 @@ class InClusterPostgres(ArgsModel):
     )
 
     def issues(self) -> list[Issue]:
-        return super().issues() + image_issues("image", self.image)
+        return super().issues() + check_image("image", self.image)
 
 
 class SqliteDatabase(ArgsModel):
@@ -238,9 +230,11 @@ class ModelRegistryArgs(ArgsModel):
     ingress: RegistryIngress = Field(default_factory=RegistryIngress)
 
     def issues(self) -> list[Issue]:
-        found = super().issues() + image_issues("image", self.image)
-        if not DNS_LABEL.match(self.namespace):
-            found.append(Issue(("namespace",), f"must be a DNS label, got {self.namespace!r}"))
+        found = [
+            *super().issues(),
+            *check_image("image", self.image),
+            *check_dns_label("namespace", self.namespace),
+        ]
         for i, pkg in enumerate(self.extra_pip_packages):
             if not PINNED_PACKAGE.match(pkg):
                 found.append(

@@ -11,7 +11,6 @@ what is deployed to ``parliament``.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -21,10 +20,9 @@ import pulumi
 import pulumi_aws as aws
 from pydantic import Field
 
-from components.common import ArgsModel, InvalidArgsError, Issue, merge_tags
+from components.common import ArgsModel, InvalidArgsError, Issue, check_dns_label, merge_tags
 
 POD_IDENTITY_PRINCIPAL = "pods.eks.amazonaws.com"
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 # ECR actions: pull is what a kubelet or a build needs to read an image; push adds the upload.
 ECR_PULL_ACTIONS = [
@@ -220,14 +218,11 @@ class ProjectSpec(ArgsModel):
         return self.namespace or self.name
 
     def issues(self) -> list[Issue]:
-        found = super().issues()
-        if not DNS_LABEL.match(self.name) or len(self.name) > 63:
-            found.append(
-                Issue(("name",), f"must be a DNS label (a-z, 0-9, '-'), got {self.name!r}")
-            )
-        if self.namespace is not None and not DNS_LABEL.match(self.namespace):
-            found.append(Issue(("namespace",), f"must be a DNS label, got {self.namespace!r}"))
-        return found
+        return [
+            *super().issues(),
+            *check_dns_label("name", self.name),
+            *check_dns_label("namespace", self.namespace),
+        ]
 
 
 class AccessGrant(ArgsModel):
@@ -241,14 +236,11 @@ class AccessGrant(ArgsModel):
     ecr_repositories: list[str] = Field(default_factory=list)
 
     def issues(self) -> list[Issue]:
-        found = super().issues()
-        if not DNS_LABEL.match(self.service_account):
-            found.append(
-                Issue(("serviceAccount",), f"must be a DNS label, got {self.service_account!r}")
-            )
-        if self.namespace is not None and not DNS_LABEL.match(self.namespace):
-            found.append(Issue(("namespace",), f"must be a DNS label, got {self.namespace!r}"))
-        return found
+        return [
+            *super().issues(),
+            *check_dns_label("serviceAccount", self.service_account),
+            *check_dns_label("namespace", self.namespace),
+        ]
 
 
 class ProjectAccessArgs(ArgsModel):

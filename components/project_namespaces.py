@@ -8,16 +8,13 @@ a resource to wait for.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.common import RESTRICTED_NAMESPACE_LABELS, KubeTarget
-
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+from components.common import DNS_LABEL, RESTRICTED_NAMESPACE_LABELS, KubeTarget
 
 
 class ProjectNamespaces(pulumi.ComponentResource):
@@ -35,7 +32,7 @@ class ProjectNamespaces(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         wanted = sorted(set(namespaces))
-        bad = [n for n in wanted if not _DNS_LABEL.match(n)]
+        bad = [n for n in wanted if not DNS_LABEL.match(n)]
         if bad:
             raise ValueError(f"namespace names must be DNS labels: {bad}")
         super().__init__("mlplatform:platform:ProjectNamespaces", name, None, opts)

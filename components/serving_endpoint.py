@@ -51,7 +51,10 @@ from components.common import (
     Issue,
     KubeTarget,
     StorageBackend,
+    check_dns_label,
+    check_image,
     check_min_max,
+    check_quantity,
     container_security_context,
     pod_security_context,
 )
@@ -63,15 +66,7 @@ VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"
 DEFAULT_ALB_GROUP = "mlplatform-serving"
 ZONE_KEY = "topology.kubernetes.io/zone"
 
-_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 _HOST = re.compile(r"^(\*\.)?([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
-_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
-_IMAGE_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
-_IMAGE_REGISTRY = re.compile(
-    r"^(localhost|[a-zA-Z0-9-]+(\.[a-zA-Z0-9-]+)+|[a-zA-Z0-9-]+)(:[0-9]+)?$"
-)
-_IMAGE_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
-_IMAGE_DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
 _ACM_ARN = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[A-Za-z0-9-]+$")
 _MLFLOW_URI = re.compile(r"^models:/[A-Za-z0-9_.-]+(/[0-9]+|@[A-Za-z0-9_-]+)$")
 
@@ -91,38 +86,6 @@ class ModelStore(StrEnum):
 class ScaleMetric(StrEnum):
     CPU = "cpu"
     REQUESTS = "requests"
-
-
-def check_image(key: str, image: str) -> list[Issue]:
-    """An image reference must be well formed and pinned: a tag other than ``latest``, or a digest."""
-    rest, _, digest = image.partition("@")
-    name, tag = rest, ""
-    last = rest.rsplit("/", 1)[-1]
-    if ":" in last:
-        name, tag = rest.rsplit(":", 1)
-    parts = name.split("/")
-    registry_ok = True
-    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
-        registry_ok = bool(_IMAGE_REGISTRY.match(parts[0]))
-        parts = parts[1:]
-    problems: list[str] = []
-    if not image or not registry_ok or not all(_IMAGE_COMPONENT.match(p) for p in parts):
-        problems.append("is not a valid image reference")
-    if digest and not _IMAGE_DIGEST.match(digest):
-        problems.append("has an invalid digest (expected sha256:<64 hex>)")
-    if tag and not _IMAGE_TAG.match(tag):
-        problems.append("has an invalid tag")
-    if not tag and not digest:
-        problems.append("must be pinned with a tag or a digest (untagged means :latest)")
-    elif tag == "latest" and not digest:
-        problems.append("must not use the mutable :latest tag; pin a version or a digest")
-    return [Issue((key,), f"{image!r} {p}") for p in problems]
-
-
-def _check_quantity(key: str, value: str | None) -> list[Issue]:
-    if value is not None and not _QUANTITY.match(value):
-        return [Issue((key,), f"{value!r} is not a Kubernetes quantity (e.g. 500m, 2, 4Gi)")]
-    return []
 
 
 class ModelSource(ArgsModel):
@@ -174,7 +137,7 @@ class ResourcesArgs(ArgsModel):
         found = super().issues()
         for key in ("cpu", "memory", "cpu_limit", "memory_limit", "tmp_size", "shm_size"):
             alias = type(self).model_fields[key].alias or key
-            found += _check_quantity(alias, getattr(self, key))
+            found += check_quantity(alias, getattr(self, key))
         return found
 
 
@@ -199,7 +162,7 @@ class AutoscalingArgs(ArgsModel):
                     f"must be >= minReplicas ({self.min_replicas}), got {self.max_replicas}",
                 )
             )
-        found += _check_quantity("targetRequestsPerPod", self.target_requests_per_pod)
+        found += check_quantity("targetRequestsPerPod", self.target_requests_per_pod)
         return found
 
 
@@ -273,8 +236,7 @@ class IngressArgs(ArgsModel):
                     ("certificateArn",), f"{self.certificate_arn!r} is not an ACM certificate ARN"
                 )
             )
-        if not _DNS_LABEL.match(self.group_name):
-            found.append(Issue(("groupName",), f"{self.group_name!r} must be a DNS label"))
+        found += check_dns_label("groupName", self.group_name, leading_letter=True)
         return found
 
 
@@ -343,10 +305,8 @@ class ServingEndpointArgs(ArgsModel):
 
     def issues(self) -> list[Issue]:
         found = super().issues()
-        if not _DNS_LABEL.match(self.project):
-            found.append(Issue(("project",), f"{self.project!r} must be a DNS label"))
-        if self.namespace is not None and not _DNS_LABEL.match(self.namespace):
-            found.append(Issue(("namespace",), f"{self.namespace!r} must be a DNS label"))
+        found += check_dns_label("project", self.project, leading_letter=True)
+        found += check_dns_label("namespace", self.namespace, leading_letter=True)
         if not self.create_namespace and self.namespace is None:
             found.append(
                 Issue(("namespace",), "is required when createNamespace is false (the project's)")
@@ -411,8 +371,8 @@ def check_endpoint(
 ) -> list[Issue]:
     """Every problem with an endpoint's args, given the platform's GPU pools (pure)."""
     found = args.issues()
-    if name is not None and not _DNS_LABEL.match(name):
-        found.append(Issue(("name",), f"{name!r} must be a DNS label (lowercase, <= 63 chars)"))
+    # The name is also the Service's, and Service names must start with a letter (DNS-1035).
+    found += check_dns_label("name", name, leading_letter=True)
     pools = sorted(known_pools)
     if args.resources.gpus > 0 and args.gpu_pool is None:
         allowed = ", ".join(pools) or "none are configured"

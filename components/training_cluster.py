@@ -20,14 +20,16 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 from pydantic import Field
 
-from components.common import ArgsModel, Issue, KubeTarget, check_cidr, check_min_max, merge_tags
-from components.network import (
-    DISCOVERY_TAG,
-    LOG_RETENTION_DAYS,
+from components.common import (
+    ArgsModel,
     Environment,
-    Network,
-    logs_key_policy,
+    Issue,
+    KubeTarget,
+    check_cidr,
+    check_min_max,
+    merge_tags,
 )
+from components.network import DISCOVERY_TAG, LOG_RETENTION_DAYS, Network, logs_key_policy
 
 # EKS versions in standard support (extended support costs 6x per cluster hour).
 SUPPORTED_VERSIONS = ("1.31", "1.32", "1.33", "1.34")

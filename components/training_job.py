@@ -22,7 +22,6 @@ Kubernetes API token.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,6 +38,9 @@ from components.common import (
     Issue,
     KubeTarget,
     StorageBackend,
+    check_dns_label,
+    check_image,
+    check_quantity,
     container_security_context,
     pod_security_context,
 )
@@ -48,28 +50,11 @@ from components.training_queues import (
     QUEUE_LABEL,
     ManifestResource,
     check_count,
-    check_dns_label,
-    check_quantity,
 )
 
 PYTORCH_CONTAINER = "pytorch"  # the Training Operator configures the container of this name
 JOB_CONTAINER = "trainer"
 SCRATCH_DIR = "/tmp"  # noqa: S108 - a private emptyDir mounted in the pod, not a host path
-_DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
-_TAG = re.compile(r"^[0-9A-Za-z_][0-9A-Za-z_.-]{0,127}$")
-
-
-def image_is_pinned(image: str) -> bool:
-    """Pinned by digest, or by a tag other than ``latest`` (a registry port is not a tag)."""
-    if any(c.isspace() for c in image) or not image:
-        return False
-    if _DIGEST.search(image):
-        return True
-    last = image.rsplit("/", 1)[-1]
-    if ":" not in last:
-        return False
-    tag = last.rsplit(":", 1)[1]
-    return bool(_TAG.match(tag)) and tag != "latest"
 
 
 class TrainingJobArgs(ArgsModel):
@@ -122,13 +107,7 @@ class TrainingJobArgs(ArgsModel):
         ]
         if not self.command:
             found.append(Issue(("command",), "must name the program to run"))
-        if not image_is_pinned(self.image):
-            found.append(
-                Issue(
-                    ("image",),
-                    f"must be pinned by tag or digest (not :latest), got {self.image!r}",
-                )
-            )
+        found += check_image("image", self.image)
         if self.gpus_per_node > 0 and not self.pool:
             found.append(Issue(("pool",), "required when gpusPerNode > 0: the GPU pool to run on"))
         if self.pool and self.gpus_per_node == 0:

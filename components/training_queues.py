@@ -51,7 +51,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import pulumi
@@ -70,6 +69,8 @@ from components.common import (
     InvalidArgsError,
     Issue,
     KubeTarget,
+    check_dns_label,
+    check_quantity,
 )
 
 KUEUE_CHART = "oci://registry.k8s.io/kueue/charts/kueue"
@@ -87,56 +88,6 @@ FAIR_SHARING_STRATEGIES = ["LessThanOrEqualToFinalShare", "LessThanInitialShare"
 # 48 GiB per GPU; 8 and 32Gi leave room for system daemons on smaller shapes).
 CPU_PER_GPU = 8
 MEMORY_GIB_PER_GPU = 32
-
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_QUANTITY = re.compile(r"^(?P<num>[0-9]+(\.[0-9]+)?)(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?$")
-_SUFFIX = {
-    None: Decimal(1),
-    "m": Decimal("0.001"),
-    "k": Decimal(10) ** 3,
-    "M": Decimal(10) ** 6,
-    "G": Decimal(10) ** 9,
-    "T": Decimal(10) ** 12,
-    "P": Decimal(10) ** 15,
-    "E": Decimal(10) ** 18,
-    "Ki": Decimal(2) ** 10,
-    "Mi": Decimal(2) ** 20,
-    "Gi": Decimal(2) ** 30,
-    "Ti": Decimal(2) ** 40,
-    "Pi": Decimal(2) ** 50,
-    "Ei": Decimal(2) ** 60,
-}
-
-
-def parse_quantity(value: str) -> Decimal | None:
-    """A non-negative Kubernetes quantity ("500m", "64Gi", "8") as a number; None if invalid."""
-    match = _QUANTITY.match(str(value).strip())
-    if not match:
-        return None
-    return Decimal(match["num"]) * _SUFFIX[match["suffix"]]
-
-
-def check_quantity(path: tuple[str | int, ...], value: str | None) -> list[Issue]:
-    if value is None or parse_quantity(value) is not None:
-        return []
-    return [
-        Issue(
-            path,
-            f"must be a non-negative Kubernetes quantity such as 8, 500m or 64Gi, got {value!r}",
-        )
-    ]
-
-
-def check_dns_label(path: tuple[str | int, ...], value: str) -> list[Issue]:
-    if _DNS_LABEL.match(value):
-        return []
-    return [
-        Issue(
-            path,
-            f"must be a DNS-1123 label (lowercase letters, digits, '-', at most 63 "
-            f"characters), got {value!r}",
-        )
-    ]
 
 
 def check_count(path: tuple[str | int, ...], value: int | None, minimum: int = 0) -> list[Issue]:
