@@ -142,7 +142,13 @@ def _declare_aws(settings: StackSettings, provider: aws.Provider, tags: dict[str
         karpenter=karpenter,
         pools=pools,
         storage=StorageBackend(kind="s3", bucket=store.bucket_name, region=settings.region),
-        extra={"lbc": lbc, "aws_opts": opts, "store": store, "access": access},
+        extra={
+            "lbc": lbc,
+            "aws_opts": opts,
+            "store": store,
+            "access": access,
+            "guardrails": guardrails,
+        },
     )
 
 
@@ -177,12 +183,18 @@ def shared_namespaces(settings: StackSettings) -> set[str]:
 def _declare_monitoring(settings: StackSettings, d: Declared) -> None:
     cfg = settings.config
     secrets = {k: pulumi.Output.secret(v.get_secret_value()) for k, v in cfg.secrets.items()}
+    guardrails = d.extra.get("guardrails")
     monitoring = MonitoringStack(
         "monitoring",
         cfg.monitoring,
         target=d.target,
         receiver_secrets=secrets,
         grafana_admin_password=secrets.get("grafanaAdminPassword"),
+        # `sns` receivers publish to the budget's encrypted alarm topic through Pod Identity.
+        alarm_topic_arn=guardrails.alarm_topic_arn if guardrails is not None else None,
+        alarm_key_arn=guardrails.alarm_key_arn if guardrails is not None else None,
+        tags=d.tags,
+        opts=d.extra.get("aws_opts"),
     )
     d.extra["monitoring"] = monitoring
     pulumi.export("prometheusUrl", monitoring.prometheus_url)
