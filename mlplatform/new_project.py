@@ -172,6 +172,17 @@ def build_context(
         if isinstance(allowed, list) and key in extra and extra[key] not in allowed:
             problems.append(f"{key}: {extra[key]!r} is not one of {', '.join(allowed)}")
     if problems:
+        # Also run the template's own checks now, so one run reports every problem.
+        merged = {k: (v[0] if isinstance(v, list) else str(v)) for k, v in options.items()}
+        merged.update(platform_stack=values["platform_stack"], aws_region=values["region"])
+        merged.update(extra)
+        # (only about options the caller set: the others are the template's own defaults)
+        seen = {q.split(":", 1)[0] for q in problems}
+        for p in _hook_problems(template, merged):
+            key = p.split(":", 1)[0]
+            if key in extra and key not in seen:
+                problems.append(p)
+    if problems:
         raise NewProjectError(
             "invalid template options:\n" + "\n".join(f"  - {p}" for p in problems)
         )
@@ -184,6 +195,18 @@ def build_context(
     }
     context.update(extra)
     return context
+
+
+def _hook_problems(template: Path, options: Mapping[str, str]) -> list[str]:
+    """The pre-generation hook's checks (its Jinja-free part) run on plain values."""
+    hook = (template / "hooks" / "pre_gen_project.py").read_text()
+    marker = "# ---- no Jinja below this line ----"
+    if marker not in hook:
+        return []
+    namespace: dict[str, Any] = {"__name__": "mlplatform_pre_gen"}
+    code = compile("import keyword, re, sys\n" + hook.split(marker, 1)[1], str(template), "exec")
+    exec(code, namespace)  # noqa: S102 - the checks of our own template, no user code
+    return [str(p) for p in namespace["problems"](dict(options))]
 
 
 def new_project(

@@ -190,3 +190,12 @@ def test_stack_values_from_a_settings_object() -> None:
 def test_stack_values_explain_whats_missing() -> None:
     with pytest.raises(NewProjectError, match=r"(?s)stack: .*required.*region: "):
         stack_values({})
+
+
+def test_new_project_reports_choice_and_hook_problems_together(tmp_path: Path) -> None:
+    with pytest.raises(NewProjectError) as info:
+        new_project(STACK, tmp_path, {"project_slug": "bad slug", "accelerator": "nvidia-v100"})
+    text = str(info.value)
+    assert "accelerator: 'nvidia-v100' is not one of" in text
+    assert "project_slug: 'bad slug'" in text
+    assert not list(tmp_path.iterdir()), "nothing is generated when an option is bad"
