@@ -8,15 +8,19 @@ the sections of the platform's stack config, so a default has exactly one owner:
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
+
+if TYPE_CHECKING:
+    import pulumi
 
 Path = tuple[str | int, ...]
 
@@ -256,6 +260,86 @@ def merge_tags(*layers: Mapping[str, str] | None) -> dict[str, str]:
         if layer:
             merged.update(layer)
     return merged
+
+
+# --- IAM trust policies: the one implementation every role uses. ----------------------------
+
+POD_IDENTITY_PRINCIPAL = "pods.eks.amazonaws.com"
+
+# Managed policies every EKS node role needs (resource-name suffix, policy name). Karpenter's
+# node role adds SSM on top.
+NODE_MANAGED_POLICIES: tuple[tuple[str, str], ...] = (
+    ("worker", "AmazonEKSWorkerNodePolicy"),
+    ("cni", "AmazonEKS_CNI_Policy"),
+    ("ecr", "AmazonEC2ContainerRegistryPullOnly"),
+)
+
+
+def cluster_arn(partition: str, region: str, account_id: str, cluster_name: str) -> str:
+    return f"arn:{partition}:eks:{region}:{account_id}:cluster/{cluster_name}"
+
+
+def pod_identity_trust_policy(*, account_id: str, cluster_arn: str) -> dict[str, Any]:
+    """Trust policy for a role assumed through EKS Pod Identity from one cluster only."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "EksPodIdentity",
+                "Effect": "Allow",
+                "Principal": {"Service": POD_IDENTITY_PRINCIPAL},
+                # TagSession: Pod Identity attaches namespace/service-account session tags.
+                "Action": ["sts:AssumeRole", "sts:TagSession"],
+                # Confused-deputy guard: only this account's cluster may hand the role out.
+                "Condition": {
+                    "StringEquals": {"aws:SourceAccount": account_id},
+                    "ArnEquals": {"aws:SourceArn": cluster_arn},
+                },
+            }
+        ],
+    }
+
+
+def pod_identity_trust_json(
+    *,
+    partition: pulumi.Input[str],
+    region: pulumi.Input[str],
+    account_id: pulumi.Input[str],
+    cluster_name: pulumi.Input[str],
+) -> pulumi.Output[str]:
+    """:func:`pod_identity_trust_policy` as a JSON ``Output[str]``, from Inputs (Outputs allowed).
+
+    The document is built inside ``apply`` so the condition values are the resolved strings.
+    """
+    import pulumi
+
+    def build(a: list[str]) -> str:
+        part, reg, account, name = a
+        doc = pod_identity_trust_policy(
+            account_id=account, cluster_arn=cluster_arn(part, reg, account, name)
+        )
+        return json.dumps(doc, sort_keys=True)
+
+    return pulumi.Output.all(partition, region, account_id, cluster_name).apply(build)
+
+
+def service_trust_policy(
+    service: str, *, tag_session: bool = False, source_account: str | None = None
+) -> dict[str, Any]:
+    """Trust policy for an AWS service principal.
+
+    ``source_account`` adds the confused-deputy guard; pass it only for services that set
+    ``aws:SourceAccount`` when they assume the role (vpc-flow-logs does; ec2 and eks do not,
+    and a condition on a key the service never sends would deny it).
+    """
+    statement: dict[str, Any] = {
+        "Effect": "Allow",
+        "Principal": {"Service": service},
+        "Action": ["sts:AssumeRole", "sts:TagSession"] if tag_session else "sts:AssumeRole",
+    }
+    if source_account is not None:
+        statement["Condition"] = {"StringEquals": {"aws:SourceAccount": source_account}}
+    return {"Version": "2012-10-17", "Statement": [statement]}
 
 
 # Pod hardening shared by every workload the platform declares (Pod Security "restricted").

@@ -19,7 +19,17 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 from pydantic import Field
 
-from components.common import POOL_LABEL, ArgsModel, Environment, Issue, KubeTarget, merge_tags
+from components.common import (
+    NODE_MANAGED_POLICIES,
+    POOL_LABEL,
+    ArgsModel,
+    Environment,
+    Issue,
+    KubeTarget,
+    merge_tags,
+    pod_identity_trust_json,
+    service_trust_policy,
+)
 from components.network import DISCOVERY_TAG
 from components.training_cluster import SYSTEM_LABEL, managed_policy
 
@@ -401,16 +411,7 @@ class Karpenter(pulumi.ComponentResource):
             # A fixed name keeps every EC2NodeClass's `role` known at preview.
             name=f"{cluster_name[:40]}-karpenter-node",
             assume_role_policy=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "ec2.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                        }
-                    ],
-                }
+                service_trust_policy("ec2.amazonaws.com"), sort_keys=True
             ),
             tags=self._tags,
             opts=child,
@@ -422,12 +423,7 @@ class Karpenter(pulumi.ComponentResource):
                 policy_arn=managed_policy(p),
                 opts=child,
             )
-            for short, p in (
-                ("worker", "AmazonEKSWorkerNodePolicy"),
-                ("cni", "AmazonEKS_CNI_Policy"),
-                ("ecr", "AmazonEC2ContainerRegistryPullOnly"),
-                ("ssm", "AmazonSSMManagedInstanceCore"),
-            )
+            for short, p in (*NODE_MANAGED_POLICIES, ("ssm", "AmazonSSMManagedInstanceCore"))
         ]
         self.node_role_name = node_role.name
         self.node_role_arn = node_role.arn
@@ -503,17 +499,11 @@ class Karpenter(pulumi.ComponentResource):
         # Controller role via Pod Identity.
         controller_role = aws.iam.Role(
             f"{name}-controller-role",
-            assume_role_policy=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "pods.eks.amazonaws.com"},
-                            "Action": ["sts:AssumeRole", "sts:TagSession"],
-                        }
-                    ],
-                }
+            assume_role_policy=pod_identity_trust_json(
+                partition=partition,
+                region=region,
+                account_id=ident.account_id,
+                cluster_name=cluster_name,
             ),
             tags=self._tags,
             opts=child,

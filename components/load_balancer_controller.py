@@ -23,7 +23,7 @@ from typing import Any
 import pulumi
 from pydantic import Field
 
-from components.common import ArgsModel, Issue, KubeTarget, merge_tags
+from components.common import ArgsModel, Issue, KubeTarget, merge_tags, pod_identity_trust_json
 
 CHART = "aws-load-balancer-controller"
 CHART_REPO = "https://aws.github.io/eks-charts"
@@ -206,21 +206,6 @@ def controller_policy(cluster_name: str, partition: str = "aws") -> dict[str, An
     }
 
 
-def pod_identity_trust_policy(account_id: str) -> dict[str, Any]:
-    """Trust for EKS Pod Identity, limited to this account (confused-deputy guard)."""
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": "pods.eks.amazonaws.com"},
-                "Action": ["sts:AssumeRole", "sts:TagSession"],
-                "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
-            }
-        ],
-    }
-
-
 def helm_values(
     args: LoadBalancerControllerArgs,
     *,
@@ -293,8 +278,11 @@ class LoadBalancerController(pulumi.ComponentResource):
 
         role = aws.iam.Role(
             f"{name}-role",
-            assume_role_policy=ident.account_id.apply(
-                lambda account: json.dumps(pod_identity_trust_policy(account))
+            assume_role_policy=pod_identity_trust_json(
+                partition=part.partition,
+                region=aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region,
+                account_id=ident.account_id,
+                cluster_name=cluster_name,
             ),
             description="AWS Load Balancer Controller (EKS Pod Identity)",
             max_session_duration=3600,

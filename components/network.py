@@ -16,7 +16,14 @@ import pulumi
 import pulumi_aws as aws
 from pydantic import Field
 
-from components.common import ArgsModel, Environment, Issue, check_cidr, merge_tags
+from components.common import (
+    ArgsModel,
+    Environment,
+    Issue,
+    check_cidr,
+    merge_tags,
+    service_trust_policy,
+)
 
 DISCOVERY_TAG = "karpenter.sh/discovery"
 ELB_TAG = "kubernetes.io/role/elb"
@@ -443,17 +450,14 @@ class Network(pulumi.ComponentResource):
         )
         role = aws.iam.Role(
             f"{name}-flow-logs-role",
-            assume_role_policy=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "vpc-flow-logs.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                        }
-                    ],
-                }
+            # vpc-flow-logs sends aws:SourceAccount: only this account's flow logs may use it.
+            assume_role_policy=aws.get_caller_identity_output(
+                opts=pulumi.InvokeOutputOptions(parent=self)
+            ).account_id.apply(
+                lambda account: json.dumps(
+                    service_trust_policy("vpc-flow-logs.amazonaws.com", source_account=account),
+                    sort_keys=True,
+                )
             ),
             tags=self._tags,
             opts=child,

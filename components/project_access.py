@@ -20,9 +20,19 @@ import pulumi
 import pulumi_aws as aws
 from pydantic import Field
 
-from components.common import ArgsModel, InvalidArgsError, Issue, check_dns_label, merge_tags
+from components.common import POD_IDENTITY_PRINCIPAL as POD_IDENTITY_PRINCIPAL
+from components.common import (
+    ArgsModel,
+    InvalidArgsError,
+    Issue,
+    check_dns_label,
+    merge_tags,
+    pod_identity_trust_json,
+)
+from components.common import cluster_arn as cluster_arn
+from components.common import pod_identity_trust_policy as pod_identity_trust_policy
 
-POD_IDENTITY_PRINCIPAL = "pods.eks.amazonaws.com"
+# The "X as X" imports above are re-exports: these lived here, and callers import them from here.
 
 # ECR actions: pull is what a kubelet or a build needs to read an image; push adds the upload.
 ECR_PULL_ACTIONS = [
@@ -53,27 +63,6 @@ class AccessLevel(StrEnum):
 
 
 # --- IAM documents as data -----------------------------------------------------------------
-
-
-def pod_identity_trust_policy(*, account_id: str, cluster_arn: str) -> dict[str, Any]:
-    """Trust policy for a role assumed through EKS Pod Identity from one cluster only."""
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "EksPodIdentity",
-                "Effect": "Allow",
-                "Principal": {"Service": POD_IDENTITY_PRINCIPAL},
-                # TagSession: Pod Identity attaches namespace/service-account session tags.
-                "Action": ["sts:AssumeRole", "sts:TagSession"],
-                # Confused-deputy guard: only this account's cluster may hand the role out.
-                "Condition": {
-                    "StringEquals": {"aws:SourceAccount": account_id},
-                    "ArnEquals": {"aws:SourceArn": cluster_arn},
-                },
-            }
-        ],
-    }
 
 
 def s3_prefix_policy(
@@ -143,10 +132,6 @@ def s3_prefix_policy(
     return {"Version": "2012-10-17", "Statement": statements}
 
 
-def cluster_arn(partition: str, region: str, account_id: str, cluster_name: str) -> str:
-    return f"arn:{partition}:eks:{region}:{account_id}:cluster/{cluster_name}"
-
-
 # --- Runtime references to the store ---------------------------------------------------------
 
 
@@ -177,13 +162,8 @@ def pod_identity_role(
     account = aws.get_caller_identity_output(opts=opts).account_id
     partition = aws.get_partition_output(opts=opts).partition
     region = aws.get_region_output(opts=opts).region
-    trust = pulumi.Output.all(partition, region, account, cluster_name).apply(
-        lambda a: json.dumps(
-            pod_identity_trust_policy(
-                account_id=a[2], cluster_arn=cluster_arn(a[0], a[1], a[2], a[3])
-            ),
-            sort_keys=True,
-        )
+    trust = pod_identity_trust_json(
+        partition=partition, region=region, account_id=account, cluster_name=cluster_name
     )
     role = aws.iam.Role(
         f"{name}-role",

@@ -21,6 +21,7 @@ import pulumi_kubernetes as k8s
 from pydantic import Field
 
 from components.common import (
+    NODE_MANAGED_POLICIES,
     ArgsModel,
     Environment,
     Issue,
@@ -28,6 +29,8 @@ from components.common import (
     check_cidr,
     check_min_max,
     merge_tags,
+    pod_identity_trust_json,
+    service_trust_policy,
 )
 from components.network import DISCOVERY_TAG, LOG_RETENTION_DAYS, Network, logs_key_policy
 
@@ -40,18 +43,6 @@ EBS_CSI_SERVICE_ACCOUNT = "ebs-csi-controller-sa"
 _ADDON_VERSION = re.compile(r"^v\d+\.\d+\.\d+-eksbuild\.\d+$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 _GRAVITON = re.compile(r"^[a-z]+\d+[a-z]*g[a-z]*\.")
-
-
-def _trust(service: str, *, tag_session: bool = False) -> str:
-    actions = ["sts:AssumeRole", "sts:TagSession"] if tag_session else "sts:AssumeRole"
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {"Effect": "Allow", "Principal": {"Service": service}, "Action": actions}
-            ],
-        }
-    )
 
 
 def _keep(environment: Environment) -> pulumi.ResourceOptions:
@@ -277,6 +268,7 @@ class TrainingCluster(pulumi.ComponentResource):
         self.name = cluster_name
         tags = merge_tags(tags, args.tags)
         child = pulumi.ResourceOptions(parent=self)
+        invoke = pulumi.InvokeOutputOptions(parent=self)
         region = aws.get_region_output().region
 
         log_group_name = f"/aws/eks/{cluster_name}/cluster"
@@ -302,7 +294,9 @@ class TrainingCluster(pulumi.ComponentResource):
 
         cluster_role = aws.iam.Role(
             f"{name}-cluster-role",
-            assume_role_policy=_trust("eks.amazonaws.com", tag_session=True),
+            assume_role_policy=json.dumps(
+                service_trust_policy("eks.amazonaws.com", tag_session=True), sort_keys=True
+            ),
             tags=tags,
             opts=child,
         )
@@ -402,7 +396,12 @@ class TrainingCluster(pulumi.ComponentResource):
 
         ebs_role = aws.iam.Role(
             f"{name}-ebs-csi-role",
-            assume_role_policy=_trust("pods.eks.amazonaws.com", tag_session=True),
+            assume_role_policy=pod_identity_trust_json(
+                partition=aws.get_partition_output(opts=invoke).partition,
+                region=region,
+                account_id=aws.get_caller_identity_output(opts=invoke).account_id,
+                cluster_name=cluster_name,
+            ),
             tags=tags,
             opts=child,
         )
@@ -472,7 +471,9 @@ class TrainingCluster(pulumi.ComponentResource):
         sysargs = args.system_nodes
         role = aws.iam.Role(
             f"{name}-system-node-role",
-            assume_role_policy=_trust("ec2.amazonaws.com"),
+            assume_role_policy=json.dumps(
+                service_trust_policy("ec2.amazonaws.com"), sort_keys=True
+            ),
             tags=tags,
             opts=child,
         )
@@ -483,11 +484,7 @@ class TrainingCluster(pulumi.ComponentResource):
                 policy_arn=managed_policy(policy),
                 opts=child,
             )
-            for short, policy in (
-                ("worker", "AmazonEKSWorkerNodePolicy"),
-                ("cni", "AmazonEKS_CNI_Policy"),
-                ("ecr", "AmazonEC2ContainerRegistryPullOnly"),
-            )
+            for short, policy in NODE_MANAGED_POLICIES
         ]
         node_tags = merge_tags(tags, {"Name": f"{self.name}-system"})
         template = aws.ec2.LaunchTemplate(

@@ -44,6 +44,11 @@ def test_controller_role_through_pod_identity(dev):
     trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]
     assert trust["Principal"] == {"Service": "pods.eks.amazonaws.com"}
     assert set(trust["Action"]) == {"sts:AssumeRole", "sts:TagSession"}
+    # Confused-deputy guard: only this account's mlp-dev cluster may hand the role out.
+    assert trust["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": "123456789012"},
+        "ArnEquals": {"aws:SourceArn": "arn:aws:eks:us-east-1:123456789012:cluster/mlp-dev"},
+    }
     release = dev.one(RELEASE, "karpenter")
     assert dev.depends_on(release, assoc)
     # no IRSA annotation: Pod Identity is the only credential path
@@ -75,6 +80,14 @@ def test_node_role_joins_through_access_entry(dev):
     assert entry.inputs["type"] == "EC2_LINUX"
     role = dev.one("aws:iam/role:Role", "karpenter-node-role")
     assert entry.inputs["principalArn"].endswith(":role/" + role.inputs["name"])
+    # EC2 sends no aws:SourceAccount when it assumes an instance role: no condition here.
+    assert json.loads(role.inputs["assumeRolePolicy"])["Statement"] == [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "ec2.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }
+    ]
     policies = {
         a.inputs["policyArn"].rsplit("/", 1)[-1]
         for a in dev.by_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")

@@ -100,6 +100,14 @@ def test_flow_logs_go_to_an_encrypted_group_with_retention(dev):
     assert logs and "flow-logs" in json.dumps(logs[0]["Condition"])
 
 
+def test_flow_logs_role_trusts_only_this_accounts_flow_logs(dev):
+    role = dev.one("aws:iam/role:Role", "flow-logs-role")
+    (s,) = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
+    assert s["Principal"] == {"Service": "vpc-flow-logs.amazonaws.com"}
+    assert s["Action"] == "sts:AssumeRole"
+    assert s["Condition"] == {"StringEquals": {"aws:SourceAccount": "123456789012"}}
+
+
 def test_default_security_group_has_no_rules(dev):
     sg = dev.one("aws:ec2/defaultSecurityGroup:DefaultSecurityGroup")
     assert sg.inputs.get("ingress", []) == [] and sg.inputs.get("egress", []) == []

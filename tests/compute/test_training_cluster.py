@@ -7,8 +7,8 @@ import json
 import pulumi
 import pytest
 
-from components.common import KubeTarget
-from components.training_cluster import CONTROL_PLANE_LOGS, TrainingClusterArgs
+from components.common import NODE_MANAGED_POLICIES, KubeTarget
+from components.training_cluster import CONTROL_PLANE_LOGS, TrainingClusterArgs, managed_policy
 from mlplatform.plan import run_program
 from tests.compute.stacks import DEV, program
 
@@ -109,8 +109,13 @@ def test_ebs_csi_uses_pod_identity(dev):
     assert assoc["serviceAccount"] == "ebs-csi-controller-sa"
     role = dev.one("aws:iam/role:Role", "ebs-csi-role")
     assert ":role/mlp-ebs-csi-role" in assoc["roleArn"]
-    trust = json.loads(role.inputs["assumeRolePolicy"])
-    assert trust["Statement"][0]["Principal"] == {"Service": "pods.eks.amazonaws.com"}
+    (trust,) = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
+    assert trust["Principal"] == {"Service": "pods.eks.amazonaws.com"}
+    assert set(trust["Action"]) == {"sts:AssumeRole", "sts:TagSession"}
+    assert trust["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": "123456789012"},
+        "ArnEquals": {"aws:SourceArn": "arn:aws:eks:us-east-1:123456789012:cluster/mlp-dev"},
+    }
     attach = dev.one("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "ebs-csi-policy")
     assert attach.inputs["policyArn"].endswith("AmazonEBSCSIDriverPolicy")
 
@@ -138,6 +143,41 @@ def test_system_node_group_imdsv2_encrypted_gp3(dev):
     assert nodes.inputs["scalingConfig"] == {"minSize": 1, "desiredSize": 1, "maxSize": 2}
     assert nodes.inputs["instanceTypes"] == ["t3.large"]
     assert nodes.inputs["capacityType"] == "ON_DEMAND"
+
+
+def test_cluster_and_system_node_roles_trust_their_service(dev):
+    def statement(role_name: str) -> dict:
+        role = dev.one("aws:iam/role:Role", role_name)
+        (s,) = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
+        return s
+
+    # eks and ec2 send no aws:SourceAccount: a condition on it would lock the service out.
+    assert statement("cluster-role") == {
+        "Effect": "Allow",
+        "Principal": {"Service": "eks.amazonaws.com"},
+        "Action": ["sts:AssumeRole", "sts:TagSession"],
+    }
+    assert statement("system-node-role") == {
+        "Effect": "Allow",
+        "Principal": {"Service": "ec2.amazonaws.com"},
+        "Action": "sts:AssumeRole",
+    }
+
+
+def test_system_and_karpenter_node_roles_share_the_node_policies(dev):
+    def attached(prefix: str) -> set[str]:
+        return {
+            a.inputs["policyArn"]
+            for a in dev.by_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+            if a.name.startswith(prefix)
+        }
+
+    node_policies = {managed_policy(p) for _, p in NODE_MANAGED_POLICIES}
+    assert attached("mlp-system-node-") == node_policies
+    # Karpenter's nodes add SSM on top; the shared set is the same.
+    assert attached("karpenter-node-") == node_policies | {
+        managed_policy("AmazonSSMManagedInstanceCore")
+    }
 
 
 def test_graviton_system_nodes_get_the_arm_ami():

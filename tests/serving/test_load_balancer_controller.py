@@ -93,7 +93,10 @@ def test_pod_identity_binds_the_role_to_the_chart_service_account(graph: Graph) 
     trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]
     assert trust["Principal"] == {"Service": "pods.eks.amazonaws.com"}
     assert set(trust["Action"]) == {"sts:AssumeRole", "sts:TagSession"}
-    assert trust["Condition"]["StringEquals"]["aws:SourceAccount"] == "123456789012"
+    assert trust["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": "123456789012"},
+        "ArnEquals": {"aws:SourceArn": f"arn:aws:eks:us-east-1:123456789012:cluster/{CLUSTER}"},
+    }
     # No IRSA annotation: Pod Identity needs none.
     assert "annotations" not in values["serviceAccount"]
 
