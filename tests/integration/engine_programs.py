@@ -14,8 +14,9 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.common import KubeTarget
+from components.common import KubeTarget, StorageBackend
 from components.project_namespaces import ProjectNamespaces
+from components.serving_endpoint import ServingEndpoint, ServingEndpointArgs
 
 RENDER_DIR_ENV = "MLPLATFORM_RENDER_DIR"
 POD_LABELS = {"app": "web"}
@@ -81,3 +82,31 @@ PROGRAMS: dict[str, Callable[[], None]] = {
     "hardened_deployment": hardened_deployment,
     "project_namespaces": project_namespaces,
 }
+
+
+def serving_endpoint() -> None:
+    """The serving component as the local stack declares it: no AWS, models in MinIO."""
+    endpoint = ServingEndpointArgs.model_validate(
+        {
+            "project": "fraud",
+            "image": "registry.local/serving:1.4.2",
+            "model": {"path": "models/fraud-scorer", "version": "7"},
+            "ingress": {"host": "fraud.ml.localtest.me", "className": "nginx"},
+        }
+    )
+    ServingEndpoint(
+        "fraud",
+        endpoint,
+        target=KubeTarget(provider=_render_provider(), on_aws=False),
+        storage=StorageBackend(
+            kind="minio",
+            bucket="models",
+            endpoint_url="http://minio.minio.svc:9000",
+            credentials_secret="minio-credentials",
+        ),
+        service_account_name="fraud-server",
+        alb_source_cidrs=[],
+    )
+
+
+PROGRAMS["serving_endpoint"] = serving_endpoint
