@@ -26,8 +26,11 @@ OUT="$(realpath -m "${1:-$HOME/.cache/ml-platform-engine}")"
 SRC="$OUT/src"
 PULUMI_VERSION="${PULUMI_VERSION:-v3.274.1}"
 K8S_PROVIDER_VERSION="${K8S_PROVIDER_VERSION:-v4.0.0-20260115033456-f47bc2d6f199}"
-# provider/v4 replaces sdk/v4 with ../sdk; v4.29.0 is the lowest served version above its require.
-K8S_SDK_VERSION="${K8S_SDK_VERSION:-v4.29.0}"
+# provider/v4 replaces sdk/v4 with ../sdk and requires v4.24.0, which is not served. v4.29.0 pulls
+# in sdk/v3 v3.226.0, whose API no longer matches the provider's pkg/v3 v3.215.0; v4.22.2 keeps
+# sdk/v3 at v3.215.0 and has the few Go SDK packages the provider imports (kubernetes, yaml/v2,
+# helm/v4).
+K8S_SDK_VERSION="${K8S_SDK_VERSION:-v4.22.2}"
 
 export CGO_ENABLED=0 GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" GOFLAGS=-mod=mod
 NICE=(nice -n 19) # the machine is shared; keep the compiler out of everyone else's way
