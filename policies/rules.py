@@ -18,7 +18,7 @@ import functools
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,7 +87,7 @@ def _get(obj: Any, *path: str | int, default: Any = None) -> Any:
     cur = obj
     for part in path:
         if isinstance(part, int):
-            if not isinstance(cur, (list, tuple)) or part >= len(cur):
+            if not _is_list(cur) or part >= len(cur):
                 return default
             cur = cur[part]
         else:
@@ -97,10 +97,15 @@ def _get(obj: Any, *path: str | int, default: Any = None) -> Any:
     return cur
 
 
+def _is_list(value: Any) -> bool:
+    """A JSON array: a list offline, a read-only sequence proxy under the engine."""
+    return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
+
+
 def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
-    if isinstance(value, (list, tuple)):
+    if _is_list(value):
         return list(value)
     return [value]
 
@@ -125,7 +130,7 @@ def _tags_of(props: Mapping[str, Any]) -> dict[str, Any]:
     tags = props.get("tags")
     if isinstance(tags, Mapping):
         return dict(tags)
-    if isinstance(tags, list):  # autoscaling groups: [{key, value, propagateAtLaunch}]
+    if _is_list(tags):  # autoscaling groups: [{key, value, propagateAtLaunch}]
         return {str(t.get("key")): t.get("value") for t in tags if isinstance(t, Mapping)}
     return {}
 
@@ -145,7 +150,7 @@ def validate_required_tags(args: Args, report_violation: ReportViolation) -> Non
     if args.provider is not None:
         # Providers receive nested config as JSON text (as the engine sends it) or as objects.
         default_tags = _load_json(args.provider.props.get("defaultTags")) or {}
-        tags.update((default_tags.get("tags") if isinstance(default_tags, dict) else None) or {})
+        tags.update((default_tags.get("tags") if isinstance(default_tags, Mapping) else None) or {})
     tags.update(_tags_of(args.props))
     missing = [k for k in REQUIRED_TAGS if not str(tags.get(k) or "").strip()]
     if missing:
@@ -446,7 +451,7 @@ def _containers(props: Mapping[str, Any]) -> Iterator[_Container]:
     def walk(node: Any, path: str) -> Iterator[_Container]:
         if isinstance(node, Mapping):
             conts = node.get("containers")
-            if isinstance(conts, list) and any(isinstance(c, Mapping) for c in conts):
+            if _is_list(conts) and any(isinstance(c, Mapping) for c in conts):
                 for key in ("initContainers", "containers", "ephemeralContainers"):
                     for i, c in enumerate(_as_list(node.get(key))):
                         if isinstance(c, Mapping):
@@ -454,7 +459,7 @@ def _containers(props: Mapping[str, Any]) -> Iterator[_Container]:
                 return
             for k, v in node.items():
                 yield from walk(v, f"{path}{k}.")
-        elif isinstance(node, list):
+        elif _is_list(node):
             for i, v in enumerate(node):
                 yield from walk(v, f"{path}[{i}].")
 

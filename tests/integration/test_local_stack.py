@@ -34,9 +34,13 @@ def _log(line: str) -> None:
 
 @pytest.fixture(scope="module")
 def kube_context() -> str:
+    engine_dir = os.environ.get("MLPLATFORM_ENGINE_DIR")  # a locally built engine, if any
+    if engine_dir:
+        os.environ["PATH"] = os.pathsep.join([str(Path(engine_dir).resolve()), os.environ["PATH"]])
     if shutil.which("pulumi") is None:
         pytest.skip(
-            "the pulumi CLI is not on PATH (https://www.pulumi.com/docs/install/); "
+            "the pulumi CLI is not on PATH or in MLPLATFORM_ENGINE_DIR "
+            "(https://www.pulumi.com/docs/install/ or scripts/build-engine.sh); "
             "the Automation API drives it"
         )
     if not STACK_FILE.is_file():

@@ -480,3 +480,17 @@ def test_environment_resolution_fails_closed(environ: dict[str, str], expected: 
 def test_unknown_environment_is_mandatory() -> None:
     assert rules.enforcement_for("staging") is EnforcementLevel.MANDATORY
     assert rules.enforcement_for("local") is EnforcementLevel.ADVISORY
+
+
+def test_rules_see_containers_through_the_engines_proxies() -> None:
+    # Under `pulumi preview --policy-pack`, props arrive wrapped in pulumi_policy's read-only
+    # proxies: arrays are Sequences but not lists. The rules must find containers there too.
+    from pulumi_policy.proxy import unknown_checking_proxy
+
+    props = unknown_checking_proxy(deployment(image="repo/app:latest"))
+    a = args("kubernetes:apps/v1:Deployment", props)
+    assert any(":latest" in m for m in violations(rules.validate_image_tags, a))
+    unsafe = unknown_checking_proxy(
+        {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "r/a:1"}]}}}}
+    )
+    assert violations(rules.validate_containers, args("kubernetes:apps/v1:Deployment", unsafe))
