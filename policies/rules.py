@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from pulumi_policy import (
     EnforcementLevel,
@@ -97,7 +97,7 @@ def _get(obj: Any, *path: str | int, default: Any = None) -> Any:
     return cur
 
 
-def _is_list(value: Any) -> bool:
+def _is_list(value: Any) -> TypeGuard[Sequence[Any]]:
     """A JSON array: a list offline, a read-only sequence proxy under the engine."""
     return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
 
