@@ -37,6 +37,7 @@ from components.monitoring_stack import (
 )
 from mlplatform.graph import Graph
 from mlplatform.plan import run_program
+from tests.iam import iam_findings
 
 CLUSTER = "ml-prod"
 ACCOUNT = "123456789012"
@@ -44,7 +45,6 @@ NAMESPACE = "observability"
 TOPIC = f"arn:aws:sns:eu-west-1:{ACCOUNT}:ml-prod-cost-alarms"
 KEY = f"arn:aws:kms:eu-west-1:{ACCOUNT}:key/11111111-2222-3333-4444-555555555555"
 PD_KEY = "pd-routing-key-0123456789abcdef"  # not a real key
-BLOCKING = ("MEDIUM", "HIGH", "CRITICAL")
 
 SNS = {"name": "oncall-sns", "kind": "sns", "severities": ["critical", "warning"]}
 PAGERDUTY = {"name": "oncall", "kind": "pagerduty", "severities": ["critical"]}
@@ -126,22 +126,6 @@ def statements(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def as_list(x: str | list[str]) -> list[str]:
     return [x] if isinstance(x, str) else list(x)
-
-
-def iam_findings(doc: dict[str, Any] | str, *, trust: bool = False) -> list[tuple[str, Any]]:
-    """parliament findings at MEDIUM or above."""
-    parliament = pytest.importorskip("parliament")
-    text = doc if isinstance(doc, str) else json.dumps(doc)
-    found = []
-    for f in parliament.analyze_policy_string(text).findings:
-        # analyze_policy_string leaves severity empty; enhance_finding fills it from the config.
-        f = parliament.enhance_finding(f)
-        # A trust policy has no Resource by definition; parliament's MALFORMED says exactly that.
-        if trust and f.issue == "MALFORMED" and "Resource" in str(f.detail):
-            continue
-        if f.severity in BLOCKING:
-            found.append((f.issue, f.detail))
-    return found
 
 
 # --- Alertmanager config ---------------------------------------------------------------------

@@ -19,6 +19,7 @@ from components.load_balancer_controller import (
 )
 from mlplatform.graph import Graph
 from mlplatform.plan import run_program
+from tests.iam import iam_findings
 
 CLUSTER = "ml-dev"
 
@@ -173,16 +174,7 @@ def _known_false_positive(issue: str, detail: Any) -> bool:
 
 def parliament_findings(doc: dict[str, Any]) -> list[tuple[str, Any]]:
     """MEDIUM or worse, less the known false positives above."""
-    parliament = pytest.importorskip("parliament")
-    found = []
-    for f in parliament.analyze_policy_string(json.dumps(doc)).findings:
-        # analyze_policy_string leaves severity empty; enhance_finding fills it from the config.
-        f = parliament.enhance_finding(f)
-        if f.severity in ("MEDIUM", "HIGH", "CRITICAL") and not _known_false_positive(
-            f.issue, f.detail
-        ):
-            found.append((f.issue, f.detail))
-    return found
+    return iam_findings(doc, ignore=_known_false_positive)
 
 
 def test_policy_passes_parliament() -> None:

@@ -17,12 +17,12 @@ from components.model_store import ModelStore, ModelStoreArgs, StoreNetwork
 from components.project_access import ProjectAccess, ProjectAccessArgs
 from mlplatform.graph import Graph
 from mlplatform.mocks import SECRET_PLACEHOLDER
+from tests.iam import BLOCKING, iam_findings  # noqa: F401 - re-exported for the storage tests
 
 K8S_VERSION = "1.33"
 CLUSTER = "ml-prod"
 KMS_ARN = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555"
 CLUSTER_SG = "sg-0cluster"
-BLOCKING = ("MEDIUM", "HIGH", "CRITICAL")
 
 # Stateful resource types that must be protected and retained in prod.
 STATEFUL = (
@@ -120,22 +120,6 @@ def registry_program(data: Mapping[str, Any], *, on_aws: bool = True) -> Callabl
         pulumi.export("mlflowTrackingUri", reg.tracking_uri)
 
     return program
-
-
-def iam_findings(doc: dict[str, Any] | str, *, trust: bool = False) -> list[tuple[str, Any]]:
-    """parliament findings at MEDIUM or above (severity comes from parliament's config)."""
-    import parliament
-
-    text = doc if isinstance(doc, str) else json.dumps(doc)
-    found = []
-    for f in parliament.analyze_policy_string(text).findings:
-        f = parliament.enhance_finding(f)
-        # A trust policy has no Resource by definition; parliament's MALFORMED says exactly that.
-        if trust and f.issue == "MALFORMED" and "Resource" in str(f.detail):
-            continue
-        if f.severity in BLOCKING:
-            found.append((f.issue, f.detail))
-    return found
 
 
 def policy_docs(graph: Graph) -> list[tuple[str, dict[str, Any], bool]]:
