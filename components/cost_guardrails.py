@@ -224,7 +224,7 @@ class CostGuardrails(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        aws.sns.TopicPolicy(
+        topic_policy_res = aws.sns.TopicPolicy(
             f"{name}-alarms-policy",
             arn=topic.arn,
             policy=pulumi.Output.all(topic.arn, identity.account_id).apply(
@@ -252,8 +252,9 @@ class CostGuardrails(pulumi.ComponentResource):
             cost_filters=cost_filters(args),
             notifications=budget_notifications(args, topic.arn),
             tags=tags,
-            # The topic policy must admit Budgets before it validates the subscriber.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[topic]),
+            # Budgets validates its SNS subscriber when the budget is created: the topic policy
+            # that admits budgets.amazonaws.com (and its use of the key) must exist first.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[topic_policy_res]),
         )
 
         self.budget_name = pulumi.Output.from_input(budget_name)

@@ -39,6 +39,14 @@ def test_budget_has_the_default_thresholds(default: Graph) -> None:
     assert default.depends_on(default.one("aws:budgets/budget:Budget"), topic)
 
 
+def test_budget_waits_for_the_topic_policy_that_admits_budgets(default: Graph) -> None:
+    # Budgets checks that it may publish when the budget is created: the policy must exist.
+    budget = default.one("aws:budgets/budget:Budget")
+    policy = default.one("aws:sns/topicPolicy:TopicPolicy")
+    assert "budgets.amazonaws.com" in policy.inputs["policy"]
+    assert default.depends_on(budget, policy)
+
+
 def test_thresholds_and_amount_come_from_args() -> None:
     args = CostGuardrailsArgs.model_validate(
         {
