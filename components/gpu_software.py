@@ -8,7 +8,8 @@ and the container toolkit, so only the device plugin is needed. Two modes:
   GPUs; we select nodes by Karpenter's `instance-gpu-manufacturer` label and our accelerator
   label instead, and tolerate the GPU taint.
 - `gpu-operator`: the GPU Operator with its driver and toolkit off (the AMI has them), for
-  DCGM, MIG and GPU feature discovery.
+  MIG and GPU feature discovery. Its DCGM exporter stays off: MonitoringStack runs the one DCGM
+  exporter per GPU node, in both modes.
 
 Pools that ask for time-slicing get a named device-plugin config, picked per node by the
 `nvidia.com/device-plugin.config` label the pool sets.
@@ -67,11 +68,26 @@ class GpuSoftwareMode(StrEnum):
     GPU_OPERATOR = "gpu-operator"
 
 
+# Chart versions, each the newest release in its chart repository's index.yaml, checked 2026-11:
+# - nvidia-device-plugin 0.20.0: NVIDIA/k8s-device-plugin gh-pages index.yaml, tag v0.20.0;
+# - gpu-operator v26.7.0: NVIDIA/gpu-operator gh-pages stable/index.yaml, tag v26.7.0;
+# - aws-efa-k8s-device-plugin v0.5.30 (app v0.5.20): aws/eks-charts gh-pages index.yaml.
+DEVICE_PLUGIN_CHART_VERSION = "0.20.0"
+GPU_OPERATOR_CHART_VERSION = "v26.7.0"
+EFA_DEVICE_PLUGIN_CHART_VERSION = "v0.5.30"
+
+
 class GpuSoftwareArgs(ArgsModel):
     mode: GpuSoftwareMode = GpuSoftwareMode.DEVICE_PLUGIN
-    device_plugin_chart_version: str = Field(default="0.17.1", pattern=r"^\d+\.\d+\.\d+$")
-    gpu_operator_chart_version: str = Field(default="v25.3.0", pattern=r"^v\d+\.\d+\.\d+$")
-    efa_device_plugin_chart_version: str = Field(default="v0.5.1", pattern=r"^v\d+\.\d+\.\d+$")
+    device_plugin_chart_version: str = Field(
+        default=DEVICE_PLUGIN_CHART_VERSION, pattern=r"^\d+\.\d+\.\d+$"
+    )
+    gpu_operator_chart_version: str = Field(
+        default=GPU_OPERATOR_CHART_VERSION, pattern=r"^v\d+\.\d+\.\d+$"
+    )
+    efa_device_plugin_chart_version: str = Field(
+        default=EFA_DEVICE_PLUGIN_CHART_VERSION, pattern=r"^v\d+\.\d+\.\d+$"
+    )
     # Installed only when a pool sets efa: true.
     efa_device_plugin: bool = True
     # The GPU Operator's own driver and toolkit, for AMIs without them (not the AL2023 NVIDIA AMI).
@@ -133,7 +149,11 @@ def gpu_operator_values(args: GpuSoftwareArgs, time_slicing: bool) -> dict[str, 
         "driver": {"enabled": args.operator_driver},
         "toolkit": {"enabled": args.operator_driver},
         "devicePlugin": device_plugin,
-        "dcgmExporter": {"enabled": True},
+        # GPU metrics come from MonitoringStack's DCGM exporter, in both modes: one exporter per
+        # GPU node, with the platform's field list and its ServiceMonitor. A second one here
+        # would double every DCGM series (and every alert on them).
+        "dcgmExporter": {"enabled": False},
+        "dcgm": {"enabled": False},
         "migManager": {"enabled": False},
         "daemonsets": {"tolerations": tolerations, "priorityClassName": "system-node-critical"},
         "node-feature-discovery": {"worker": {"tolerations": tolerations}},

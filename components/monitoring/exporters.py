@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Any
 
 from components.common import (
@@ -11,9 +13,18 @@ from components.common import (
 from components.monitoring.args import DcgmExporterArgs
 
 DCGM_CHART = "dcgm-exporter"
-DCGM_VERSION = "4.7.1"
+# Chart 4.8.2 (image 4.5.3-4.8.2): the newest in the chart repository's index.yaml (gh-pages of
+# NVIDIA/dcgm-exporter, helm-charts/) and its release tag 4.5.3-4.8.2, checked 2026-11.
+DCGM_VERSION = "4.8.2"
 DCGM_REPO = "https://nvidia.github.io/dcgm-exporter/helm-charts"
 DCGM_RELEASE = "dcgm-exporter"
+# The chart renders ``customMetrics`` into this ConfigMap (key ``metrics``); the exporter reads a
+# field list only from the file ``-f`` names (or, with ``-m``, from the API, which needs a token
+# the chart does not mount here). We mount it at a path of our own: were the mount ever lost, the
+# exporter fails to start instead of silently loading the image's built-in list, where the
+# throttling counters are commented out.
+DCGM_FIELDS_CONFIGMAP = "exporter-metrics-config-map"
+DCGM_FIELDS_FILE = "/etc/dcgm-exporter/mlplatform/counters.csv"
 
 # DCGM fields exported: everything the rules and dashboards use, and nothing that needs the
 # profiling module (which would need CAP_SYS_ADMIN). (field, type, help)
@@ -29,8 +40,10 @@ DCGM_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("DCGM_FI_DEV_FB_FREE", "gauge", "Framebuffer memory free (in MiB)."),
     ("DCGM_FI_DEV_FB_USED", "gauge", "Framebuffer memory used (in MiB)."),
     ("DCGM_FI_DEV_XID_ERRORS", "gauge", "Value of the last XID error encountered."),
-    ("DCGM_FI_DEV_POWER_VIOLATION", "counter", "Throttling due to power constraints (in us)."),
-    ("DCGM_FI_DEV_THERMAL_VIOLATION", "counter", "Throttling due to thermal constraints (in us)."),
+    # Nanoseconds, as DCGM's dcgm_fields.h and field-ID docs define them (dcgm-exporter#589 fixed
+    # the "us" in its own CSV comments).
+    ("DCGM_FI_DEV_POWER_VIOLATION", "counter", "Throttling due to power constraints (in ns)."),
+    ("DCGM_FI_DEV_THERMAL_VIOLATION", "counter", "Throttling due to thermal constraints (in ns)."),
     ("DCGM_FI_DEV_PCIE_REPLAY_COUNTER", "counter", "Total number of PCIe retries."),
     (
         "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
@@ -46,7 +59,6 @@ DCGM_PROFILING_FIELDS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-# Default on-demand list prices per GPU-hour in us-east-1 (instance price / GPUs per instance),
 def dcgm_metrics_csv(profiling: bool) -> str:
     fields = DCGM_FIELDS + (DCGM_PROFILING_FIELDS if profiling else ())
     lines = ["# DCGM FIELD, Prometheus metric type, help message"]
@@ -54,7 +66,12 @@ def dcgm_metrics_csv(profiling: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def dcgm_exporter_values(args: DcgmExporterArgs) -> dict[str, Any]:
+    csv = dcgm_metrics_csv(args.profiling_metrics)
     security: dict[str, Any] = {
         # Root to reach the kubelet's pod-resources socket (maps GPUs to pods).
         "runAsNonRoot": False,
@@ -92,7 +109,25 @@ def dcgm_exporter_values(args: DcgmExporterArgs) -> dict[str, Any]:
         },
         "resources": args.resources.to_k8s(),
         "securityContext": security,
-        "customMetrics": dcgm_metrics_csv(args.profiling_metrics),
-        "arguments": ["-f", "/etc/dcgm-exporter/default-counters.csv"],
+        "customMetrics": csv,
+        "extraConfigMapVolumes": [
+            {
+                "name": "mlplatform-counters",
+                "configMap": {
+                    "name": DCGM_FIELDS_CONFIGMAP,
+                    "items": [{"key": "metrics", "path": Path(DCGM_FIELDS_FILE).name}],
+                },
+            }
+        ],
+        "extraVolumeMounts": [
+            {
+                "name": "mlplatform-counters",
+                "mountPath": str(Path(DCGM_FIELDS_FILE).parent),
+                "readOnly": True,
+            }
+        ],
+        "arguments": ["-f", DCGM_FIELDS_FILE],
+        # The exporter reads its field list once, at start: a new list rolls the pods.
+        "podAnnotations": {"mlplatform.io/dcgm-fields-sha256": _sha256(csv)},
         "kubernetes": {"enablePodLabels": False},
     }

@@ -98,6 +98,13 @@ def test_gpu_operator_mode_driver_and_toolkit_off(prod):
     assert ns and ns[0]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
 
 
+def test_gpu_operator_leaves_gpu_metrics_to_the_monitoring_stack(prod):
+    # One DCGM exporter per GPU node: MonitoringStack's (tests/platform checks the whole plan).
+    values = _release(prod, "gpu-operator")["values"]
+    assert values["dcgmExporter"]["enabled"] is False
+    assert values["dcgm"]["enabled"] is False
+
+
 def test_efa_device_plugin_only_with_efa_pools(dev, prod):
     assert "aws-efa-k8s-device-plugin" not in {h["name"] for h in dev.helm_releases()}
     efa = _release(prod, "aws-efa-k8s-device-plugin")

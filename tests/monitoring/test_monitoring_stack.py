@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from pathlib import PurePosixPath
 from typing import Any
 
 import pulumi
@@ -207,6 +208,33 @@ def test_exporters_are_on_and_dcgm_runs_on_gpu_nodes(aws: Graph) -> None:
     assert terms["nodeSelectorTerms"]
     assert "DCGM_FI_DEV_XID_ERRORS" in dcgm["customMetrics"]
     assert "SYS_ADMIN" not in json.dumps(dcgm["securityContext"])
+
+
+def test_dcgm_exporter_loads_the_platforms_field_list(aws: Graph) -> None:
+    """The chart renders ``customMetrics`` into ConfigMap ``exporter-metrics-config-map`` (key
+    ``metrics``; templates/metrics-configmap.yaml of chart 4.8.2); the exporter reads only the
+    file ``-f`` names. That file must be this ConfigMap, mounted, or the image's built-in list
+    (throttling counters commented out) is what runs."""
+    dcgm = release(aws, DCGM_CHART)["values"]
+    args = dcgm["arguments"]
+    path = PurePosixPath(args[args.index("-f") + 1])
+    volumes = {v["name"]: v for v in dcgm["extraConfigMapVolumes"]}
+    (mount,) = [
+        m for m in dcgm["extraVolumeMounts"] if PurePosixPath(m["mountPath"]) == path.parent
+    ]
+    cm = volumes[mount["name"]]["configMap"]
+    assert cm["name"] == "exporter-metrics-config-map"
+    assert cm["items"] == [{"key": "metrics", "path": path.name}]
+    # Not the image's own file: a lost mount must fail loudly, not load the built-in list.
+    assert str(path) != "/etc/dcgm-exporter/default-counters.csv"
+    loaded = {
+        line.split(",")[0].strip()
+        for line in dcgm["customMetrics"].splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert {"DCGM_FI_DEV_POWER_VIOLATION", "DCGM_FI_DEV_THERMAL_VIOLATION"} <= loaded
+    # A changed list restarts the exporter (it reads the file once).
+    assert dcgm["podAnnotations"]["mlplatform.io/dcgm-fields-sha256"]
 
 
 def test_every_rule_file_becomes_a_prometheus_rule_after_the_chart(aws: Graph) -> None:
