@@ -8,13 +8,13 @@ a resource to wait for.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.common import DNS_LABEL, RESTRICTED_NAMESPACE_LABELS, KubeTarget
+from components.common import DNS_LABEL, RESTRICTED_NAMESPACE_LABELS, TEAM_LABEL, KubeTarget
 
 
 class ProjectNamespaces(pulumi.ComponentResource):
@@ -29,13 +29,17 @@ class ProjectNamespaces(pulumi.ComponentResource):
         *,
         target: KubeTarget,
         monitoring_namespace: str = "monitoring",
+        teams: Mapping[str, str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """``teams`` maps a namespace to the team that owns it: its ``mlplatform.io/team``
+        label, which kube-state-metrics exports and the cost rules sum spend by."""
         wanted = sorted(set(namespaces))
         bad = [n for n in wanted if not DNS_LABEL.match(n)]
         if bad:
             raise ValueError(f"namespace names must be DNS labels: {bad}")
         super().__init__("mlplatform:platform:ProjectNamespaces", name, None, opts)
+        owners = dict(teams or {})
         k8s_opts = pulumi.ResourceOptions(
             parent=self, provider=target.provider, depends_on=list(target.depends_on)
         )
@@ -45,7 +49,11 @@ class ProjectNamespaces(pulumi.ComponentResource):
                 f"{name}-{ns}",
                 metadata={
                     "name": ns,
-                    "labels": {**RESTRICTED_NAMESPACE_LABELS, "mlplatform.io/project": ns},
+                    "labels": {
+                        **RESTRICTED_NAMESPACE_LABELS,
+                        "mlplatform.io/project": ns,
+                        **({TEAM_LABEL: owners[ns]} if ns in owners else {}),
+                    },
                 },
                 opts=k8s_opts,
             )

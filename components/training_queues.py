@@ -65,6 +65,7 @@ from components.common import (
     GPU_TAINT,
     POOL_LABEL,
     RESTRICTED_NAMESPACE_LABELS,
+    TEAM_LABEL,
     ArgsModel,
     InvalidArgsError,
     Issue,
@@ -473,7 +474,10 @@ def kueue_values(args: TrainingQueuesArgs, frameworks: Sequence[str]) -> dict[st
                 kueue_config(args, frameworks), sort_keys=False
             )
         },
-        "enablePrometheus": False,
+        # The chart's ServiceMonitor (https :8443, the scraper's token checked by Kueue's
+        # authorization filter; kube-prometheus-stack's Prometheus may GET /metrics). Installing
+        # it needs the Prometheus Operator CRDs: pass the monitoring stack in depends_on.
+        "enablePrometheus": True,
         "enableKueueViz": False,
     }
 
@@ -577,9 +581,10 @@ class TrainingQueues(pulumi.ComponentResource):
             cq = cr(f"cq-{team.name}", cluster_queue(team, args.cohort))
             for ns_name in team.namespaces:
                 if ns_name not in namespaces and args.create_namespaces:
+                    labels = {**RESTRICTED_NAMESPACE_LABELS, TEAM_LABEL: team.name}
                     namespaces[ns_name] = k8s.core.v1.Namespace(
                         f"{name}-ns-{ns_name}",
-                        metadata={"name": ns_name, "labels": dict(RESTRICTED_NAMESPACE_LABELS)},
+                        metadata={"name": ns_name, "labels": labels},
                         opts=k8s_opts(),
                     )
                 cr(

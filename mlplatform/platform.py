@@ -22,7 +22,7 @@ from components.load_balancer_controller import LoadBalancerController
 from components.local_object_store import LocalObjectStore, LocalObjectStoreArgs
 from components.model_registry import ModelRegistry, RegistryNetwork
 from components.model_store import ModelStore
-from components.monitoring_stack import MonitoringStack
+from components.monitoring_stack import MetricSource, MonitoringStack
 from components.network import Network
 from components.project_access import ProjectAccess
 from components.project_namespaces import ProjectNamespaces
@@ -62,7 +62,10 @@ def declare(settings: StackSettings) -> Declared:
         pulumi.export("region", settings.region)
         declared = _declare_aws(settings, aws_provider, tags)
         declared.namespaces = ProjectNamespaces(
-            "namespaces", shared_namespaces(settings), target=declared.target
+            "namespaces",
+            shared_namespaces(settings),
+            target=declared.target,
+            teams=namespace_teams(settings),
         )
     else:
         declared = _declare_local(settings, tags)
@@ -158,7 +161,9 @@ def _declare_local(settings: StackSettings, tags: dict[str, str]) -> Declared:
     cfg = settings.config
     provider = k8s.Provider("kubernetes", context=cfg.kube_context)
     target = KubeTarget(provider=provider, on_aws=False)
-    namespaces = ProjectNamespaces("namespaces", shared_namespaces(settings), target=target)
+    namespaces = ProjectNamespaces(
+        "namespaces", shared_namespaces(settings), target=target, teams=namespace_teams(settings)
+    )
     store = LocalObjectStore(
         "model-store",
         cfg.local_object_store or LocalObjectStoreArgs(),
@@ -180,6 +185,12 @@ def shared_namespaces(settings: StackSettings) -> set[str]:
     return names
 
 
+def namespace_teams(settings: StackSettings) -> dict[str, str]:
+    """Each training team's namespaces, by namespace: the label the cost rules sum by."""
+    teams = settings.config.training_queues.teams
+    return {ns: team.name for team in teams for ns in team.namespaces}
+
+
 def _declare_monitoring(settings: StackSettings, d: Declared) -> None:
     cfg = settings.config
     secrets = {k: pulumi.Output.secret(v.get_secret_value()) for k, v in cfg.secrets.items()}
@@ -193,6 +204,8 @@ def _declare_monitoring(settings: StackSettings, d: Declared) -> None:
         # `sns` receivers publish to the budget's encrypted alarm topic through Pod Identity.
         alarm_topic_arn=guardrails.alarm_topic_arn if guardrails is not None else None,
         alarm_key_arn=guardrails.alarm_key_arn if guardrails is not None else None,
+        # What the rest of the platform deploys and scrapes (see _declare_training/_serving).
+        workload_sources=workload_metric_sources(settings),
         tags=d.tags,
         opts=d.extra.get("aws_opts"),
     )
@@ -200,6 +213,13 @@ def _declare_monitoring(settings: StackSettings, d: Declared) -> None:
     pulumi.export("prometheusUrl", monitoring.prometheus_url)
     pulumi.export("alertmanagerUrl", monitoring.alertmanager_url)
     pulumi.export("grafanaUrl", monitoring.grafana_url)
+
+
+def workload_metric_sources(settings: StackSettings) -> set[MetricSource]:
+    sources = {MetricSource.KUEUE, MetricSource.TRAINING_OPERATOR}
+    if settings.config.serving_endpoints:
+        sources.add(MetricSource.SERVING)
+    return sources
 
 
 def _declare_registry(settings: StackSettings, d: Declared) -> None:
@@ -276,14 +296,21 @@ def _declare_training(settings: StackSettings, d: Declared) -> None:
     capacities = [
         GpuPoolCapacity(p.name, p.accelerator.value, limits[p.name]) for p in cfg.gpu_pools
     ]
-    engine = TrainingOperator("training-operator", cfg.training_operator, target=d.target)
+    monitoring = d.extra["monitoring"]
+    engine = TrainingOperator(
+        "training-operator",
+        cfg.training_operator,
+        target=d.target,
+        monitoring_crds=monitoring.crds,
+    )
     queues = TrainingQueues(
         "training-queues",
         cfg.training_queues,
         target=d.target,
         pools=capacities,
         frameworks=engine.kueue_frameworks,
-        depends_on=[engine],
+        # Kueue's chart ships a ServiceMonitor: it needs the Prometheus Operator CRDs.
+        depends_on=[engine, monitoring.crds],
         namespace_resources=d.namespaces.resources if d.namespaces is not None else None,
     )
     d.extra["queues"] = queues

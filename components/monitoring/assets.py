@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from enum import StrEnum
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,67 @@ DASHBOARDS_DIR = ASSETS / "dashboards"
 DASHBOARD_LABEL = "grafana_dashboard"
 DASHBOARD_FOLDER_ANNOTATION = "grafana_folder"
 DASHBOARD_FOLDER = "ML Platform"
+
+
+class MetricSource(StrEnum):
+    """What produces the metrics a rule file or dashboard reads (tests/platform holds the
+    catalogue of what each one emits, and checks these tables against every stack's plan)."""
+
+    PROMETHEUS = "prometheus"  # series Prometheus makes itself: up, scrape_*
+    KUBELET = "kubelet"  # kubelet and cAdvisor, scraped through kube-prometheus-stack
+    KUBE_STATE_METRICS = "kube-state-metrics"
+    NODE_EXPORTER = "node-exporter"
+    DCGM = "dcgm-exporter"
+    KUEUE = "kueue"
+    TRAINING_OPERATOR = "training-operator"
+    SERVING = "serving"  # the platform's serving runtime (the project template's server)
+
+
+# What MonitoringStack always deploys and scrapes; the rest comes from other components.
+STACK_SOURCES = frozenset(
+    {
+        MetricSource.PROMETHEUS,
+        MetricSource.KUBELET,
+        MetricSource.KUBE_STATE_METRICS,
+        MetricSource.NODE_EXPORTER,
+    }
+)
+
+_S = MetricSource
+# The sources each rule file (by stem) and dashboard reads, recording rules' inputs included.
+# A file ships only where all of them are fed: no alert that can never fire, no empty panel.
+RULE_FILE_SOURCES: dict[str, frozenset[MetricSource]] = {
+    "cluster": frozenset({_S.PROMETHEUS, _S.KUBELET, _S.KUBE_STATE_METRICS}),
+    "cost": frozenset({_S.KUBE_STATE_METRICS}),
+    "gpu": frozenset({_S.DCGM, _S.KUBE_STATE_METRICS}),
+    "serving-slo": frozenset({_S.SERVING}),
+    "training": frozenset({_S.KUBE_STATE_METRICS, _S.TRAINING_OPERATOR}),
+}
+DASHBOARD_SOURCES: dict[str, frozenset[MetricSource]] = {
+    "cost": frozenset({_S.KUBE_STATE_METRICS, _S.DCGM}),
+    "gpu-fleet": frozenset({_S.DCGM, _S.KUBE_STATE_METRICS}),
+    "serving": frozenset({_S.SERVING, _S.KUBE_STATE_METRICS, _S.DCGM}),
+    "training": frozenset({_S.KUBE_STATE_METRICS, _S.KUEUE, _S.TRAINING_OPERATOR}),
+}
+
+
+def fed_rule_files(sources: Collection[MetricSource]) -> dict[str, dict[str, Any]]:
+    """The rule files whose every metric source is in ``sources``."""
+    return {
+        stem: doc
+        for stem, doc in load_rule_files().items()
+        if RULE_FILE_SOURCES[stem] <= frozenset(sources)
+    }
+
+
+def fed_dashboards(sources: Collection[MetricSource]) -> dict[str, dict[str, Any]]:
+    """The dashboards whose every metric source is in ``sources``."""
+    return {
+        stem: doc
+        for stem, doc in load_dashboards().items()
+        if DASHBOARD_SOURCES[stem] <= frozenset(sources)
+    }
+
 
 # --- Files ---------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from typing import Any
 from components.common import (
     ACCELERATOR_LABEL,
     POOL_LABEL,
+    TEAM_LABEL,
     container_security_context,
     pod_security_context,
 )
@@ -14,8 +15,17 @@ from components.monitoring.args import MonitoringStackArgs, resource_spec
 from components.monitoring.assets import DASHBOARD_FOLDER_ANNOTATION, DASHBOARD_LABEL, object_meta
 
 KPS_CHART = "kube-prometheus-stack"
-KPS_VERSION = "79.7.1"
+# 88.5.3 (Prometheus Operator v0.93.1): release tag kube-prometheus-stack-88.5.3 of
+# prometheus-community/helm-charts, the newest there, checked 2026-11.
+KPS_VERSION = "88.5.3"
 KPS_REPO = "https://prometheus-community.github.io/helm-charts"
+# The operator's CRDs come from their own chart, as templates: Helm upgrades them with the chart
+# (a chart's crds/ folder is installed once and never upgraded). 31.0.1 carries the CRDs of
+# Prometheus Operator v0.93.1, the operator kube-prometheus-stack 88.5.3 runs (tag
+# prometheus-operator-crds-31.0.1; keep the two in step).
+PROMETHEUS_CRDS_CHART = "prometheus-operator-crds"
+PROMETHEUS_CRDS_VERSION = "31.0.1"
+PROMETHEUS_CRDS_RELEASE = "prometheus-operator-crds"
 KPS_RELEASE = "kps"  # also the chart's fullnameOverride, so service names are predictable
 # Set explicitly in the values (it is also the chart's default): the Pod Identity association
 # names it.
@@ -88,6 +98,12 @@ def network_policies(namespace: str) -> list[dict[str, Any]]:
 # --- Helm values ---------------------------------------------------------------------------
 
 
+def prometheus_crds_values() -> dict[str, Any]:
+    # Kept on uninstall: removing (or replacing) the release must never delete every
+    # ServiceMonitor, PrometheusRule and Prometheus on the cluster with their CRDs.
+    return {"crds": {"annotations": {"helm.sh/resource-policy": "keep"}}}
+
+
 def _volume_claim(size_gi: int, storage_class_name: str | None) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "accessModes": ["ReadWriteOnce"],
@@ -127,7 +143,8 @@ def kube_prometheus_stack_values(
         am_pod["podMetadata"] = {"annotations": {POD_IDENTITY_ANNOTATION: "alertmanager-sns"}}
     return {
         "fullnameOverride": KPS_RELEASE,
-        "crds": {"enabled": True},
+        # CRDs come from the prometheus-operator-crds release (upgraded with it), not from here.
+        "crds": {"enabled": False},
         "defaultRules": {
             "create": True,
             "disabled": dict.fromkeys(REPLACED_DEFAULT_ALERTS, True),
@@ -224,7 +241,7 @@ def kube_prometheus_stack_values(
             # Labels the GPU, cost and training rules join on.
             "metricLabelsAllowlist": [
                 f"nodes=[{ACCELERATOR_LABEL},{POOL_LABEL}]",
-                "namespaces=[mlplatform.io/team]",
+                f"namespaces=[{TEAM_LABEL}]",
                 "jobs=[kueue.x-k8s.io/queue-name,mlplatform.io/workload]",
             ],
             "resources": resource_spec("50m", "128Mi", "200m", "512Mi").to_k8s(),

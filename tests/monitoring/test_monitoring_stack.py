@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -19,7 +19,10 @@ from components.monitoring_stack import (
     GP3_ENCRYPTED,
     KPS_CHART,
     KPS_REPO,
+    PROMETHEUS_CRDS_CHART,
+    PROMETHEUS_CRDS_VERSION,
     REPLACED_DEFAULT_ALERTS,
+    MetricSource,
     MonitoringStack,
     MonitoringStackArgs,
     alertmanager_config,
@@ -56,6 +59,7 @@ def program(
     on_aws: bool = True,
     secrets: dict[str, str] | None = None,
     grafana_password: str | None = GRAFANA_PASSWORD,
+    workload_sources: Collection[MetricSource] = tuple(MetricSource),
 ) -> Callable[[], None]:
     def fn() -> None:
         target = KubeTarget(provider=k8s.Provider("k8s"), on_aws=on_aws)
@@ -63,6 +67,7 @@ def program(
             "mon",
             args,
             target=target,
+            workload_sources=workload_sources,
             receiver_secrets={k: pulumi.Output.secret(v) for k, v in (secrets or {}).items()},
             grafana_admin_password=(
                 pulumi.Output.secret(grafana_password) if grafana_password else None
@@ -244,6 +249,48 @@ def test_every_rule_file_becomes_a_prometheus_rule_after_the_chart(aws: Graph) -
     chart = aws.one("kubernetes:helm.sh/v3:Release", "kps")
     for r in rules:
         assert aws.depends_on(r, chart)
+
+
+def test_rules_and_dashboards_ship_only_where_their_metrics_are_fed() -> None:
+    # No workloads and no DCGM: serving, training and GPU content would never see a sample.
+    graph = run_program(
+        program(make_args(dcgmExporter={"enabled": False}), secrets=SECRETS, workload_sources=())
+    )
+    rules = {
+        r.inputs["metadata"]["name"]
+        for r in graph.by_type("kubernetes:monitoring.coreos.com/v1:PrometheusRule")
+    }
+    assert rules == {"mlplatform-cluster", "mlplatform-cost", "mlplatform-gpu-prices"}
+    boards = {m["metadata"]["name"] for m in manifests(graph, "ConfigMap")}
+    assert not {b for b in boards if b.startswith("dashboard-")}
+    assert not [r for r in graph.helm_releases() if r["chart"] == DCGM_CHART]
+    # Kueue and the Training Operator, without serving: the training dashboard and alerts.
+    graph = run_program(
+        program(
+            make_args(dcgmExporter={"enabled": False}),
+            secrets=SECRETS,
+            workload_sources=(MetricSource.KUEUE, MetricSource.TRAINING_OPERATOR),
+        )
+    )
+    boards = {m["metadata"]["name"] for m in manifests(graph, "ConfigMap")}
+    assert {b for b in boards if b.startswith("dashboard-")} == {"dashboard-training"}
+
+
+def test_prometheus_operator_crds_come_from_their_own_chart(aws: Graph) -> None:
+    # A chart's crds/ folder is installed once and never upgraded: the CRDs are templates of
+    # their own release, which the stack and every monitor wait for.
+    assert kps(aws)["crds"]["enabled"] is False
+    stack = aws.one("kubernetes:helm.sh/v3:Release", "kps")
+    assert stack.inputs["skipCrds"] is True
+    crds = release(aws, PROMETHEUS_CRDS_CHART)
+    assert crds["version"] == PROMETHEUS_CRDS_VERSION
+    assert crds["repository"] == KPS_REPO
+    # Uninstalling the CRD release must not delete every monitor and rule with it.
+    assert crds["values"]["crds"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    crd_release = aws.one("kubernetes:helm.sh/v3:Release", "prometheus-crds")
+    assert aws.depends_on(stack, crd_release)
+    for r in aws.by_type("kubernetes:monitoring.coreos.com/v1:PrometheusRule"):
+        assert aws.depends_on(r, crd_release)
 
 
 def test_replaced_chart_alerts_are_disabled(aws: Graph) -> None:

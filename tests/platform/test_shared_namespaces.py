@@ -37,3 +37,15 @@ def test_training_queue_uses_the_shared_namespace(graph: Graph) -> None:
     local_queue = next(iter(graph.by_type("kubernetes:kueue.x-k8s.io/v1beta2:LocalQueue")))
     assert local_queue.inputs["metadata"]["namespace"] == "churn"
     assert graph.depends_on(local_queue, ns)
+
+
+def test_team_namespaces_carry_the_team_the_cost_rules_sum_by(graph: Graph) -> None:
+    # team:gpu_cost_usd_per_hour:sum joins on kube_namespace_labels{label_mlplatform_io_team}.
+    ns = graph.by_name("namespaces-churn")
+    assert ns.inputs["metadata"]["labels"]["mlplatform.io/team"] == "research"
+
+
+def test_kueue_waits_for_the_monitoring_crds(graph: Graph) -> None:
+    # Its chart ships a ServiceMonitor, which needs the Prometheus Operator's CRDs.
+    kueue = graph.by_name("training-queues-kueue")
+    assert graph.depends_on(kueue, graph.by_name("monitoring-prometheus-crds"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pulumi
 import yaml
 
 from components.common import format_path
@@ -25,6 +26,31 @@ def test_operator_is_applied_from_a_release_tag(run):
     url = directory.inputs["directory"]
     assert url.startswith("https://github.com/kubeflow/trainer//manifests/overlays/standalone")
     assert url.endswith(f"?ref={TRAINING_OPERATOR_VERSION}")
+
+
+SERVICE_MONITOR = "kubernetes:monitoring.coreos.com/v1:ServiceMonitor"
+
+
+def test_operator_metrics_are_scraped_once_the_monitoring_crds_exist(run):
+    # The overlay's Service carries prometheus.io/* annotations, which the Prometheus Operator
+    # ignores: without a ServiceMonitor, PyTorchJobFailed could never fire.
+    def program() -> None:
+        t = target()
+        crds = pulumi.CustomResource("test:index:Crds", "crds", {})
+        TrainingOperator("engine", TrainingOperatorArgs(), target=t, monitoring_crds=crds)
+
+    graph = run(program)
+    monitor = graph.one(SERVICE_MONITOR)
+    spec = monitor.inputs["spec"]
+    assert monitor.inputs["metadata"]["namespace"] == "kubeflow"
+    assert spec["selector"] == {"matchLabels": {"app": "training-operator"}}
+    assert spec["namespaceSelector"] == {"matchNames": ["kubeflow"]}
+    assert [e["port"] for e in spec["endpoints"]] == ["monitoring-port"]
+    assert graph.depends_on(monitor, graph.one("test:index:Crds"))
+    assert graph.depends_on(monitor, graph.one("kubernetes:kustomize/v2:Directory"))
+    # Without the monitoring stack there is nothing to declare it with.
+    bare = run(lambda: TrainingOperator("engine", TrainingOperatorArgs(), target=target()))
+    assert bare.by_type(SERVICE_MONITOR) == []
 
 
 def test_a_branch_is_not_a_version():
@@ -53,6 +79,8 @@ def test_kueue_admits_pytorchjobs_and_starts_after_the_operator(run):
     assert "kubeflow.org/pytorchjob" in config["integrations"]["frameworks"]
     kueue = graph.one("kubernetes:helm.sh/v3:Release")
     assert graph.depends_on(kueue, graph.one("kubernetes:kustomize/v2:Directory"))
+    # Kueue's chart declares its own ServiceMonitor: the training dashboard graphs its gauges.
+    assert release["values"]["enablePrometheus"] is True
 
 
 def test_the_engine_doc_names_the_pinned_version():
