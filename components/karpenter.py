@@ -30,10 +30,18 @@ from components.common import (
     pod_identity_trust_json,
     service_trust_policy,
 )
+from components.karpenter_policy import controller_policy
 from components.network import DISCOVERY_TAG
 from components.training_cluster import SYSTEM_LABEL, managed_policy
 
 CHART = "oci://public.ecr.aws/karpenter/karpenter"
+# The CRDs as templates of their own chart, so a chart upgrade upgrades them (the controller
+# chart's crds/ folder is installed once and never upgraded). Same version as the controller.
+CRD_CHART = "oci://public.ecr.aws/karpenter/karpenter-crd"
+# Release v1.15.2 (tag of aws/karpenter-provider-aws, 2026-11-12, as the Go module proxy lists
+# it; its release script publishes both charts at the tag's version). >= 1.6 for the
+# reservedCapacity feature.
+KARPENTER_VERSION = "1.15.2"
 KARPENTER_API = "karpenter.sh/v1"
 NODECLASS_API = "karpenter.k8s.aws/v1"
 SERVICE_ACCOUNT = "karpenter"
@@ -88,7 +96,7 @@ class CpuPoolArgs(ArgsModel):
 
 class KarpenterArgs(ArgsModel):
     environment: Environment = Environment.DEV
-    chart_version: str = Field(default="1.8.1", pattern=r"^1\.\d+\.\d+$")
+    chart_version: str = Field(default=KARPENTER_VERSION, pattern=r"^1\.\d+\.\d+$")
     namespace: str = "kube-system"
     replicas: int | None = None  # None: 1 in dev (one system node), 2 in prod
     ami_alias: str = "al2023@v20251112"
@@ -159,212 +167,6 @@ def node_class_spec(
     if capacity_reservation_terms:
         spec["capacityReservationSelectorTerms"] = capacity_reservation_terms
     return spec
-
-
-def controller_policy(
-    *,
-    cluster_name: str,
-    partition: str,
-    region: str,
-    account: str,
-    queue_arn: str | None,
-    node_role_arn: str,
-) -> dict[str, Any]:
-    """Karpenter v1's controller permissions, scoped to this cluster's tags where EC2 allows it."""
-    arn = f"arn:{partition}"
-    ec2 = f"{arn}:ec2:{region}"
-    owned = {f"aws:RequestTag/kubernetes.io/cluster/{cluster_name}": "owned"}
-    res_owned = {f"aws:ResourceTag/kubernetes.io/cluster/{cluster_name}": "owned"}
-    launched = [
-        f"{ec2}:*:fleet/*",
-        f"{ec2}:*:instance/*",
-        f"{ec2}:*:volume/*",
-        f"{ec2}:*:network-interface/*",
-        f"{ec2}:*:launch-template/*",
-        f"{ec2}:*:spot-instances-request/*",
-        f"{ec2}:*:capacity-reservation/*",
-    ]
-    statements: list[dict[str, Any]] = [
-        {
-            "Sid": "AllowScopedEC2InstanceAccessActions",
-            "Effect": "Allow",
-            "Action": ["ec2:RunInstances", "ec2:CreateFleet"],
-            "Resource": [
-                f"{ec2}::image/*",
-                f"{ec2}::snapshot/*",
-                f"{ec2}:*:security-group/*",
-                f"{ec2}:*:subnet/*",
-                f"{ec2}:*:capacity-reservation/*",
-            ],
-        },
-        {
-            "Sid": "AllowScopedEC2LaunchTemplateAccessActions",
-            "Effect": "Allow",
-            "Action": ["ec2:RunInstances", "ec2:CreateFleet"],
-            "Resource": f"{ec2}:*:launch-template/*",
-            "Condition": {
-                "StringEquals": res_owned,
-                "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"},
-            },
-        },
-        {
-            "Sid": "AllowScopedEC2InstanceActionsWithTags",
-            "Effect": "Allow",
-            "Action": ["ec2:RunInstances", "ec2:CreateFleet", "ec2:CreateLaunchTemplate"],
-            "Resource": launched,
-            "Condition": {
-                "StringEquals": {**owned, "aws:RequestTag/eks:eks-cluster-name": cluster_name},
-                "StringLike": {"aws:RequestTag/karpenter.sh/nodepool": "*"},
-            },
-        },
-        {
-            "Sid": "AllowScopedResourceCreationTagging",
-            "Effect": "Allow",
-            "Action": "ec2:CreateTags",
-            "Resource": launched,
-            "Condition": {
-                "StringEquals": {
-                    **owned,
-                    "aws:RequestTag/eks:eks-cluster-name": cluster_name,
-                    "ec2:CreateAction": ["RunInstances", "CreateFleet", "CreateLaunchTemplate"],
-                },
-                "StringLike": {"aws:RequestTag/karpenter.sh/nodepool": "*"},
-            },
-        },
-        {
-            "Sid": "AllowScopedResourceTagging",
-            "Effect": "Allow",
-            "Action": "ec2:CreateTags",
-            "Resource": f"{ec2}:*:instance/*",
-            "Condition": {
-                "StringEquals": res_owned,
-                "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"},
-                "StringEqualsIfExists": {"aws:RequestTag/eks:eks-cluster-name": cluster_name},
-                "ForAllValues:StringEquals": {
-                    "aws:TagKeys": ["eks:eks-cluster-name", "karpenter.sh/nodeclaim", "Name"]
-                },
-            },
-        },
-        {
-            "Sid": "AllowScopedDeletion",
-            "Effect": "Allow",
-            "Action": ["ec2:TerminateInstances", "ec2:DeleteLaunchTemplate"],
-            "Resource": [f"{ec2}:*:instance/*", f"{ec2}:*:launch-template/*"],
-            "Condition": {
-                "StringEquals": res_owned,
-                "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"},
-            },
-        },
-        {
-            "Sid": "AllowRegionalReadActions",
-            "Effect": "Allow",
-            "Action": [
-                "ec2:DescribeAvailabilityZones",
-                "ec2:DescribeCapacityReservations",
-                "ec2:DescribeImages",
-                "ec2:DescribeInstances",
-                "ec2:DescribeInstanceTypeOfferings",
-                "ec2:DescribeInstanceTypes",
-                "ec2:DescribeLaunchTemplates",
-                "ec2:DescribeSecurityGroups",
-                "ec2:DescribeSpotPriceHistory",
-                "ec2:DescribeSubnets",
-            ],
-            "Resource": "*",
-            "Condition": {"StringEquals": {"aws:RequestedRegion": region}},
-        },
-        {
-            "Sid": "AllowSSMReadActions",
-            "Effect": "Allow",
-            "Action": "ssm:GetParameter",
-            "Resource": f"{arn}:ssm:{region}::parameter/aws/service/*",
-        },
-        {
-            "Sid": "AllowPricingReadActions",
-            "Effect": "Allow",
-            "Action": "pricing:GetProducts",
-            "Resource": "*",
-        },
-        {
-            "Sid": "AllowPassingInstanceRole",
-            "Effect": "Allow",
-            "Action": "iam:PassRole",
-            "Resource": node_role_arn,
-            "Condition": {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}},
-        },
-        {
-            "Sid": "AllowScopedInstanceProfileCreationActions",
-            "Effect": "Allow",
-            "Action": ["iam:CreateInstanceProfile"],
-            "Resource": f"{arn}:iam::{account}:instance-profile/*",
-            "Condition": {
-                "StringEquals": {
-                    **owned,
-                    "aws:RequestTag/eks:eks-cluster-name": cluster_name,
-                    "aws:RequestTag/topology.kubernetes.io/region": region,
-                },
-                "StringLike": {"aws:RequestTag/karpenter.k8s.aws/ec2nodeclass": "*"},
-            },
-        },
-        {
-            "Sid": "AllowScopedInstanceProfileTagActions",
-            "Effect": "Allow",
-            "Action": ["iam:TagInstanceProfile"],
-            "Resource": f"{arn}:iam::{account}:instance-profile/*",
-            "Condition": {
-                "StringEquals": {
-                    **res_owned,
-                    "aws:ResourceTag/topology.kubernetes.io/region": region,
-                    **owned,
-                    "aws:RequestTag/eks:eks-cluster-name": cluster_name,
-                    "aws:RequestTag/topology.kubernetes.io/region": region,
-                },
-                "StringLike": {
-                    "aws:ResourceTag/karpenter.k8s.aws/ec2nodeclass": "*",
-                    "aws:RequestTag/karpenter.k8s.aws/ec2nodeclass": "*",
-                },
-            },
-        },
-        {
-            "Sid": "AllowScopedInstanceProfileActions",
-            "Effect": "Allow",
-            "Action": [
-                "iam:AddRoleToInstanceProfile",
-                "iam:RemoveRoleFromInstanceProfile",
-                "iam:DeleteInstanceProfile",
-            ],
-            "Resource": f"{arn}:iam::{account}:instance-profile/*",
-            "Condition": {
-                "StringEquals": {
-                    **res_owned,
-                    "aws:ResourceTag/topology.kubernetes.io/region": region,
-                },
-                "StringLike": {"aws:ResourceTag/karpenter.k8s.aws/ec2nodeclass": "*"},
-            },
-        },
-        {
-            "Sid": "AllowInstanceProfileReadActions",
-            "Effect": "Allow",
-            "Action": ["iam:GetInstanceProfile", "iam:ListInstanceProfiles"],
-            "Resource": "*",
-        },
-        {
-            "Sid": "AllowAPIServerEndpointDiscovery",
-            "Effect": "Allow",
-            "Action": "eks:DescribeCluster",
-            "Resource": f"{arn}:eks:{region}:{account}:cluster/{cluster_name}",
-        },
-    ]
-    if queue_arn:
-        statements.append(
-            {
-                "Sid": "AllowInterruptionQueueActions",
-                "Effect": "Allow",
-                "Action": ["sqs:DeleteMessage", "sqs:GetQueueUrl", "sqs:ReceiveMessage"],
-                "Resource": queue_arn,
-            }
-        )
-    return {"Version": "2012-10-17", "Statement": statements}
 
 
 # EventBridge patterns whose events Karpenter acts on before AWS reclaims or stops an instance.
@@ -565,6 +367,15 @@ class Karpenter(pulumi.ComponentResource):
             },
         }
         k8s_deps = list(target.depends_on)
+        self.crds = k8s.helm.v3.Release(
+            f"{name}-crds",
+            name="karpenter-crd",
+            chart=CRD_CHART,
+            version=args.chart_version,
+            namespace=args.namespace,
+            max_history=5,
+            opts=pulumi.ResourceOptions(parent=self, provider=target.provider, depends_on=k8s_deps),
+        )
         self.release = k8s.helm.v3.Release(
             f"{name}-controller",
             name="karpenter",
@@ -572,12 +383,14 @@ class Karpenter(pulumi.ComponentResource):
             version=args.chart_version,
             namespace=args.namespace,
             values=values,
+            skip_crds=True,
             max_history=5,
             opts=pulumi.ResourceOptions(
                 parent=self,
                 provider=target.provider,
                 depends_on=[
                     *k8s_deps,
+                    self.crds,
                     identity,
                     controller_policy_res,
                     self.node_access_entry,

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from components.karpenter import CHART, controller_policy
+from components.karpenter import CHART, CRD_CHART, KARPENTER_VERSION, controller_policy
 from tests.compute.helpers import crs, node_class, node_pool
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -36,6 +36,18 @@ def test_values_known_at_preview_and_controller_on_system_nodes(dev, prod):
     assert _karpenter_release(prod)["values"]["replicas"] == 2
 
 
+def test_crds_come_from_the_crd_chart_which_upgrades_them(dev):
+    # The controller chart's crds/ folder is installed once and never upgraded.
+    crds = next(h for h in dev.helm_releases() if h["name"] == "karpenter-crd")
+    assert crds["chart"] == CRD_CHART == "oci://public.ecr.aws/karpenter/karpenter-crd"
+    assert crds["version"] == _karpenter_release(dev)["version"] == KARPENTER_VERSION
+    controller = dev.one(RELEASE, "karpenter-controller")
+    assert controller.inputs["skipCrds"] is True
+    assert dev.depends_on(controller, dev.one(RELEASE, "karpenter-crds"))
+    for pool in dev.by_type("kubernetes:karpenter.sh/v1:NodePool"):
+        assert dev.depends_on(pool, dev.one(RELEASE, "karpenter-crds"))
+
+
 def test_controller_role_through_pod_identity(dev):
     assoc = dev.one("aws:eks/podIdentityAssociation:PodIdentityAssociation", "karpenter")
     assert assoc.inputs["serviceAccount"] == "karpenter"
@@ -49,7 +61,7 @@ def test_controller_role_through_pod_identity(dev):
         "StringEquals": {"aws:SourceAccount": "123456789012"},
         "ArnEquals": {"aws:SourceArn": "arn:aws:eks:us-east-1:123456789012:cluster/mlp-dev"},
     }
-    release = dev.one(RELEASE, "karpenter")
+    release = dev.one(RELEASE, "karpenter-controller")
     assert dev.depends_on(release, assoc)
     # no IRSA annotation: Pod Identity is the only credential path
     assert "annotations" not in (_karpenter_release(dev)["values"]["serviceAccount"])
@@ -123,6 +135,39 @@ def test_controller_policy_is_scoped():
     by_sid = {s["Sid"]: s for s in doc["Statement"]}
     assert by_sid["AllowPassingInstanceRole"]["Resource"].endswith("role/c-karpenter-node")
     assert "kubernetes.io/cluster/c" in json.dumps(by_sid["AllowScopedDeletion"]["Condition"])
+
+
+# Every AWS API the controller calls at the pinned release: the request types used in pkg/ of
+# github.com/aws/karpenter-provider-aws v1.15.2 (Go module proxy), less the interruption queue's
+# test helpers (sqs Create/Delete/SendMessage) and ec2:RebootInstances (node repair, left off).
+KARPENTER_API_CALLS = {
+    "arc-zonal-shift:GetManagedResource", "ec2:CreateFleet", "ec2:CreateLaunchTemplate",
+    "ec2:CreateTags", "ec2:DeleteLaunchTemplate", "ec2:DescribeCapacityReservations",
+    "ec2:DescribeImages", "ec2:DescribeInstanceStatus", "ec2:DescribeInstanceTypeOfferings",
+    "ec2:DescribeInstanceTypes", "ec2:DescribeInstances", "ec2:DescribeLaunchTemplates",
+    "ec2:DescribePlacementGroups", "ec2:DescribeSecurityGroups", "ec2:DescribeSpotPriceHistory",
+    "ec2:DescribeSubnets", "ec2:RunInstances", "ec2:TerminateInstances", "eks:DescribeCluster",
+    "iam:AddRoleToInstanceProfile", "iam:CreateInstanceProfile", "iam:DeleteInstanceProfile",
+    "iam:GetInstanceProfile", "iam:ListInstanceProfiles", "iam:RemoveRoleFromInstanceProfile",
+    "iam:TagInstanceProfile", "pricing:GetProducts", "sqs:DeleteMessage", "sqs:GetQueueUrl",
+    "sqs:ReceiveMessage", "ssm:GetParameter",
+}  # fmt: skip
+
+
+def test_controller_policy_allows_exactly_what_the_release_calls():
+    doc = controller_policy(
+        cluster_name="c",
+        partition="aws",
+        region="us-east-1",
+        account="123456789012",
+        queue_arn="arn:aws:sqs:us-east-1:123456789012:c",
+        node_role_arn="arn:aws:iam::123456789012:role/c-karpenter-node",
+    )
+    allowed = set()
+    for st in doc["Statement"]:
+        allowed |= set(st["Action"] if isinstance(st["Action"], list) else [st["Action"]])
+    # iam:PassRole is not an API call of its own: RunInstances/CreateFleet pass the node role.
+    assert allowed - {"iam:PassRole"} == KARPENTER_API_CALLS
 
 
 def test_node_classes_imdsv2_encrypted_gp3_discovery_selectors(dev):
