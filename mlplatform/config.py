@@ -30,7 +30,7 @@ from components.model_store import ModelStoreArgs
 from components.monitoring_stack import MonitoringStackArgs
 from components.network import NetworkArgs
 from components.project_access import AccessGrant, AccessLevel, ProjectAccessArgs
-from components.serving_endpoint import ServingEndpointArgs, check_endpoint
+from components.serving_endpoint import ScaleMetric, ServingEndpointArgs, check_endpoint
 from components.training_cluster import TrainingClusterArgs
 from components.training_operator import TrainingOperatorArgs
 from components.training_queues import TrainingQueuesArgs, check_pool_quotas
@@ -181,6 +181,7 @@ class PlatformConfig(ArgsModel):
                 i.at("servingEndpoints", name)
                 for i in check_endpoint(ep, list(self.gpu_limits()), name=name, on_aws=on_aws)
             ]
+            found += unmanaged_autoscaler_issues(name, ep)
             if ep.project not in projects:
                 known = ", ".join(sorted(projects)) or "(none declared under projects.projects)"
                 found.append(
@@ -214,6 +215,28 @@ class PlatformConfig(ArgsModel):
     def gpu_limits(self) -> dict[str, int]:
         """Most GPUs each pool can schedule (time-slicing multiplies what pods can request)."""
         return {p.name: p.max_gpus * (p.time_slicing_replicas or 1) for p in self.gpu_pools}
+
+
+def unmanaged_autoscaler_issues(name: str, ep: ServingEndpointArgs) -> list[Issue]:
+    """Options that need a controller the platform does not install: refused, not left inert."""
+    found = []
+    if ep.keda.enabled:
+        found.append(
+            Issue(
+                ("servingEndpoints", name, "keda", "enabled"),
+                "KEDA is not installed by this platform, so a ScaledObject would never scale "
+                "the endpoint; use autoscaling (HPA on cpu) instead",
+            )
+        )
+    if ep.autoscaling.metric is ScaleMetric.REQUESTS:
+        found.append(
+            Issue(
+                ("servingEndpoints", name, "autoscaling", "metric"),
+                "'requests' needs a custom-metrics API (prometheus-adapter), which this platform "
+                "does not install; allowed here: 'cpu'",
+            )
+        )
+    return found
 
 
 def serving_service_account(endpoint: str) -> str:

@@ -104,6 +104,28 @@ def test_cross_section_references_are_checked() -> None:
     assert "ml-platform:servingEndpoints.ep.gpuPool" in got
 
 
+def test_autoscalers_the_platform_does_not_install_are_refused() -> None:
+    # Neither KEDA nor prometheus-adapter is installed: a ScaledObject or a custom-metric HPA
+    # would be declared and never act. Both problems come at once, with their keys.
+    endpoint = {
+        "project": "churn",
+        "image": "r.example.com/x:1.0",
+        "model": {"path": "m"},
+        "ingress": {"enabled": False},
+        "keda": {"enabled": True, "query": "sum(http_requests_in_flight)"},
+        "autoscaling": {"metric": "requests"},
+    }
+    got = problems(
+        {
+            **BASE,
+            "ml-platform:projects": json.dumps({"projects": [{"name": "churn"}]}),
+            "ml-platform:servingEndpoints": json.dumps({"ep": endpoint}),
+        }
+    )
+    assert "KEDA is not installed" in got["ml-platform:servingEndpoints.ep.keda.enabled"]
+    assert "prometheus-adapter" in got["ml-platform:servingEndpoints.ep.autoscaling.metric"]
+
+
 def test_local_platform_needs_a_context() -> None:
     got = problems({**BASE, "ml-platform:platform": "local"})
     assert "ml-platform:kubeContext" in got
