@@ -30,7 +30,7 @@ def test_every_kubernetes_resource_waits_for_cluster_and_system_nodes(dev, prod)
 
 def test_node_pools_and_classes_deleted_before_karpenter(dev, prod):
     for graph in (dev, prod):
-        controller = graph.one(RELEASE, "karpenter")
+        controller = graph.one(RELEASE, "karpenter-controller")
         crs = graph.by_type("kubernetes:karpenter.sh/v1:NodePool") + graph.by_type(
             "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass"
         )
@@ -49,7 +49,7 @@ def test_node_pools_and_classes_deleted_before_karpenter(dev, prod):
 
 
 def test_karpenter_controller_outlives_its_aws_permissions_not(dev):
-    controller = dev.one(RELEASE, "karpenter")
+    controller = dev.one(RELEASE, "karpenter-controller")
     for dep in (
         dev.one("aws:eks/podIdentityAssociation:PodIdentityAssociation"),
         dev.one("aws:iam/rolePolicy:RolePolicy", "karpenter-controller-policy"),

@@ -54,7 +54,7 @@ def test_every_kubernetes_object_waits_for_the_cluster_and_system_nodes(
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_teardown_order(graphs: dict[str, Graph], stack: str) -> None:
     g = graphs[stack]
-    karpenter = g.one("kubernetes:helm.sh/v3:Release", "karpenter")
+    karpenter = g.one("kubernetes:helm.sh/v3:Release", "karpenter-controller")
     for pool in g.by_type("kubernetes:karpenter.sh/v1:NodePool"):
         assert g.depends_on(pool, karpenter), "NodePools must be deleted before the controller"
     lbc = g.one("kubernetes:helm.sh/v3:Release", "load-balancer-controller")
