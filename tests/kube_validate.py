@@ -185,9 +185,7 @@ def find() -> KubectlValidate:
     """The validator and its inputs; skips (fails in CI) when they are missing or stale."""
     paths = {key: Path(os.environ.get(var) or default) for key, (var, default) in ENV.items()}
     problems = [
-        f"{var}={paths[key]} does not exist"
-        for key, (var, _) in ENV.items()
-        if not paths[key].exists()
+        f"no {paths[key]} ({var})" for key, (var, _) in ENV.items() if not paths[key].exists()
     ]
     rows = _rows(SOURCES_FILE.read_text())
     # the rows each folder is built from, as build-validators.sh selects them
