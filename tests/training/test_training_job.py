@@ -8,6 +8,7 @@ import pytest
 
 from components.common import GPU_TOLERATION, InvalidArgsError, format_path
 from components.training_job import TrainingJob, TrainingJobArgs, check_job_pool
+from tests.kube_validate import KubectlValidate
 from tests.training.helpers import (
     GPU_LIMITS,
     minio,
@@ -15,7 +16,6 @@ from tests.training.helpers import (
     target,
     validate_pod_template,
 )
-from tests.kube_validate import KubectlValidate
 
 BASE: dict[str, Any] = {
     "name": "train-churn",
