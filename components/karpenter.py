@@ -88,6 +88,8 @@ class CpuPoolArgs(ArgsModel):
 
 class KarpenterArgs(ArgsModel):
     environment: Environment = Environment.DEV
+    # Tests validate NodePools/EC2NodeClasses against karpenter-provider-aws v1.8.2's CRDs, the
+    # nearest release the Go module proxy serves (scripts/crd-sources.txt; keep the two in step).
     chart_version: str = Field(default="1.8.1", pattern=r"^1\.\d+\.\d+$")
     namespace: str = "kube-system"
     replicas: int | None = None  # None: 1 in dev (one system node), 2 in prod

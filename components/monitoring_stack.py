@@ -62,6 +62,8 @@ ALERTS_DIR = ASSETS / "alerts"
 DASHBOARDS_DIR = ASSETS / "dashboards"
 
 KPS_CHART = "kube-prometheus-stack"
+# Ships prometheus-operator v0.86.2; tests validate monitors and rules against v0.85.0's CRDs, the
+# nearest the Go module proxy serves (scripts/crd-sources.txt; keep the two in step).
 KPS_VERSION = "79.7.1"
 KPS_REPO = "https://prometheus-community.github.io/helm-charts"
 KPS_RELEASE = "kps"  # also the chart's fullnameOverride, so service names are predictable
