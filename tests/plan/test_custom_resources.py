@@ -24,6 +24,7 @@ import pytest
 from components.training_cluster import DEFAULT_VERSION
 from components.training_operator import TRAINING_OPERATOR_VERSION
 from mlplatform.report import build_plan
+from tests import kube_validate
 from tests.kube_validate import KubectlValidate, sources
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -185,3 +186,40 @@ def test_a_broken_object_is_rejected_with_the_reason(
     assert kubectl_validate.problems([good]) == [[]]
     (problems,) = kubectl_validate.problems([broken])
     assert any(message in p for p in problems), problems
+
+
+# Finding the validator ------------------------------------------------------------------------
+def _point_at(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    for key, (var, _) in kube_validate.ENV.items():
+        monkeypatch.setenv(var, str(folder / key))
+
+
+def test_a_missing_validator_fails_in_ci_and_skips_elsewhere(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _point_at(monkeypatch, tmp_path)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match=r"required in CI.*build-validators\.sh"):
+        kube_validate.find()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match=r"no .*crds \(MLPLATFORM_CRDS_DIR\)"):
+        kube_validate.find()
+
+
+def test_crds_built_from_other_sources_are_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _point_at(monkeypatch, tmp_path)
+    monkeypatch.setenv("CI", "true")
+    rows = [s.line for s in sources().values()]
+    for key in kube_validate.ENV:
+        (tmp_path / key).mkdir()
+    (tmp_path / "openapi" / "SOURCES").write_text(
+        "\n".join(r for r in rows if r.startswith("kubernetes "))
+    )
+    old = [r.replace(sources()["kueue"].version, "v0.16.0") for r in rows if r.endswith(".yaml")]
+    (tmp_path / "crds" / "SOURCES").write_text("\n".join(old))
+    with pytest.raises(pytest.fail.Exception, match=r"crds was not built from"):
+        kube_validate.find()
+    (tmp_path / "crds" / "SOURCES").write_text("\n".join(r for r in rows if r.endswith(".yaml")))
+    assert kube_validate.find().crds == tmp_path / "crds"
