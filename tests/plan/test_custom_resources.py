@@ -149,6 +149,10 @@ def _duplicate_env(m: dict[str, Any]) -> None:
     container["env"] = [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]
 
 
+def _long_label(m: dict[str, Any]) -> None:
+    m["metadata"].setdefault("labels", {})["mlplatform.io/project"] = "p" * 64
+
+
 def _unserved_version(m: dict[str, Any]) -> None:
     m["apiVersion"] = "kueue.x-k8s.io/v1beta9"
 
@@ -166,7 +170,9 @@ BREAKAGES: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("EC2NodeClass", _cel_tags, "tag contains a restricted tag matching kubernetes.io/cluster/"),
     ("ServiceMonitor", _monitor_typo, "spec.endpoints[0].intervall"),
     ("PrometheusRule", _rule_duration, "should match"),
+    # built-in kinds: what kubernetes-validate's JSON schemas cannot see
     ("Deployment", _duplicate_env, "env[1]: Duplicate value"),
+    ("Service", _long_label, "must be no more than 63 characters"),
     ("ResourceFlavor", _unserved_version, "failed to locate OpenAPI spec for GV"),
 ]
 
