@@ -55,9 +55,7 @@ def test_karpenter_custom_resources_pass_kubectl_validate(
     dev, prod, prod_sliced, kubectl_validate: KubectlValidate
 ):
     crs = [
-        m
-        for m in _all(dev, prod, prod_sliced)
-        if (m["apiVersion"], m["kind"]) in KARPENTER_KINDS
+        m for m in _all(dev, prod, prod_sliced) if (m["apiVersion"], m["kind"]) in KARPENTER_KINDS
     ]
     assert {m["kind"] for m in crs} == {"NodePool", "EC2NodeClass"}
     kubectl_validate.assert_valid(crs)
