@@ -300,7 +300,8 @@ def create_app(loader: Callable[[], tuple[Any, ModelVersion]] = _default_loader)
         body = parse_request(await request.body(), request.headers.get("content-type"))
         if state["model"] is None:
             return JSONResponse(status_code=503, content={"error": "model not loaded"})
-        X = np.array([_feature_row(row) for row in body.instances], dtype=float)
+        rows = [_feature_row(row) for row in body.instances]
+        X = np.array(rows, dtype=float).reshape(len(rows), len(FEATURES))
         if len(X) <= state["inline_rows"]:
             proba = model_lib.predict_proba(state["model"], X)
         else:
