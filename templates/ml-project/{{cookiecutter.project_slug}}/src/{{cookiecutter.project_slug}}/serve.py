@@ -9,9 +9,9 @@ path, to bound cardinality) and status code.
 What keeps it fast (benchmarks/bench_serving.py in the platform repo measures it against KServe;
 rerun it after changing this file):
 - metrics come from a pure ASGI middleware (``HttpMetrics``), not ``@app.middleware("http")``,
-  whose per-request task and stream plumbing cost more than the prediction itself;
+  whose per-request task and stream plumbing cost about as much as the prediction itself;
 - ``/predict`` is ``async`` and reads the body itself: pydantic parses and validates the JSON in
-  one pass, and only a request that fails takes the slower path that words today's errors;
+  one pass; only a request that fails takes the slower path that words errors as FastAPI does;
 - the model runs on the event loop when a batch is predicted within ``INLINE_BUDGET_S`` (timed at
   load) and in a worker thread otherwise, so a slow model never holds up ``/healthz``;
 - the response is serialised once, by pydantic-core, without re-validating it;
