@@ -537,11 +537,14 @@ def _lock_days(stack: Stack, bucket: PolicyResource) -> float:
     return days
 
 
-def _versioned(stack: Stack, bucket: PolicyResource) -> bool:
+def _versioned(stack: Stack, bucket: PolicyResource, *, enabled: bool = False) -> bool:
+    """Whether the bucket keeps old versions (suspended versioning still holds the ones it
+    has); ``enabled``: whether it versions new writes."""
     if val(bucket.props, "versioning", "enabled") is True:
         return True
+    states = ("Enabled", UNKNOWN) if enabled else ("Enabled", "Suspended", UNKNOWN)
     return any(
-        val(v.props, "versioningConfiguration", "status") in ("Enabled", "Suspended", UNKNOWN)
+        val(v.props, "versioningConfiguration", "status") in states
         for v in stack.for_bucket(bucket, BUCKET_VERSIONING)
     )
 
@@ -703,8 +706,8 @@ def check_backups(stack: Stack, limits: Limits) -> Iterator[Finding]:
         if not is_true(val(table.props, "pointInTimeRecovery", "enabled") or False):
             yield table.urn, f"{label(table)} has no point-in-time recovery"
     for bucket in stack.data_buckets():
-        if not _versioned(stack, bucket):
-            yield bucket.urn, f"{label(bucket)} is not versioned"
+        if not _versioned(stack, bucket, enabled=True):
+            yield bucket.urn, f"{label(bucket)} does not version new writes (status Enabled)"
     if limits.object_lock:
         for bucket in stack.model_buckets():
             if val(bucket.props, "objectLockEnabled") not in (True, UNKNOWN) or not _lock_days(
