@@ -235,14 +235,16 @@ def check_regions(stack: Stack, limits: Limits) -> Iterator[Finding]:
     for res in stack.resources:
         if not res.resource_type.startswith("aws:"):
             continue
-        own = val(res.props, "region")
-        if is_set(own):
-            if own is not UNKNOWN and own not in allowed:
-                yield res.urn, f"{label(res)} is placed in {own}; allowed regions: {shown}"
-            continue
         prov = res.provider
         key = prov.urn if prov is not None else ""
         region = val(prov.props, "region") if prov is not None else None
+        # pulumi-aws 7 resources may override the provider's region (and report it as an
+        # output): only a different region is the resource's own finding.
+        own = val(res.props, "region")
+        if is_set(own) and own is not UNKNOWN and own != region:
+            if own not in allowed:
+                yield res.urn, f"{label(res)} is placed in {own}; allowed regions: {shown}"
+            continue
         seen = providers.get(key)
         providers[key] = (region, (seen[1] if seen else 0) + 1)
     for key, (region, count) in sorted(providers.items()):

@@ -595,3 +595,15 @@ def test_references_resolve_by_property_not_by_any_dependency() -> None:
     assert [b.name for b in stack.access_log_targets()] == ["dst"]
     assert stack.logged_buckets() == {source.urn}
     assert KEY  # the shared fixture key is a full ARN (cross-service use needs one)
+
+
+def test_a_region_output_equal_to_the_providers_counts_once_under_the_provider() -> None:
+    """pulumi-aws 7 reports every resource's region as an output (what the engine's stack
+    analysis sees): the finding stays one per provider, not one per resource."""
+    resources = baseline()
+    resources[0]["inputs"]["region"] = "us-east-1"
+    for r in resources[1:]:
+        if r["type"].startswith("aws:"):
+            r["inputs"]["region"] = "us-east-1"
+    found = findings(resources, ["gdpr"])
+    assert [v["urn"].rsplit("::", 1)[-1] for v in found] == ["aws"]
