@@ -37,8 +37,10 @@ from pulumi_policy import (
 
 if __package__:
     from . import compliance_checks as checks
+    from . import compliance_resources as resources
 else:  # the engine runs the pack's files as top-level modules from the pack's directory
     import compliance_checks as checks  # type: ignore[no-redef]
+    import compliance_resources as resources  # type: ignore[no-redef]
 
 CONFIG_KEY = "ml-platform:compliance"
 ENV_VAR = "MLPLATFORM_COMPLIANCE"
@@ -58,7 +60,7 @@ class ProfileName(StrEnum):
 class Check:
     name: str
     description: str
-    run: Callable[[checks.Stack, checks.Limits], Iterable[checks.Finding]]
+    run: Callable[[resources.Stack, resources.Limits], Iterable[resources.Finding]]
 
 
 CHECKS: dict[str, Check] = {
@@ -113,7 +115,7 @@ class Profile:
     name: ProfileName
     framework: str
     version: str
-    limits: checks.Limits
+    limits: resources.Limits
     # check name -> the control(s) it implements
     controls: Mapping[str, str]
     # data residency applies only when the stack lists allowedRegions (no default list)
@@ -125,7 +127,7 @@ PROFILES: dict[ProfileName, Profile] = {
         name=ProfileName.GDPR,
         framework="GDPR",
         version="Regulation (EU) 2016/679",
-        limits=checks.Limits(
+        limits=resources.Limits(
             allowed_regions=EEA_REGIONS,
             audit_log_min_days=365,
             inference_log_max_days=30,
@@ -146,7 +148,7 @@ PROFILES: dict[ProfileName, Profile] = {
         name=ProfileName.HIPAA,
         framework="HIPAA Security Rule",
         version="45 CFR Part 164 Subpart C",
-        limits=checks.Limits(
+        limits=resources.Limits(
             allowed_regions=None,
             audit_log_min_days=2190,
             inference_log_max_days=90,
@@ -195,7 +197,7 @@ def parse_settings(raw: Any, extra_profiles: str = "") -> Settings:
     if not isinstance(data, Mapping):
         problems.append(f"{CONFIG_KEY} must be an object, got {type(data).__name__}")
         data = {}
-    names = list(checks.items(data.get("profiles")))
+    names = list(resources.items(data.get("profiles")))
     names += [n.strip() for n in extra_profiles.split(",") if n.strip() and n.strip() != "none"]
     allowed = ", ".join(p.value for p in ProfileName)
     profiles: list[ProfileName] = []
@@ -222,7 +224,7 @@ class ProfileRule:
 
     profile: Profile
     check: Check
-    limits: checks.Limits
+    limits: resources.Limits
 
     @property
     def policy_name(self) -> str:
@@ -295,7 +297,7 @@ def _profile_policy(
         if rule is None:
             args.not_applicable(f"profile {profile.name.value} is not enabled for this stack")
             return
-        stack = checks.Stack(args.resources)
+        stack = resources.Stack(args.resources)
         for urn, message in rule.check.run(stack, rule.limits):
             report_violation(f"{profile.framework} {controls}: {message}", urn)
 

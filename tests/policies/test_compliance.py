@@ -17,6 +17,7 @@ from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 from mlplatform.policy import evaluate_policies
 from policies import compliance
 from policies import compliance_checks as checks
+from policies import compliance_resources as resources
 from tests.policies.compliance_stack import KEY, baseline, named, plan, rds, res
 
 BOTH = ["gdpr", "hipaa"]
@@ -258,7 +259,7 @@ CASES: list[tuple[str, Callable[[list[dict[str, Any]]], None], list[str], set[st
         _lifecycle_rule("models-logs", "expire", expiration={"days": 365}),
         BOTH,
         {"hipaa-log-retention"},
-        "expires logs after 365 days",
+        "expires access-logs/ after 365 days",
     ),
     # raw inference logs -------------------------------------------------------------------
     (
@@ -519,19 +520,16 @@ def test_values_unknown_at_preview_are_not_violations() -> None:
         {"blockDeviceMappings": [{"ebs": {"encrypted": "true", "kmsKeyId": unknown}}]},
     )
     topic = _resource("aws:sns/topic:Topic", "t", {"kmsMasterKeyId": unknown})
-    stack = checks.Stack([bucket, sse, lt, topic])
+    stack = resources.Stack([bucket, sse, lt, topic])
     limits = compliance.PROFILES[compliance.ProfileName.HIPAA].limits
     assert list(checks.check_encryption(stack, limits)) == []
     # ...while a known AWS-managed key through the same proxies is reported
     plain = _resource("aws:sns/topic:Topic", "t", {"kmsMasterKeyId": "alias/aws/sns"})
-    assert [m for _, m in checks.check_encryption(checks.Stack([plain]), limits)]
+    assert [m for _, m in checks.check_encryption(resources.Stack([plain]), limits)]
 
 
 def test_retention_counts_noncurrent_versions_and_object_lock() -> None:
-    resources = [
-        _resource("aws:s3/bucket:Bucket", "b", {}),
-    ]
-    bucket = resources[0]
+    bucket = _resource("aws:s3/bucket:Bucket", "b", {})
     versioning = _resource(
         "aws:s3/bucketVersioning:BucketVersioning",
         "v",
@@ -561,8 +559,8 @@ def test_retention_counts_noncurrent_versions_and_object_lock() -> None:
         },
         property_dependencies={"bucket": [bucket]},
     )
-    stack = checks.Stack([bucket, versioning, lifecycle])
-    days, why = checks.retention_of(stack, bucket, "projects/churn/inference-logs/") or (0, "")
+    stack = resources.Stack([bucket, versioning, lifecycle])
+    days, why = resources.retention_of(stack, bucket, "projects/churn/inference-logs/") or (0, "")
     assert days == 15 and "rule 'all'" in why
     lock = _resource(
         "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration",
@@ -570,14 +568,14 @@ def test_retention_counts_noncurrent_versions_and_object_lock() -> None:
         {"rule": {"defaultRetention": {"years": 1}}},
         property_dependencies={"bucket": [bucket]},
     )
-    locked = checks.retention_of(
-        checks.Stack([bucket, versioning, lifecycle, lock]), bucket, "projects/x/"
+    locked = resources.retention_of(
+        resources.Stack([bucket, versioning, lifecycle, lock]), bucket, "projects/x/"
     )
     assert locked is not None and locked[0] == 365
     # unversioned: the expiration alone bounds it
-    assert (checks.retention_of(checks.Stack([bucket, lifecycle]), bucket, "projects/a/") or (0,))[
-        0
-    ] == 10
+    assert (
+        resources.retention_of(resources.Stack([bucket, lifecycle]), bucket, "projects/a/") or (0,)
+    )[0] == 10
 
 
 def test_references_resolve_by_property_not_by_any_dependency() -> None:
@@ -591,7 +589,7 @@ def test_references_resolve_by_property_not_by_any_dependency() -> None:
         dependencies=[source, target],
         property_dependencies={"bucket": [source], "targetBucket": [target]},
     )
-    stack = checks.Stack([source, target, logging])
+    stack = resources.Stack([source, target, logging])
     assert [b.name for b in stack.access_log_targets()] == ["dst"]
     assert stack.logged_buckets() == {source.urn}
     assert KEY  # the shared fixture key is a full ARN (cross-service use needs one)

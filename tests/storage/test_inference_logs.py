@@ -7,7 +7,7 @@ import pytest
 
 from components.model_store import ModelStore, ModelStoreArgs, inference_log_rules
 from mlplatform.plan import run_program
-from policies.compliance_checks import inference_log_prefix
+from policies.compliance_resources import inference_log_prefix
 
 
 def _rules(data: dict, projects: list[str]) -> dict[str, dict]:
