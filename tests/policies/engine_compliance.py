@@ -33,6 +33,17 @@ def _storage(*, public: bool, key: str | None) -> None:
     )
 
 
+class _Nothing(pulumi.ComponentResource):
+    def __init__(self, name: str) -> None:
+        super().__init__("mlplatform:test:Nothing", name)
+        self.register_outputs({})
+
+
+def component_only() -> None:
+    """No provider plugin needed: the stack policies still run, and read the stack's config."""
+    _Nothing("nothing")
+
+
 def aws_managed_key_and_public_lb() -> None:
     """gp3 on the AWS-managed EBS key and an internet-facing load balancer."""
     _storage(public=True, key=None)
