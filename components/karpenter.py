@@ -30,7 +30,7 @@ from components.common import (
     pod_identity_trust_json,
     service_trust_policy,
 )
-from components.karpenter_policy import controller_policy
+from components.karpenter_policy import controller_policy, interruption_key_policy
 from components.network import DISCOVERY_TAG
 from components.training_cluster import SYSTEM_LABEL, managed_policy
 
@@ -135,8 +135,10 @@ def node_class_spec(
     tags: dict[str, str],
     throughput_mibps: int = 125,
     capacity_reservation_terms: list[dict[str, Any]] | None = None,
+    kms_key_id: Any = None,
 ) -> dict[str, Any]:
-    """The spec of an EC2NodeClass: discovered subnets/SGs, IMDSv2 only, encrypted gp3 root."""
+    """The spec of an EC2NodeClass: discovered subnets/SGs, IMDSv2 only, encrypted gp3 root
+    (with ``kms_key_id``, the customer-managed key instead of the account's aws/ebs key)."""
     selector = [{"tags": {DISCOVERY_TAG: cluster_name}}]
     spec: dict[str, Any] = {
         "role": role,
@@ -167,6 +169,8 @@ def node_class_spec(
     }
     if capacity_reservation_terms:
         spec["capacityReservationSelectorTerms"] = capacity_reservation_terms
+    if kms_key_id is not None:
+        spec["blockDeviceMappings"][0]["ebs"]["kmsKeyID"] = kms_key_id
     return spec
 
 
@@ -194,14 +198,17 @@ class Karpenter(pulumi.ComponentResource):
         *,
         target: KubeTarget,
         cluster_name: str,
+        ebs_kms_key_arn: pulumi.Input[str] | None = None,
         tags: dict[str, str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """``ebs_kms_key_arn``: the customer-managed key for node root volumes (None: aws/ebs)."""
         args.raise_if_invalid("Karpenter")
         super().__init__("mlplatform:compute:Karpenter", name, None, opts)
         self.args = args
         self.target = target
         self.cluster_name = cluster_name
+        self.ebs_kms_key_arn = ebs_kms_key_arn
         self._tags = merge_tags(tags, args.tags)
         child = pulumi.ResourceOptions(parent=self)
         ident = aws.get_caller_identity_output()
@@ -243,11 +250,27 @@ class Karpenter(pulumi.ComponentResource):
         self.queue = None
         self.queue_name = None
         if args.interruption_queue:
+            prod = args.environment is Environment.PROD
+            queue_key = aws.kms.Key(
+                f"{name}-interruptions-key",
+                description=f"Karpenter {cluster_name}: interruption queue",
+                enable_key_rotation=True,
+                deletion_window_in_days=7,
+                policy=pulumi.Output.all(partition, ident.account_id, region).apply(
+                    lambda a: json.dumps(
+                        interruption_key_policy(partition=a[0], account_id=a[1], region=a[2]),
+                        sort_keys=True,
+                    )
+                ),
+                tags=self._tags,
+                # Kept in prod like every prod key (the policy pack requires it).
+                opts=pulumi.ResourceOptions(parent=self, protect=prod, retain_on_delete=prod),
+            )
             self.queue = aws.sqs.Queue(
                 f"{name}-interruptions",
                 name=cluster_name,
                 message_retention_seconds=300,
-                sqs_managed_sse_enabled=True,
+                kms_master_key_id=queue_key.arn,
                 tags=self._tags,
                 opts=child,
             )
@@ -491,6 +514,7 @@ class Karpenter(pulumi.ComponentResource):
                 tags=merge_tags(self._tags, tags),
                 throughput_mibps=throughput_mibps,
                 capacity_reservation_terms=capacity_reservation_terms,
+                kms_key_id=self.ebs_kms_key_arn,
             ),
             opts=self.k8s_opts(parent or self),
         )

@@ -236,3 +236,40 @@ def controller_policy(
             }
         )
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+def interruption_key_policy(*, partition: str, account_id: str, region: str) -> dict[str, Any]:
+    """EventBridge encrypts what it sends to the queue; the controller decrypts through SQS."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "AccountAdministersKey",
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:{partition}:iam::{account_id}:root"},
+                "Action": "kms:*",
+                "Resource": "*",
+            },
+            {
+                "Sid": "EventBridgeSendsToQueue",
+                "Effect": "Allow",
+                "Principal": {"Service": "events.amazonaws.com"},
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+                "Resource": "*",
+                "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
+            },
+            {
+                "Sid": "AccountReadsThroughSqs",
+                "Effect": "Allow",
+                "Principal": {"AWS": "*"},
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+                "Resource": "*",
+                "Condition": {
+                    "StringEquals": {
+                        "kms:ViaService": f"sqs.{region}.amazonaws.com",
+                        "kms:CallerAccount": account_id,
+                    }
+                },
+            },
+        ],
+    }

@@ -41,6 +41,7 @@ BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 ECR_NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
 ADDON_VERSION = re.compile(r"^v(\d+)\.(\d+)\.(\d+)-eksbuild\.\d+$")
 ACCESS_LOG_PREFIX = "access-logs/"
+INFERENCE_LOG_DIR = "inference-logs/"
 MOUNTPOINT_ADDON = "aws-mountpoint-s3-csi-driver"
 MOUNTPOINT_SERVICE_ACCOUNT = "s3-csi-driver-sa"
 FSX_S3_ROLE_PATH = "aws-service-role/s3.data-source.lustre.fsx.amazonaws.com"
@@ -94,6 +95,10 @@ class LifecycleArgs(ArgsModel):
     noncurrent_expiration_days: int = Field(365, ge=1)
     abort_incomplete_multipart_days: int = Field(7, ge=1)
     log_retention_days: int = Field(365, ge=1)
+    # Raw, sampled inference logs (projects/<p>/inference-logs/) hold request data: keep them
+    # briefly (two weeks cover the drift job's window). Noncurrent copies go a day later; object
+    # lock, when enabled, holds every version for its retention.
+    inference_log_days: int = Field(14, ge=1)
 
     def issues(self) -> list[Issue]:
         found = super().issues()
@@ -367,6 +372,26 @@ def kms_key_policy(
     return {"Version": "2012-10-17", "Statement": statements}
 
 
+def inference_log_rules(
+    projects: Sequence[str], days: int, *, versioned: bool
+) -> list[dict[str, Any]]:
+    """One lifecycle rule per project expiring its raw inference log (S3 filters take a literal
+    prefix, not a pattern). In a versioned bucket expiry only hides the current version, so the
+    noncurrent copy is removed a day later."""
+    rules: list[dict[str, Any]] = []
+    for project in sorted(set(projects)):
+        rule: dict[str, Any] = {
+            "id": f"inference-logs-{project}",
+            "status": "Enabled",
+            "filter": {"prefix": f"projects/{project}/{INFERENCE_LOG_DIR}"},
+            "expiration": {"days": days},
+        }
+        if versioned:
+            rule["noncurrent_version_expiration"] = {"noncurrent_days": 1}
+        rules.append(rule)
+    return rules
+
+
 def ecr_lifecycle_policy(untagged_expire_days: int, max_tagged_images: int | None) -> dict:
     rules: list[dict[str, Any]] = [
         {
@@ -432,9 +457,11 @@ class ModelStore(pulumi.ComponentResource):
         *,
         cluster_name: pulumi.Input[str] | None = None,
         network: StoreNetwork | None = None,
+        projects: Sequence[str] = (),
         tags: Mapping[str, str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
+        """``projects``: whose ``projects/<p>/inference-logs/`` the lifecycle expires."""
         args.raise_if_invalid("ModelStore")
         missing: list[Issue] = []
         if args.mountpoint.enabled and cluster_name is None:
@@ -583,6 +610,7 @@ class ModelStore(pulumi.ComponentResource):
                     },
                 }
             )
+        rules += inference_log_rules(projects, lc.inference_log_days, versioned=args.versioning)
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-lifecycle",
             bucket=bucket.id,

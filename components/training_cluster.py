@@ -199,6 +199,47 @@ class TrainingClusterArgs(ArgsModel):
         return found
 
 
+def ebs_key_policy(*, partition: str, account_id: str, region: str) -> dict[str, Any]:
+    """The policy of the key for node root volumes and persistent volumes.
+
+    Like the AWS-managed aws/ebs key: any principal of this account may use the key through EC2
+    (managed node groups' Auto Scaling role, Karpenter's CreateFleet, the EBS CSI driver), so no
+    role needs KMS permissions of its own, and nothing else can use it directly.
+    """
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "AccountAdministersKey",
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:{partition}:iam::{account_id}:root"},
+                "Action": "kms:*",
+                "Resource": "*",
+            },
+            {
+                "Sid": "AccountUsesKeyThroughEbs",
+                "Effect": "Allow",
+                "Principal": {"AWS": "*"},
+                "Action": [
+                    "kms:Encrypt",
+                    "kms:Decrypt",
+                    "kms:ReEncrypt*",
+                    "kms:GenerateDataKey*",
+                    "kms:CreateGrant",
+                    "kms:DescribeKey",
+                ],
+                "Resource": "*",
+                "Condition": {
+                    "StringEquals": {
+                        "kms:ViaService": f"ec2.{region}.amazonaws.com",
+                        "kms:CallerAccount": account_id,
+                    }
+                },
+            },
+        ],
+    }
+
+
 def kubeconfig_for(
     cluster_name: Any, endpoint: Any, ca_data: Any, region: Any
 ) -> pulumi.Output[str]:
@@ -248,6 +289,7 @@ class TrainingCluster(pulumi.ComponentResource):
     endpoint: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
     kms_key_arn: pulumi.Output[str]
+    ebs_kms_key_arn: pulumi.Output[str]
     cluster_security_group_id: pulumi.Output[str]
     oidc_issuer: pulumi.Output[str]
     target: KubeTarget
@@ -282,6 +324,24 @@ class TrainingCluster(pulumi.ComponentResource):
             # Deleting a key makes everything it encrypted unreadable: keep it in prod.
             opts=pulumi.ResourceOptions.merge(child, _keep(args.environment)),
         )
+        self.ebs_key = aws.kms.Key(
+            f"{name}-ebs-key",
+            description=f"EKS {cluster_name}: node root volumes and persistent volumes (EBS)",
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            policy=pulumi.Output.all(
+                aws.get_partition_output(opts=invoke).partition,
+                aws.get_caller_identity_output(opts=invoke).account_id,
+                region,
+            ).apply(
+                lambda a: json.dumps(
+                    ebs_key_policy(partition=a[0], account_id=a[1], region=a[2]), sort_keys=True
+                )
+            ),
+            tags=tags,
+            opts=pulumi.ResourceOptions.merge(child, _keep(args.environment)),
+        )
+        self.ebs_kms_key_arn = self.ebs_key.arn
         # Created before the cluster so EKS writes into a group with retention and encryption.
         self.log_group = aws.cloudwatch.LogGroup(
             f"{name}-logs",
@@ -455,6 +515,7 @@ class TrainingCluster(pulumi.ComponentResource):
                 "endpoint": self.endpoint,
                 "kubeconfig": self.kubeconfig,
                 "kmsKeyArn": self.kms_key_arn,
+                "ebsKmsKeyArn": self.ebs_kms_key_arn,
                 "clusterSecurityGroupId": self.cluster_security_group_id,
             }
         )
@@ -503,6 +564,7 @@ class TrainingCluster(pulumi.ComponentResource):
                         volume_size=sysargs.root_volume_gib,
                         volume_type="gp3",
                         encrypted="true",
+                        kms_key_id=self.ebs_kms_key_arn,
                         delete_on_termination="true",
                     ),
                 )

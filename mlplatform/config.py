@@ -34,6 +34,7 @@ from components.serving_endpoint import ScaleMetric, ServingEndpointArgs, check_
 from components.training_cluster import TrainingClusterArgs
 from components.training_operator import TrainingOperatorArgs
 from components.training_queues import TrainingQueuesArgs, check_pool_quotas
+from mlplatform.compliance import ComplianceArgs, compliance_issues
 from mlplatform.mocks import SECRET_PLACEHOLDER
 
 PROJECT = "ml-platform"
@@ -138,6 +139,11 @@ class PlatformConfig(ArgsModel):
         default=None,
         description="MinIO model store (local platform only; AWS uses the S3 model store).",
     )
+    compliance: ComplianceArgs = Field(
+        default_factory=ComplianceArgs,
+        description="Compliance profiles (gdpr, hipaa) whose policy rules the stack must pass, "
+        "allowed regions, and the account's CloudTrail trail.",
+    )
     secrets: dict[str, SecretStr] = Field(
         default_factory=dict,
         description="Secret values by name (receiver credentials, grafanaAdminPassword). Set each "
@@ -196,6 +202,7 @@ class PlatformConfig(ArgsModel):
             i.at("trainingQueues")
             for i in check_pool_quotas(self.training_queues, self.gpu_limits())
         ]
+        found += compliance_issues(self)
         return found
 
     def access_args(self) -> ProjectAccessArgs:

@@ -233,6 +233,8 @@ class RecordedResource:
     delete_before_replace: bool = False
     aliases: list[str] = field(default_factory=list)
     ignore_changes: list[str] = field(default_factory=list)
+    # input name -> URNs it is computed from (what stack policies resolve references with)
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -244,6 +246,7 @@ class RecordedResource:
             "protect": self.protect,
             "retainOnDelete": self.retain_on_delete,
             "dependencies": self.dependencies,
+            "propertyDependencies": self.property_dependencies,
             "provider": self.provider,
         }
 
@@ -296,6 +299,11 @@ class RecordingMonitor(MockMonitor):
                 delete_before_replace=bool(request.deleteBeforeReplace),
                 aliases=[a.urn or a.spec.name for a in request.aliases] if request.aliases else [],
                 ignore_changes=list(request.ignoreChanges),
+                property_dependencies={
+                    k: sorted(set(v.urns))
+                    for k, v in sorted(request.propertyDependencies.items())
+                    if v.urns
+                },
             )
         )
         return response

@@ -53,6 +53,8 @@ def declare(settings: StackSettings) -> Declared:
     tags = merge_tags(settings.base_tags, cfg.tags)
     pulumi.export("environment", cfg.environment.value)
     pulumi.export("platform", cfg.platform.value)
+    # What the policy pack and `mlplatform plan` check this stack against.
+    pulumi.export("compliance", cfg.compliance.exported())
     if cfg.platform is Platform.aws:
         aws_provider = aws.Provider(
             "aws",
@@ -87,7 +89,13 @@ def _declare_aws(settings: StackSettings, provider: aws.Provider, tags: dict[str
     cluster = TrainingCluster("cluster", cluster_args, network=network, tags=tags, opts=opts)
     target = cluster.target
     karpenter = Karpenter(
-        "karpenter", cfg.karpenter, target=target, cluster_name=cluster_name, tags=tags, opts=opts
+        "karpenter",
+        cfg.karpenter,
+        target=target,
+        cluster_name=cluster_name,
+        ebs_kms_key_arn=cluster.ebs_kms_key_arn,
+        tags=tags,
+        opts=opts,
     )
     pools = [
         GpuNodePool(f"pool-{p.name}", p, karpenter=karpenter, opts=opts) for p in cfg.gpu_pools
@@ -107,7 +115,12 @@ def _declare_aws(settings: StackSettings, provider: aws.Provider, tags: dict[str
     # Budget and topic names are account-wide: scope them by cluster (one per stack).
     assert cfg.model_store is not None  # required on aws by the config checks
     store = ModelStore(
-        "model-store", cfg.model_store, cluster_name=cluster.cluster_name, tags=tags, opts=opts
+        "model-store",
+        cfg.model_store,
+        cluster_name=cluster.cluster_name,
+        projects=[p.name for p in cfg.projects.projects],
+        tags=tags,
+        opts=opts,
     )
     access = ProjectAccess(
         "project-access",
@@ -206,6 +219,7 @@ def _declare_monitoring(settings: StackSettings, d: Declared) -> None:
         alarm_key_arn=guardrails.alarm_key_arn if guardrails is not None else None,
         # What the rest of the platform deploys and scrapes (see _declare_training/_serving).
         workload_sources=workload_metric_sources(settings),
+        kms_key_arn=d.cluster.ebs_kms_key_arn if d.cluster is not None else None,
         tags=d.tags,
         opts=d.extra.get("aws_opts"),
     )

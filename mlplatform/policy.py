@@ -1,8 +1,12 @@
 """Run the policy pack's rules over an offline plan, without the Pulumi engine.
 
-The rules are the same objects the engine loads (``policies.rules.build_policies``); each recorded
-resource becomes a real ``pulumi_policy.ResourceValidationArgs`` and the whole plan a
-``StackValidationArgs``, so a rule cannot behave differently here and under ``pulumi preview``.
+The rules are the same objects the engine loads (``policies.rules.build_policies`` and the
+compliance profiles' ``policies.compliance.build_policies``); each recorded resource becomes a real
+``pulumi_policy.ResourceValidationArgs`` and the whole plan a ``StackValidationArgs``, so a rule
+cannot behave differently here and under ``pulumi preview``.
+
+The stack's compliance profiles come from the plan itself (the program exports its validated
+``compliance`` settings), so a saved plan JSON is evaluated exactly as it was planned.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from pulumi_policy import (
     StackValidationArgs,
     StackValidationPolicy,
 )
+from pulumi_policy.policy import _NotApplicableError
 
+from policies import compliance
 from policies.rules import build_policies
 
 
@@ -98,6 +104,10 @@ def _stack_args(
         node = built[res["urn"]]
         node.parent = built.get(res.get("parent") or "")
         node.dependencies = [built[d] for d in res.get("dependencies") or [] if d in built]
+        node.property_dependencies = {
+            prop: [built[u] for u in urns if u in built]
+            for prop, urns in (res.get("propertyDependencies") or {}).items()
+        }
     return StackValidationArgs(list(built.values()))
 
 
@@ -111,12 +121,22 @@ def _violation(policy: Any, urn: str, message: str) -> dict[str, str]:
     }
 
 
+def compliance_settings(plan: Mapping[str, Any]) -> compliance.Settings:
+    """The compliance settings the plan's program exported (none for plans without them)."""
+    return compliance.parse_settings((plan.get("outputs") or {}).get("compliance"))
+
+
 def evaluate_policies(plan: Mapping[str, Any], environment: str) -> list[dict[str, str]]:
-    """Violations of the environment's policy pack by the plan's resources.
+    """Violations of the environment's policy pack, and of the stack's compliance profiles, by the
+    plan's resources.
 
     Returns ``[{policy, enforcementLevel, urn, message}]``; a rule that crashes on a resource is
     reported as a violation of that rule rather than hidden.
     """
+    settings = compliance_settings(plan)
+    policies = build_policies(environment) + compliance.build_policies(
+        environment, lambda: settings, only=compliance.profile_rules(settings)
+    )
     resources = [
         r
         for r in plan.get("resources") or []
@@ -124,7 +144,7 @@ def evaluate_policies(plan: Mapping[str, Any], environment: str) -> list[dict[st
     ]
     providers = _providers(list(plan.get("resources") or []))
     violations: list[dict[str, str]] = []
-    for policy in build_policies(environment):
+    for policy in policies:
         if isinstance(policy, ResourceValidationPolicy):
             for res in resources:
                 urn = res["urn"]
@@ -147,9 +167,48 @@ def _run(policy: Any, args: Any, report: Any, urn: str, violations: list[dict[st
         result = policy.validate(args, report)
         if inspect.isawaitable(result):  # none of ours are async; guard against a future rule
             raise TypeError("async rules are not supported offline")
+    except _NotApplicableError:
+        return
     except Exception as exc:  # a crashing rule must surface, not vanish
         violations.append(_violation(policy, urn, f"rule failed to evaluate: {exc!r}"))
 
 
 def mandatory(violations: list[dict[str, str]]) -> list[dict[str, str]]:
     return [v for v in violations if v["enforcementLevel"] == "mandatory"]
+
+
+def compliance_report(plan: Mapping[str, Any], violations: list[dict[str, str]]) -> dict[str, Any]:
+    """Which rules each enabled profile added (control, parameters) and what violates them."""
+    settings = compliance_settings(plan)
+    by_policy: dict[str, list[str]] = {}
+    for v in violations:
+        by_policy.setdefault(v["policy"], []).append(v["urn"])
+    profiles = []
+    for name in settings.profiles:
+        profile = compliance.PROFILES[name]
+        rules = [
+            {
+                "policy": r.policy_name,
+                "check": r.check.name,
+                "description": r.check.description,
+                "controls": r.controls,
+                "parameters": r.parameters(),
+                "violations": len(by_policy.get(r.policy_name, [])),
+                "resources": sorted(set(by_policy.get(r.policy_name, []))),
+            }
+            for r in compliance.profile_rules(settings)
+            if r.profile.name is name
+        ]
+        profiles.append(
+            {
+                "name": name.value,
+                "framework": profile.framework,
+                "version": profile.version,
+                "rules": rules,
+            }
+        )
+    return {
+        "profiles": profiles,
+        "allowedRegions": list(settings.allowed_regions) if settings.allowed_regions else None,
+        "auditTrailArn": settings.audit_trail_arn,
+    }

@@ -73,10 +73,55 @@ def render_table(plan: dict[str, Any]) -> str:
             f"  [{x['enforcementLevel']}] {x['policy']}: {x['message']} ({x['urn'].rsplit('::', 1)[-1]})"
             for x in v
         ]
+        lines += _compliance_lines(plan["policy"].get("compliance"))
     lines.append("")
     lines.append("Outputs:")
     lines += [f"  {k}: {v}" for k, v in plan["outputs"].items()]
     return "\n".join(lines)
+
+
+def _params(rule: dict[str, Any]) -> str:
+    return ", ".join(
+        f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}"
+        for k, v in rule["parameters"].items()
+    )
+
+
+def _compliance_lines(report: dict[str, Any] | None) -> list[str]:
+    """Which rules each enabled profile added, the control each implements, and its status."""
+    if not report or not report["profiles"]:
+        return ["Compliance profiles: none"]
+    lines = [f"Compliance profiles: {', '.join(p['name'] for p in report['profiles'])}"]
+    for profile in report["profiles"]:
+        lines.append(
+            f"  {profile['name']} ({profile['framework']}, {profile['version']}) adds "
+            f"{len(profile['rules'])} rules:"
+        )
+        for rule in profile["rules"]:
+            status = "ok" if not rule["violations"] else f"{rule['violations']} violation(s)"
+            params = f"  [{_params(rule)}]" if rule["parameters"] else ""
+            lines.append(f"    {status:>16}  {rule['policy']}: {rule['controls']}{params}")
+    if report.get("auditTrailArn"):
+        lines.append(
+            f"  audit trail: {report['auditTrailArn']} (account/organization trail; the pack "
+            "cannot see it)"
+        )
+    return lines
+
+
+def _compliance_markdown(report: dict[str, Any] | None) -> list[str]:
+    if not report or not report["profiles"]:
+        return []
+    out = ["", "| profile | rule | control | parameters | violations |", "|---|---|---|---|---:|"]
+    for profile in report["profiles"]:
+        out += [
+            f"| {profile['name']} | `{r['policy']}` | {r['controls']} | {_params(r)} | "
+            f"{r['violations']} |"
+            for r in profile["rules"]
+        ]
+    if report.get("auditTrailArn"):
+        out += ["", f"Audit trail (outside the stack): `{report['auditTrailArn']}`."]
+    return out
 
 
 def _count(urn: str, children: dict[str, list[dict[str, Any]]]) -> int:
@@ -96,6 +141,7 @@ def render_markdown(plan: dict[str, Any]) -> str:
         v = plan["policy"]["violations"]
         out.append(f"Policy: **{len(v)} violation(s)**.")
         out += [f"- `{x['enforcementLevel']}` **{x['policy']}**: {x['message']}" for x in v[:50]]
+        out += _compliance_markdown(plan["policy"].get("compliance"))
     out += ["", "| count | type |", "|---:|---|"]
     out += [f"| {n} | `{t}` |" for t, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
     if plan["helmReleases"]:

@@ -49,11 +49,15 @@ def plan_from_graph(graph: Graph, environment: str) -> dict[str, Any]:
         else:
             plan["cost"] = estimate_cost(plan)
     try:
-        from mlplatform.policy import evaluate_policies
+        from mlplatform.policy import compliance_report, evaluate_policies
     except ImportError:  # pragma: no cover
         pass
     else:
-        plan["policy"] = {"violations": evaluate_policies(plan, environment)}
+        violations = evaluate_policies(plan, environment)
+        plan["policy"] = {
+            "violations": violations,
+            "compliance": compliance_report(plan, violations),
+        }
     return plan
 
 

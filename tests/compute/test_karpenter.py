@@ -69,7 +69,9 @@ def test_controller_role_through_pod_identity(dev):
 
 def test_interruption_queue_encrypted_and_fed_by_eventbridge(dev):
     queue = dev.one("aws:sqs/queue:Queue")
-    assert queue.inputs["sqsManagedSseEnabled"] is True
+    # a customer-managed key (the compliance profiles refuse SQS-managed SSE)
+    key = dev.one("aws:kms/key:Key", "karpenter-interruptions-key")
+    assert key.urn in queue.property_dependencies["kmsMasterKeyId"]
     assert queue.inputs["messageRetentionSeconds"] == 300
     rules = dev.by_type("aws:cloudwatch/eventRule:EventRule")
     types = sorted(json.loads(r.inputs["eventPattern"])["detail-type"][0] for r in rules)
