@@ -388,14 +388,20 @@ DO_NOT_DISRUPT = {"karpenter.sh/do-not-disrupt": "true"}
 class KubeTarget:
     """Where Kubernetes objects go, and what they must wait for.
 
-    On AWS, ``depends_on`` holds the EKS cluster and its system node group, so every object is
-    created after them and destroyed before them. On the local stack it is empty.
+    On AWS, ``depends_on`` holds the EKS cluster, its system node group, the admin access entries
+    and the default StorageClass, so every object is created after them and destroyed before
+    them. On the local stack it is empty.
     """
 
     provider: Any  # pulumi_kubernetes.Provider (typed loosely to keep this module import-light)
     depends_on: tuple[Any, ...] = ()
     cluster_name: Any = None  # pulumi.Input[str] on AWS (for Pod Identity), None locally
     on_aws: bool = True
+    # The StorageClass claims name (the cluster's default); None: the cluster's own default.
+    storage_class: str | None = None
+    # Whether the cluster's CNI enforces NetworkPolicy: components declare policies only then,
+    # so a policy in the plan is never a claim without effect.
+    network_policy: bool = True
 
 
 @dataclass(frozen=True)

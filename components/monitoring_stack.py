@@ -1167,7 +1167,7 @@ class MonitoringStack(pulumi.ComponentResource):
             opts=k8s_opts(namespace),
         )
 
-        for manifest in network_policies(ns_name):
+        for manifest in network_policies(ns_name) if target.network_policy else []:
             k8s.networking.v1.NetworkPolicy(
                 f"{name}-netpol-{manifest['metadata']['name']}",
                 metadata=manifest["metadata"],

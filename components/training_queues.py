@@ -541,11 +541,12 @@ class TrainingQueues(pulumi.ComponentResource):
             metadata={"name": args.namespace, "labels": dict(RESTRICTED_NAMESPACE_LABELS)},
             opts=k8s_opts(),
         )
-        k8s.networking.v1.NetworkPolicy(
-            f"{name}-controller-netpol",
-            **_body(controller_network_policy(args.namespace)),
-            opts=k8s_opts(ns),
-        )
+        if target.network_policy:
+            k8s.networking.v1.NetworkPolicy(
+                f"{name}-controller-netpol",
+                **_body(controller_network_policy(args.namespace)),
+                opts=k8s_opts(ns),
+            )
         release = k8s.helm.v3.Release(
             f"{name}-kueue",
             name="kueue",

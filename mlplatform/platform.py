@@ -81,7 +81,20 @@ def _declare_aws(settings: StackSettings, provider: aws.Provider, tags: dict[str
     cluster_args = cfg.cluster.model_copy(update={"cluster_name": cluster_name})
 
     network = Network("network", cfg.network, cluster_name=cluster_name, tags=tags, opts=opts)
-    cluster = TrainingCluster("cluster", cluster_args, network=network, tags=tags, opts=opts)
+    cluster = TrainingCluster(
+        "cluster",
+        cluster_args,
+        network=network,
+        tags=tags,
+        # The default StorageClass was the monitoring stack's child before the cluster owned it.
+        storage_class_aliases=[
+            pulumi.Alias(
+                name="monitoring-storage-class",
+                parent=pulumi.create_urn("monitoring", "mlplatform:monitoring:MonitoringStack"),
+            )
+        ],
+        opts=opts,
+    )
     target = cluster.target
     karpenter = Karpenter(
         "karpenter", cfg.karpenter, target=target, cluster_name=cluster_name, tags=tags, opts=opts
@@ -157,7 +170,7 @@ def _declare_local(settings: StackSettings, tags: dict[str, str]) -> Declared:
 
     cfg = settings.config
     provider = k8s.Provider("kubernetes", context=cfg.kube_context)
-    target = KubeTarget(provider=provider, on_aws=False)
+    target = KubeTarget(provider=provider, on_aws=False, network_policy=cfg.kube_network_policies)
     namespaces = ProjectNamespaces("namespaces", shared_namespaces(settings), target=target)
     store = LocalObjectStore(
         "model-store",
@@ -184,9 +197,15 @@ def _declare_monitoring(settings: StackSettings, d: Declared) -> None:
     cfg = settings.config
     secrets = {k: pulumi.Output.secret(v.get_secret_value()) for k, v in cfg.secrets.items()}
     guardrails = d.extra.get("guardrails")
+    args = cfg.monitoring
+    if d.target.storage_class is not None:
+        # The cluster declares the class (its default); monitoring's volumes name it.
+        args = args.model_copy(
+            update={"storage_class": d.target.storage_class, "create_storage_class": False}
+        )
     monitoring = MonitoringStack(
         "monitoring",
-        cfg.monitoring,
+        args,
         target=d.target,
         receiver_secrets=secrets,
         grafana_admin_password=secrets.get("grafanaAdminPassword"),
