@@ -377,6 +377,9 @@ def container_security_context(uid: int = 10001, read_only_root: bool = True) ->
 
 
 GPU_RESOURCE = "nvidia.com/gpu"
+# EFA devices (the EFA device plugin): Karpenter attaches EFA interfaces only to nodes launched
+# for pods that request them.
+EFA_RESOURCE = "vpc.amazonaws.com/efa"
 GPU_TAINT = {"key": GPU_RESOURCE, "value": "true", "effect": "NoSchedule"}
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
 POOL_LABEL = "mlplatform.io/pool"

@@ -293,7 +293,8 @@ def _declare_training(settings: StackSettings, d: Declared) -> None:
     cfg = settings.config
     limits = cfg.gpu_limits()
     capacities = [
-        GpuPoolCapacity(p.name, p.accelerator.value, limits[p.name]) for p in cfg.gpu_pools
+        GpuPoolCapacity(p.name, p.accelerator.value, limits[p.name], *p.efa_node())
+        for p in cfg.gpu_pools
     ]
     engine = TrainingOperator("training-operator", cfg.training_operator, target=d.target)
     queues = TrainingQueues(
