@@ -376,6 +376,25 @@ def container_security_context(uid: int = 10001, read_only_root: bool = True) ->
     }
 
 
+# Workloads state the CPU architectures their images are built for (see the README's
+# "Where workloads run"): a pod never lands on a node its image cannot execute on.
+ARCH_LABEL = "kubernetes.io/arch"
+ARCHITECTURES = ("amd64", "arm64")
+
+
+def arch_selector(architectures: Iterable[str]) -> dict[str, str]:
+    """The nodeSelector that keeps a pod on nodes its image runs on: none for a multi-arch
+    image (every node qualifies), the one architecture otherwise."""
+    archs = sorted(set(architectures))
+    if not archs:
+        raise ValueError("an image runs on at least one architecture")
+    if set(archs) >= set(ARCHITECTURES):
+        return {}
+    if len(archs) > 1:
+        raise ValueError(f"unknown architectures {archs}; known: {list(ARCHITECTURES)}")
+    return {ARCH_LABEL: archs[0]}
+
+
 GPU_RESOURCE = "nvidia.com/gpu"
 # EFA devices (the EFA device plugin): Karpenter attaches EFA interfaces only to nodes launched
 # for pods that request them.

@@ -239,6 +239,14 @@ def _declare_registry(settings: StackSettings, d: Declared) -> None:
         # shared with other components (the object store's credentials): declared once, there
         args = args.model_copy(update={"create_namespace": False})
         target = d.namespaces.target_for(target, args.namespace)
+    # Each project's namespace gets the project's MLflow user; endpoints that load models from
+    # the registry are admitted too (they get their credentials from the registry).
+    clients = {p.effective_namespace: p.name for p in cfg.projects.projects}
+    readers = [
+        ep.namespace or name
+        for name, ep in cfg.serving_endpoints.items()
+        if "mlflow" in (ep.model.store.value, ep.canary.model.store.value if ep.canary else "")
+    ]
     registry = ModelRegistry(
         "model-registry",
         args,
@@ -246,6 +254,9 @@ def _declare_registry(settings: StackSettings, d: Declared) -> None:
         storage=d.storage,
         network=network,
         kms_key_arn=kms,
+        clients=clients,
+        client_namespaces=d.namespaces.resources if d.namespaces is not None else None,
+        reader_namespaces=readers,
         tags=d.tags,
         opts=d.extra.get("aws_opts"),
     )
