@@ -211,6 +211,10 @@ class PlatformMocks(Mocks):
                 "imageId": f"ami-{_digest(str(a))}",
                 "architecture": "x86_64",
             }
+        if tok == "aws:ec2/getSubnet:getSubnet":
+            sid = str(a.get("id", ""))
+            n = int(_digest(sid, length=4), 16) % 250
+            return {"id": sid, "cidrBlock": f"10.{n}.0.0/20", "vpcId": "vpc-existing"}
         if tok == "aws:iam/getPolicyDocument:getPolicyDocument":
             return {"json": "{}", "id": "policy"}
         if tok == "aws:eks/getAddonVersion:getAddonVersion":

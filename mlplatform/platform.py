@@ -270,7 +270,7 @@ def _declare_serving(settings: StackSettings, d: Declared) -> None:
     monitoring = d.extra.get("monitoring")
     lbc = d.extra.get("lbc")
     role_arns = d.extra["access"].role_arns if "access" in d.extra else None
-    vpc_cidr = cfg.network.cidr if cfg.platform is Platform.aws else None
+    network = d.network
     endpoints: dict[str, Any] = {}
     for name, ep in cfg.serving_endpoints.items():
         sa = serving_service_account(name)
@@ -285,7 +285,15 @@ def _declare_serving(settings: StackSettings, d: Declared) -> None:
             iam_role_arn=role,
             known_pools=list(cfg.gpu_limits()),
             mlflow_tracking_uri=registry.tracking_uri if registry is not None else None,
-            alb_source_cidrs=[vpc_cidr] if vpc_cidr else [],
+            mlflow_credentials=registry.credentials(ep.project) if registry is not None else None,
+            # The ALB's interfaces live in the subnets of its scheme; only those are admitted.
+            alb_source_cidrs=(
+                network.private_subnet_cidrs
+                if ep.ingress.scheme == "internal"
+                else network.public_subnet_cidrs
+            )
+            if network is not None
+            else [],
             ingress_controller=lbc,
             depends_on=[monitoring] if monitoring is not None else [],
             tags=d.tags,
