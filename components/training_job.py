@@ -31,12 +31,13 @@ Kubernetes API token.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components.common import (
+    ARCH_LABEL,
     DO_NOT_DISRUPT,
     EFA_RESOURCE,
     GPU_RESOURCE,
@@ -98,6 +99,9 @@ class TrainingJobArgs(ArgsModel):
     # Spot interruption notices give two minutes: time for a final checkpoint.
     termination_grace_period_seconds: int = 120
     uid: int = 10001
+    # The architecture the image is built for (the project template builds amd64; GPU pools are
+    # amd64): pods stay on those nodes. None only for a multi-arch image.
+    architecture: Literal["amd64", "arm64"] | None = "amd64"
 
     def issues(self) -> list[Issue]:
         found = [
@@ -229,8 +233,11 @@ def pod_template(
         "containers": [container],
         "volumes": volumes,
     }
+    selector = {ARCH_LABEL: args.architecture} if args.architecture else {}
     if args.pool:
-        spec["nodeSelector"] = {POOL_LABEL: args.pool}
+        selector[POOL_LABEL] = args.pool
+    if selector:
+        spec["nodeSelector"] = selector
     if args.gpus_per_node > 0:
         spec["tolerations"] = [dict(GPU_TOLERATION)]
     return {

@@ -79,7 +79,10 @@ def test_pods_request_gpus_tolerate_the_taint_select_the_pool_and_are_not_disrup
         assert template["metadata"]["annotations"] == {"karpenter.sh/do-not-disrupt": "true"}
         spec = template["spec"]
         assert spec["tolerations"] == [GPU_TOLERATION]
-        assert spec["nodeSelector"] == {"mlplatform.io/pool": "a10g-spot"}
+        assert spec["nodeSelector"] == {
+            "mlplatform.io/pool": "a10g-spot",
+            "kubernetes.io/arch": "amd64",
+        }
         resources = spec["containers"][0]["resources"]
         expected = {"cpu": "40", "memory": "160Gi", "nvidia.com/gpu": "4"}
         assert resources == {"requests": expected, "limits": expected}
@@ -156,7 +159,9 @@ def test_multi_node_job_is_a_suspended_pytorchjob_with_one_master_and_workers(ru
 def test_cpu_only_job_has_no_gpu_placement(run):
     job = build(run, job_args(gpusPerNode=0, pool=None))
     pod = job["spec"]["template"]["spec"]
-    assert "tolerations" not in pod and "nodeSelector" not in pod
+    assert "tolerations" not in pod
+    # still on the architecture its image is built for
+    assert pod["nodeSelector"] == {"kubernetes.io/arch": "amd64"}
     assert "nvidia.com/gpu" not in pod["containers"][0]["resources"]["limits"]
     validate(job)
 
