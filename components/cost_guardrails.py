@@ -224,7 +224,7 @@ class CostGuardrails(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        aws.sns.TopicPolicy(
+        topic_policy_res = aws.sns.TopicPolicy(
             f"{name}-alarms-policy",
             arn=topic.arn,
             policy=pulumi.Output.all(topic.arn, identity.account_id).apply(
@@ -253,7 +253,7 @@ class CostGuardrails(pulumi.ComponentResource):
             notifications=budget_notifications(args, topic.arn),
             tags=tags,
             # The topic policy must admit Budgets before it validates the subscriber.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[topic]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[topic, topic_policy_res]),
         )
 
         self.budget_name = pulumi.Output.from_input(budget_name)

@@ -304,7 +304,8 @@ class LoadBalancerController(pulumi.ComponentResource):
             service_account=args.service_account,
             role_arn=role.arn,
             tags=all_tags,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(target.depends_on)),
+            # Credentials are issued when the pod starts: with the role's permissions in place.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*target.depends_on, policy]),
         )
         release = k8s.helm.v3.Release(
             f"{name}-release",

@@ -60,6 +60,8 @@ def declare(settings: StackSettings) -> Declared:
             default_tags=aws.ProviderDefaultTagsArgs(tags=tags),
         )
         pulumi.export("region", settings.region)
+        # NetworkPolicies are declared only where the CNI enforces them (see the invariants).
+        pulumi.export("networkPolicyEnforcement", "vpc-cni enableNetworkPolicy")
         declared = _declare_aws(settings, aws_provider, tags)
         declared.namespaces = ProjectNamespaces(
             "namespaces", shared_namespaces(settings), target=declared.target
@@ -67,6 +69,8 @@ def declare(settings: StackSettings) -> Declared:
     else:
         declared = _declare_local(settings, tags)
         pulumi.export("kubeContext", cfg.kube_context)
+        if cfg.kube_network_policies:
+            pulumi.export("networkPolicyEnforcement", "the cluster's CNI (kubeNetworkPolicies)")
     _declare_monitoring(settings, declared)
     _declare_registry(settings, declared)
     _declare_training(settings, declared)
