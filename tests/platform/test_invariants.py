@@ -212,3 +212,23 @@ def test_ordering_catches_an_association_before_its_role_policy(plans: dict[str,
 def test_invariants_are_listed_with_their_checks() -> None:
     assert sorted(CHECKS) == ["network-policy", "ordering", "queues", "scheduling", "storage"]
     assert json.dumps(sorted(CHECKS))  # the names are plain strings
+
+
+def test_the_plan_says_where_each_workload_can_run() -> None:
+    from mlplatform.report import build_plan
+    from mlplatform.render import render_table
+
+    plan = build_plan("dev")
+    by_name = {p["workload"]: p for p in plan["placement"]}
+    endpoint = by_name["Deployment churn-scorer/churn-scorer"]
+    assert endpoint == {
+        "workload": "Deployment churn-scorer/churn-scorer",
+        "architectures": ["amd64"],
+        "nodes": ["cluster-system", "general"],
+    }
+    assert by_name["helm karpenter: controller"]["nodes"] == ["cluster-system"]
+    assert by_name["helm dcgm-exporter: exporter"]["nodes"] == ["a10g-spot"]
+    assert not [p for p in plan["placement"] if p.get("unsafe") or not p["nodes"]]
+    assert "Deployment churn-scorer/churn-scorer (amd64) -> cluster-system, general" in (
+        render_table(plan)
+    )
