@@ -63,13 +63,19 @@ def managed_policy(name: str) -> str:
 
 class AddonVersions(ArgsModel):
     """EKS managed add-on versions, pinned for 1.33 (list others with
-    `aws eks describe-addon-versions --kubernetes-version 1.33 --addon-name NAME`)."""
+    `aws eks describe-addon-versions --kubernetes-version 1.33 --addon-name NAME`).
 
-    vpc_cni: str = "v1.20.4-eksbuild.1"
-    coredns: str = "v1.12.3-eksbuild.1"
-    kube_proxy: str = "v1.33.3-eksbuild.6"
-    eks_pod_identity_agent: str = "v1.3.8-eksbuild.2"
-    aws_ebs_csi_driver: str = "v1.48.0-eksbuild.2"
+    Without AWS access these were confirmed from deployed clusters' published configs: coredns
+    and kube-proxy (tied to the Kubernetes minor) as running on a 1.33 cluster; the add-ons
+    that span versions (vpc-cni, EBS CSI, Pod Identity agent) at the newest builds seen in
+    2026-09. vpc-cni v1.23's chart values still take `enableNetworkPolicy` (see above).
+    """
+
+    vpc_cni: str = "v1.23.1-eksbuild.1"
+    coredns: str = "v1.13.2-eksbuild.4"
+    kube_proxy: str = "v1.33.10-eksbuild.2"
+    eks_pod_identity_agent: str = "v1.4.0-eksbuild.2"
+    aws_ebs_csi_driver: str = "v1.66.0-eksbuild.1"
 
     def issues(self) -> list[Issue]:
         found = super().issues()

@@ -75,7 +75,9 @@ from components.common import (
 )
 
 KUEUE_CHART = "oci://registry.k8s.io/kueue/charts/kueue"
-KUEUE_CHART_VERSION = "0.19.6"
+# v0.19.3, the newest Kueue release confirmed here (kubernetes-sigs/kueue#14693, published
+# 2026-09-03; chart oci://registry.k8s.io/kueue/charts/kueue, same version as the app).
+KUEUE_CHART_VERSION = "0.19.3"
 KUEUE_API_VERSION = "kueue.x-k8s.io/v1beta2"
 KUEUE_CONFIG_API_VERSION = "config.kueue.x-k8s.io/v1beta2"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
