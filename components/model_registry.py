@@ -179,22 +179,10 @@ class ModelRegistry(pulumi.ComponentResource):
         _check_runtime(args, target, storage, network, kms_key_arn)
         super().__init__("mlplatform:registry:ModelRegistry", name, None, opts)
         self._tags = merge_tags(tags, {"mlplatform.io/component": "model-registry"})
-        ns_name, protect, clients = args.namespace, args.protect, dict(clients or {})
+        ns_name, clients = args.namespace, dict(clients or {})
         nodes = arch_selector(args.architectures)
 
-        deps: list[pulumi.Resource] = list(target.depends_on)
-        if args.create_namespace:
-            deps.append(
-                k8s.core.v1.Namespace(
-                    f"{name}-namespace",
-                    metadata={
-                        "name": ns_name,
-                        "labels": {**RESTRICTED_NAMESPACE_LABELS, **labels()},
-                    },
-                    opts=self._k8s(target, deps),
-                )
-            )
-        k8s_opts = self._k8s(target, deps)
+        k8s_opts = self._namespace(name, args, target)
         sa = k8s.core.v1.ServiceAccount(
             f"{name}-sa",
             metadata=meta(APP, ns_name),
@@ -205,35 +193,9 @@ class ModelRegistry(pulumi.ComponentResource):
         self.role_arn = None
         if storage.kind == "s3":
             pod_deps.append(self._artifact_identity(name, args, target, storage, kms_key_arn))
-
-        db = declare_database(
-            self,
-            name,
-            args.database,
-            namespace=ns_name,
-            protect=protect,
-            storage_class=target.storage_class,
-            node_selector=nodes,
-            network_policy=target.network_policy,
-            k8s_opts=k8s_opts,
-            rds=lambda password: declare_rds(
-                self,
-                name,
-                args.database,  # type: ignore[arg-type]  # RdsDatabase here (_check_runtime)
-                RdsInputs(
-                    vpc_id=network.vpc_id if network else None,
-                    private_subnet_ids=network.private_subnet_ids if network else None,
-                    client_security_group_ids=network.client_security_group_ids if network else (),
-                    kms_key_arn=kms_key_arn,
-                    tags=self._tags,
-                ),
-                password,
-                protect=protect,
-            ),
-        )
+        db = self._database(name, args, target, network, kms_key_arn, nodes, k8s_opts)
         self.db_endpoint, self.db_secret_arn = db.endpoint, db.secret_arn
         pod_deps += db.pod_deps
-
         auth = None
         if args.auth.enabled:
             auth = AuthWiring(
@@ -296,6 +258,58 @@ class ModelRegistry(pulumi.ComponentResource):
         return client_credentials(project, self._auth.passwords[project])
 
     # --- helpers ---------------------------------------------------------------------------
+
+    def _namespace(
+        self, name: str, args: ModelRegistryArgs, target: KubeTarget
+    ) -> pulumi.ResourceOptions:
+        """The registry's namespace (unless shared), and options that wait for it."""
+        deps: list[pulumi.Resource] = list(target.depends_on)
+        if args.create_namespace:
+            deps.append(
+                k8s.core.v1.Namespace(
+                    f"{name}-namespace",
+                    metadata={
+                        "name": args.namespace,
+                        "labels": {**RESTRICTED_NAMESPACE_LABELS, **labels()},
+                    },
+                    opts=self._k8s(target, deps),
+                )
+            )
+        return self._k8s(target, deps)
+
+    def _database(
+        self,
+        name: str,
+        args: ModelRegistryArgs,
+        target: KubeTarget,
+        network: RegistryNetwork | None,
+        kms_key_arn: Any,
+        nodes: dict[str, str],
+        k8s_opts: pulumi.ResourceOptions,
+    ) -> Any:
+        def rds(password: Any) -> Any:
+            assert isinstance(args.database, RdsDatabase) and network is not None  # checked
+            inputs = RdsInputs(
+                vpc_id=network.vpc_id,
+                private_subnet_ids=network.private_subnet_ids,
+                client_security_group_ids=network.client_security_group_ids,
+                kms_key_arn=kms_key_arn,
+                tags=self._tags,
+            )
+            return declare_rds(self, name, args.database, inputs, password, protect=args.protect)
+
+        return declare_database(
+            self,
+            name,
+            args.database,
+            namespace=args.namespace,
+            protect=args.protect,
+            storage_class=target.storage_class,
+            node_selector=nodes,
+            network_policy=target.network_policy,
+            k8s_opts=k8s_opts,
+            rds=rds,
+        )
 
     def _k8s(self, target: KubeTarget, deps: Sequence[pulumi.Resource]) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=self, provider=target.provider, depends_on=list(deps))

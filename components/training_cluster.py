@@ -417,39 +417,7 @@ class TrainingCluster(pulumi.ComponentResource):
             opts=child,
         )
 
-        # Cluster admins, the deployer included, are explicit access entries (EKS bootstraps
-        # none): one per principal, so listing the deployer among the admins cannot collide.
-        deployer = deployer_arn(self) if args.grant_deployer_admin else None
-        self.admin_access: list[aws.eks.AccessPolicyAssociation] = []
-        for principal, old_index in admin_principals(args.admin_role_arns, deployer):
-            key = f"{name}-access-{principal_key(principal)}"
-            # Before entries were keyed by principal they were numbered: keep those in place.
-            old = [pulumi.Alias(name=f"{name}-admin-{old_index}")] if old_index is not None else []
-            old_policy = (
-                [pulumi.Alias(name=f"{name}-admin-{old_index}-policy")]
-                if old_index is not None
-                else []
-            )
-            entry = aws.eks.AccessEntry(
-                key,
-                cluster_name=self.cluster.name,
-                principal_arn=principal,
-                type="STANDARD",
-                tags=tags,
-                opts=pulumi.ResourceOptions(parent=self, aliases=old),
-            )
-            self.admin_access.append(
-                aws.eks.AccessPolicyAssociation(
-                    f"{key}-admin",
-                    cluster_name=self.cluster.name,
-                    principal_arn=principal,
-                    policy_arn=CLUSTER_ADMIN_POLICY,
-                    access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
-                    opts=pulumi.ResourceOptions(
-                        parent=self, depends_on=[entry], aliases=old_policy
-                    ),
-                )
-            )
+        self.admin_access = self._admin_access(name, args, tags)
 
         # Add-ons the nodes need to become Ready go first; the rest need running nodes.
         def addon(
@@ -522,24 +490,7 @@ class TrainingCluster(pulumi.ComponentResource):
             enable_server_side_apply=True,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.cluster]),
         )
-        # The one default class: claims that name no class bind here too (EKS marks none default).
-        sc = default_storage_class()
-        self.storage_class = k8s.storage.v1.StorageClass(
-            f"{name}-storage-class",
-            metadata=sc["metadata"],
-            provisioner=sc["provisioner"],
-            parameters=sc["parameters"],
-            reclaim_policy=sc["reclaimPolicy"],
-            volume_binding_mode=sc["volumeBindingMode"],
-            allow_volume_expansion=sc["allowVolumeExpansion"],
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                provider=self.provider,
-                depends_on=[self.cluster, ebs_csi, *self.admin_access],
-                # The class used to be the monitoring stack's (same Kubernetes object).
-                aliases=list(storage_class_aliases),
-            ),
-        )
+        self.storage_class = self._storage_class(name, [ebs_csi], storage_class_aliases)
         self.target = KubeTarget(
             provider=self.provider,
             # Objects need the API (admin access), nodes to run on and the class to bind to.
@@ -557,6 +508,70 @@ class TrainingCluster(pulumi.ComponentResource):
                 "kmsKeyArn": self.kms_key_arn,
                 "clusterSecurityGroupId": self.cluster_security_group_id,
             }
+        )
+
+    def _admin_access(
+        self, name: str, args: TrainingClusterArgs, tags: dict[str, str]
+    ) -> list[aws.eks.AccessPolicyAssociation]:
+        # Cluster admins, the deployer included, are explicit access entries (EKS bootstraps
+        # none): one per principal, so listing the deployer among the admins cannot collide.
+        deployer = deployer_arn(self) if args.grant_deployer_admin else None
+        admin_access: list[aws.eks.AccessPolicyAssociation] = []
+        for principal, old_index in admin_principals(args.admin_role_arns, deployer):
+            key = f"{name}-access-{principal_key(principal)}"
+            # Before entries were keyed by principal they were numbered: keep those in place.
+            old = [pulumi.Alias(name=f"{name}-admin-{old_index}")] if old_index is not None else []
+            old_policy = (
+                [pulumi.Alias(name=f"{name}-admin-{old_index}-policy")]
+                if old_index is not None
+                else []
+            )
+            entry = aws.eks.AccessEntry(
+                key,
+                cluster_name=self.cluster.name,
+                principal_arn=principal,
+                type="STANDARD",
+                tags=tags,
+                opts=pulumi.ResourceOptions(parent=self, aliases=old),
+            )
+            admin_access.append(
+                aws.eks.AccessPolicyAssociation(
+                    f"{key}-admin",
+                    cluster_name=self.cluster.name,
+                    principal_arn=principal,
+                    policy_arn=CLUSTER_ADMIN_POLICY,
+                    access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
+                    opts=pulumi.ResourceOptions(
+                        parent=self, depends_on=[entry], aliases=old_policy
+                    ),
+                )
+            )
+        return admin_access
+
+    def _storage_class(
+        self,
+        name: str,
+        after: list[pulumi.Resource],
+        aliases: Sequence[pulumi.Input[str] | pulumi.Alias],
+    ) -> k8s.storage.v1.StorageClass:
+        """The one default class: claims that name no class bind here too (EKS marks none
+        default since 1.30)."""
+        sc = default_storage_class()
+        return k8s.storage.v1.StorageClass(
+            f"{name}-storage-class",
+            metadata=sc["metadata"],
+            provisioner=sc["provisioner"],
+            parameters=sc["parameters"],
+            reclaim_policy=sc["reclaimPolicy"],
+            volume_binding_mode=sc["volumeBindingMode"],
+            allow_volume_expansion=sc["allowVolumeExpansion"],
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                provider=self.provider,
+                depends_on=[self.cluster, *after, *self.admin_access],
+                # The class used to be the monitoring stack's (same Kubernetes object).
+                aliases=list(aliases),
+            ),
         )
 
     def _system_nodes(
