@@ -218,7 +218,7 @@ class AuthWiring:
             type="Opaque",
             string_data={
                 "username": auth.admin_username,
-                "password": pulumi.Output.secret(admin_password.result),
+                "password": admin_password.result,  # secret: a RandomPassword's result
             },
             opts=k8s_opts,
         )
@@ -231,7 +231,7 @@ class AuthWiring:
             f"{name}-users",
             metadata=meta(USERS_SECRET, namespace),
             type="Opaque",
-            string_data={u: pulumi.Output.secret(p.result) for u, p in passwords.items()},
+            string_data={u: p.result for u, p in passwords.items()},
             opts=k8s_opts,
         )
         k8s.core.v1.ConfigMap(
@@ -258,7 +258,7 @@ class AuthWiring:
                 type="Opaque",
                 string_data={
                     "username": user,
-                    "password": pulumi.Output.secret(passwords[user].result),
+                    "password": passwords[user].result,
                     "credentials": client_credentials(user, passwords[user].result),
                 },
                 opts=pulumi.ResourceOptions.merge(

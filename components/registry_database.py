@@ -380,14 +380,15 @@ def _declare_postgres(
             k8s_opts, pulumi.ResourceOptions(protect=protect, retain_on_delete=protect)
         ),
     )
+    service: Any = {
+        "type": "ClusterIP",
+        "selector": labels(pg),
+        "ports": [{"name": "postgres", "port": DB_PORT, "targetPort": "postgres"}],
+    }
     k8s.core.v1.Service(
         f"{name}-postgres-service",
         metadata=meta(pg, namespace, pg),
-        spec={
-            "type": "ClusterIP",
-            "selector": labels(pg),
-            "ports": [{"name": "postgres", "port": DB_PORT, "targetPort": "postgres"}],
-        },
+        spec=service,
         opts=k8s_opts,
     )
     if network_policy:

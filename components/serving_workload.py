@@ -260,7 +260,7 @@ class WorkloadBuilder(PlanBase):
         }
         if a.resources.gpus:
             pod_spec["tolerations"] = [dict(GPU_TOLERATION)]
-        selector = {ARCH_LABEL: a.architecture} if a.architecture else {}
+        selector: dict[str, str] = {ARCH_LABEL: a.architecture} if a.architecture else {}
         if a.gpu_pool:
             selector[POOL_LABEL] = a.gpu_pool
         if selector:

@@ -233,7 +233,7 @@ def pod_template(
         "containers": [container],
         "volumes": volumes,
     }
-    selector = {ARCH_LABEL: args.architecture} if args.architecture else {}
+    selector: dict[str, str] = {ARCH_LABEL: args.architecture} if args.architecture else {}
     if args.pool:
         selector[POOL_LABEL] = args.pool
     if selector:

@@ -215,8 +215,8 @@ def test_invariants_are_listed_with_their_checks() -> None:
 
 
 def test_the_plan_says_where_each_workload_can_run() -> None:
-    from mlplatform.report import build_plan
     from mlplatform.render import render_table
+    from mlplatform.report import build_plan
 
     plan = build_plan("dev")
     by_name = {p["workload"]: p for p in plan["placement"]}
