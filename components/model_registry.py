@@ -33,7 +33,6 @@ import pulumi_kubernetes as k8s
 from pydantic import Field
 
 from components.common import (
-    ARCHITECTURES,
     RESTRICTED_NAMESPACE_LABELS,
     ArgsModel,
     InvalidArgsError,
@@ -100,6 +99,13 @@ __all__ = [
 # workflow publishes each release for linux/amd64 and linux/arm64.
 MLFLOW_IMAGE = "ghcr.io/mlflow/mlflow:v3.18.0-full"
 
+Arch = Literal["amd64", "arm64"]
+
+
+def _both_architectures() -> list[Arch]:
+    return ["amd64", "arm64"]
+
+
 Database = Annotated[RdsDatabase | InClusterPostgres | SqliteDatabase, Field(discriminator="kind")]
 
 
@@ -112,9 +118,7 @@ class ModelRegistryArgs(ArgsModel):
     create_namespace: bool = True
     image: str = MLFLOW_IMAGE
     # The platforms the images (MLflow's and PostgreSQL's) are published for.
-    architectures: list[Literal["amd64", "arm64"]] = Field(
-        default_factory=lambda: list(ARCHITECTURES), min_length=1
-    )
+    architectures: list[Arch] = Field(default_factory=_both_architectures, min_length=1)
     replicas: int = Field(1, ge=1, le=10)
     workers: int = Field(2, ge=1, le=16)
     artifact_prefix: str = "mlflow/"
@@ -214,11 +218,15 @@ class ModelRegistry(pulumi.ComponentResource):
         service = k8s.core.v1.Service(
             f"{name}-service",
             metadata=meta(APP, ns_name),
-            spec={
-                "type": "ClusterIP",
-                "selector": labels(),
-                "ports": [{"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"}],
-            },
+            spec=_spec(
+                {
+                    "type": "ClusterIP",
+                    "selector": labels(),
+                    "ports": [
+                        {"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"}
+                    ],
+                }
+            ),
             opts=k8s_opts,
         )
         self.tracking_uri = pulumi.Output.from_input(
@@ -423,21 +431,23 @@ class ModelRegistry(pulumi.ComponentResource):
         return k8s.apps.v1.Deployment(
             f"{name}-server",
             metadata=meta(APP, args.namespace, annotations=checkov_skips(*skips)),
-            spec={
-                "replicas": args.replicas,
-                "selector": {"matchLabels": labels()},
-                # SQLite: never two writers on the volume, even during a rollout.
-                "strategy": {"type": "Recreate" if single_writer else "RollingUpdate"},
-                "template": {
-                    "metadata": {"labels": labels()},
-                    "spec": server_pod(
-                        container=container,
-                        init_containers=init,
-                        volumes=volumes,
-                        node_selector=nodes,
-                    ),
-                },
-            },
+            spec=_spec(
+                {
+                    "replicas": args.replicas,
+                    "selector": {"matchLabels": labels()},
+                    # SQLite: never two writers on the volume, even during a rollout.
+                    "strategy": {"type": "Recreate" if single_writer else "RollingUpdate"},
+                    "template": {
+                        "metadata": {"labels": labels()},
+                        "spec": server_pod(
+                            container=container,
+                            init_containers=init,
+                            volumes=volumes,
+                            node_selector=nodes,
+                        ),
+                    },
+                }
+            ),
             opts=pulumi.ResourceOptions.merge(
                 k8s_opts, pulumi.ResourceOptions(depends_on=pod_deps)
             ),
@@ -480,6 +490,11 @@ class ModelRegistry(pulumi.ComponentResource):
                 ),
             )
             self.external_url = pulumi.Output.from_input(f"https://{args.ingress.host}")
+
+
+def _spec(spec: dict[str, Any]) -> Any:
+    """Typed identity: lets mypy accept nested dict literals as k8s spec inputs."""
+    return spec
 
 
 def _check_runtime(
