@@ -380,6 +380,10 @@ class ModelRegistry(pulumi.ComponentResource):
         env: list[Any] = [
             {"name": "HOME", "value": "/tmp"},  # noqa: S108 - an emptyDir, not the image's /tmp
             {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+            # MLflow >= 3.5 refuses requests whose Host header it does not list (DNS
+            # rebinding guard; default: localhost and private IPs): clients use the
+            # Service's names, probes and the ALB the pod's private IP.
+            {"name": "MLFLOW_SERVER_ALLOWED_HOSTS", "value": ",".join(allowed_hosts(args))},
         ]
         if storage.region:
             env.append({"name": "AWS_DEFAULT_REGION", "value": storage.region})
@@ -490,6 +494,17 @@ class ModelRegistry(pulumi.ComponentResource):
                 ),
             )
             self.external_url = pulumi.Output.from_input(f"https://{args.ingress.host}")
+
+
+def allowed_hosts(args: ModelRegistryArgs) -> list[str]:
+    """Host headers the server accepts: its Service's DNS names (with and without the port),
+    the ingress host, loopback and the private ranges pod IPs come from."""
+    ns = args.namespace
+    names = [APP, f"{APP}.{ns}", f"{APP}.{ns}.svc", f"{APP}.{ns}.svc.cluster.local"]
+    if args.ingress.enabled and args.ingress.host:
+        names.append(args.ingress.host)
+    hosts = [h for name in names for h in (name, f"{name}:{PORT}")]
+    return [*hosts, "localhost:*", "127.0.0.1:*", "10.*", "172.*", "192.168.*"]
 
 
 def _spec(spec: dict[str, Any]) -> Any:

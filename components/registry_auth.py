@@ -26,7 +26,14 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components.common import ArgsModel, Issue, check_dns_label, container_security_context
-from components.registry_database import APP, labels, meta, pull_policy
+from components.registry_database import (
+    APP,
+    DIGEST_SKIP,
+    checkov_skips,
+    labels,
+    meta,
+    pull_policy,
+)
 
 ASSETS = Path(__file__).parent / "assets" / "mlflow"
 SCRIPTS_MOUNT = "/opt/mlplatform"
@@ -172,7 +179,12 @@ def sync_job(
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": meta(f"{APP}-users-{users_digest(users)}", namespace, f"{APP}-users"),
+        "metadata": meta(
+            f"{APP}-users-{users_digest(users)}",
+            namespace,
+            f"{APP}-users",
+            annotations=checkov_skips(DIGEST_SKIP) if "@sha256:" not in image else None,
+        ),
         "spec": {
             "backoffLimit": 6,
             "activeDeadlineSeconds": 1200,

@@ -298,3 +298,12 @@ def test_create_auth_db_creates_the_database_once():
     assert [q for q in log if q.startswith("CREATE")] == ['CREATE DATABASE "mlflow_auth"']
     with pytest.raises(ValueError, match="database name"):
         create_auth_db.ensure_database(lambda u: connect(u, set()), "x", 'a"; DROP')
+
+
+def test_clients_reach_the_server_by_its_service_names(rds: Graph) -> None:
+    """MLflow >= 3.5 rejects Host headers it does not list; in-cluster clients use the DNS name."""
+    (c,) = _server(rds)["containers"]
+    env = {e["name"]: e["value"] for e in c["env"]}
+    hosts = env["MLFLOW_SERVER_ALLOWED_HOSTS"].split(",")
+    assert "mlflow.mlflow.svc.cluster.local:5000" in hosts  # the tracking URI's host
+    assert "mlflow:5000" in hosts and "10.*" in hosts  # short name; probes by pod IP
