@@ -10,7 +10,7 @@ loosened. Spot interruptions cannot be prevented, only announced: checkpoint.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -46,11 +46,17 @@ class AcceleratorPreset:
     family: str
     gpu_memory_gib: int
     sizes: dict[str, int]  # instance size -> GPUs per node
-    efa_sizes: frozenset[str] = frozenset()  # sizes with an EFA interface
+    # Size -> EFA interfaces it takes (EC2 DescribeInstanceTypes NetworkInfo.EfaInfo.
+    # MaximumEfaInterfaces): the `vpc.amazonaws.com/efa` devices a node advertises.
+    efa_interfaces: dict[str, int] = field(default_factory=dict)
 
     @property
     def max_gpus_per_node(self) -> int:
         return max(self.sizes.values())
+
+    @property
+    def efa_sizes(self) -> frozenset[str]:
+        return frozenset(self.efa_interfaces)
 
     @property
     def efa(self) -> bool:
@@ -80,10 +86,10 @@ PRESETS: dict[Accelerator, AcceleratorPreset] = {
     Accelerator.NVIDIA_L4: AcceleratorPreset("g6", 24, dict(_G_SIZES)),
     Accelerator.NVIDIA_L40S: AcceleratorPreset("g6e", 48, dict(_G_SIZES)),
     Accelerator.NVIDIA_A100: AcceleratorPreset(
-        "p4d", 40, {"24xlarge": 8}, efa_sizes=frozenset({"24xlarge"})
+        "p4d", 40, {"24xlarge": 8}, efa_interfaces={"24xlarge": 4}
     ),
     Accelerator.NVIDIA_H100: AcceleratorPreset(
-        "p5", 80, {"48xlarge": 8}, efa_sizes=frozenset({"48xlarge"})
+        "p5", 80, {"48xlarge": 8}, efa_interfaces={"48xlarge": 32}
     ),
 }
 
@@ -154,6 +160,21 @@ class GpuNodePoolArgs(ArgsModel):
             and (not self.efa or s in preset.efa_sizes)
         ]
         return [f"{preset.family}.{s}" for s in chosen]
+
+    def efa_node(self) -> tuple[int, int]:
+        """(GPUs, EFA interfaces) of this pool's nodes; (0, 0) without EFA. EFA pools launch
+        one size per family (the only one with EFA), so every node is alike."""
+        if not self.efa:
+            return 0, 0
+        preset = self.preset
+        size = min(
+            (t.split(".", 1)[1] for t in self.instance_types()),
+            key=lambda s: preset.sizes[s],
+            default=None,
+        )
+        if size is None:
+            return 0, 0
+        return preset.sizes[size], preset.efa_interfaces[size]
 
     def issues(self) -> list[Issue]:
         found = super().issues()

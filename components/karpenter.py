@@ -362,7 +362,8 @@ class Karpenter(pulumi.ComponentResource):
             service_account=SERVICE_ACCOUNT,
             role_arn=controller_role.arn,
             tags=self._tags,
-            opts=child,
+            # Credentials are issued when the pod starts: with the role's permissions in place.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[controller_policy_res]),
         )
 
         # Only values known at preview: Karpenter looks the endpoint up itself (eks:DescribeCluster),

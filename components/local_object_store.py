@@ -28,6 +28,8 @@ from components.common import (
 
 MINIO_CHART = "minio"
 MINIO_REPO = "https://charts.min.io/"
+# The newest chart in minio/minio's helm/minio (Chart.yaml 5.4.0, "update helm release v5.4.0";
+# no later chart since). Its image is the chart's appVersion.
 MINIO_CHART_VERSION = "5.4.0"
 CREDENTIALS_SECRET = "model-store-credentials"  # noqa: S105 - a Secret's name, not a secret
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")

@@ -292,7 +292,7 @@ class MonitoringStack(pulumi.ComponentResource):
             cluster=cluster,
             tags=tags,
         )
-        for manifest in network_policies(ns_name):
+        for manifest in network_policies(ns_name) if self._target.network_policy else []:
             k8s.networking.v1.NetworkPolicy(
                 f"{name}-netpol-{manifest['metadata']['name']}",
                 metadata=manifest["metadata"],

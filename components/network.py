@@ -195,6 +195,10 @@ class Network(pulumi.ComponentResource):
     vpc_id: pulumi.Output[str]
     private_subnet_ids: pulumi.Output[list[str]]
     public_subnet_ids: pulumi.Output[list[str]]
+    # Where load balancers put their interfaces: internal ones in the private subnets,
+    # internet-facing ones in the public subnets (what serving NetworkPolicies admit).
+    private_subnet_cidrs: pulumi.Input[list[str]]
+    public_subnet_cidrs: pulumi.Input[list[str]]
     #: Resources that anything creating load balancers or ENIs (ingresses, LoadBalancer services,
     #: the cluster itself) must depend on, so it is deleted before the subnets and gateways.
     teardown_anchor: list[pulumi.Resource]
@@ -251,6 +255,14 @@ class Network(pulumi.ComponentResource):
         self.private_subnet_ids = pulumi.Output.from_input(list(existing.private_subnet_ids))
         self.public_subnet_ids = pulumi.Output.from_input(list(existing.public_subnet_ids))
 
+        def cidrs(ids: list[str]) -> pulumi.Output[list[str]]:
+            found = [aws.ec2.get_subnet_output(id=sid, opts=invoke).cidr_block for sid in ids]
+            return pulumi.Output.all(*found)
+
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        self.private_subnet_cidrs = cidrs(list(existing.private_subnet_ids))
+        self.public_subnet_cidrs = cidrs(list(existing.public_subnet_ids))
+
     # A new VPC ----------------------------------------------------------------------------
     def _build(self, name: str, args: NetworkArgs, child: pulumi.ResourceOptions) -> None:
         tags = self._tags
@@ -280,6 +292,7 @@ class Network(pulumi.ComponentResource):
             zones = [available.names[i] for i in range(args.az_count)]
 
         private_cidrs, public_cidrs = carve_subnets(args.cidr, args.az_count)
+        self.private_subnet_cidrs, self.public_subnet_cidrs = private_cidrs, public_cidrs
         igw = aws.ec2.InternetGateway(
             f"{name}-igw", vpc_id=vpc.id, tags=merge_tags(tags, {"Name": f"{name}-igw"}), opts=child
         )

@@ -79,6 +79,12 @@ class PlatformConfig(ArgsModel):
     kube_context: str | None = Field(
         default=None, description="Kubeconfig context of the cluster used by the local platform."
     )
+    kube_network_policies: bool = Field(
+        default=True,
+        description="local only: the cluster's CNI enforces NetworkPolicy (kind >= 0.24, Calico, "
+        "Cilium). false for one that ignores them (minikube's default, Docker Desktop): the "
+        "platform then declares none. On aws the platform turns enforcement on in vpc-cni.",
+    )
     network: NetworkArgs = Field(
         default_factory=NetworkArgs,
         description="VPC: CIDR, AZ count, NAT mode, interface endpoints, flow logs, or an existing VPC.",
@@ -168,6 +174,13 @@ class PlatformConfig(ArgsModel):
             )
         if self.platform is Platform.aws and self.kube_context:
             found.append(Issue(("kubeContext",), "only valid when platform is local"))
+        if self.platform is Platform.aws and not self.kube_network_policies:
+            found.append(
+                Issue(
+                    ("kubeNetworkPolicies",),
+                    "only valid when platform is local (on aws vpc-cni always enforces them)",
+                )
+            )
         if self.platform is Platform.aws and self.local_object_store is not None:
             found.append(Issue(("localObjectStore",), "only valid when platform is local"))
         if self.platform is Platform.aws and self.model_store is None:

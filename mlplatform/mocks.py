@@ -18,6 +18,8 @@ from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs, Mo
 ACCOUNT_ID = "123456789012"
 SECRET_PLACEHOLDER = "[secret]"  # noqa: S105 - a placeholder, not a password
 UNKNOWN_PLACEHOLDER = "[unknown]"
+DEPLOYER_ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/platform-deployer"
+DEPLOYER_SESSION_ARN = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/platform-deployer/deploy"
 
 
 def _digest(*parts: str, length: int = 17) -> str:
@@ -163,12 +165,20 @@ class PlatformMocks(Mocks):
                 "state": "available",
             }
         if tok == "aws:index/getCallerIdentity:getCallerIdentity":
+            # Deployments run as an assumed role (CI through OIDC, people through SSO).
             return {
                 "accountId": ACCOUNT_ID,
-                "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/mock",
-                "userId": "AIDAMOCK",
+                "arn": DEPLOYER_SESSION_ARN,
+                "userId": "AROAMOCK:deploy",
                 "id": ACCOUNT_ID,
             }
+        if tok == "aws:iam/getSessionContext:getSessionContext":
+            arn = str(a.get("arn", ""))
+            role = (
+                arn.split(":assumed-role/", 1)[-1].split("/")[0] if ":assumed-role/" in arn else ""
+            )
+            issuer = f"arn:aws:iam::{ACCOUNT_ID}:role/{role}" if role else arn
+            return {"arn": arn, "issuerArn": issuer, "issuerName": role, "id": arn}
         if tok == "aws:index/getRegion:getRegion":
             return {
                 "name": region,
@@ -201,6 +211,10 @@ class PlatformMocks(Mocks):
                 "imageId": f"ami-{_digest(str(a))}",
                 "architecture": "x86_64",
             }
+        if tok == "aws:ec2/getSubnet:getSubnet":
+            sid = str(a.get("id", ""))
+            n = int(_digest(sid, length=4), 16) % 250
+            return {"id": sid, "cidrBlock": f"10.{n}.0.0/20", "vpcId": "vpc-existing"}
         if tok == "aws:iam/getPolicyDocument:getPolicyDocument":
             return {"json": "{}", "id": "policy"}
         if tok == "aws:eks/getAddonVersion:getAddonVersion":

@@ -62,6 +62,8 @@ def declare(settings: StackSettings) -> Declared:
             default_tags=aws.ProviderDefaultTagsArgs(tags=tags),
         )
         pulumi.export("region", settings.region)
+        # NetworkPolicies are declared only where the CNI enforces them (see the invariants).
+        pulumi.export("networkPolicyEnforcement", "vpc-cni enableNetworkPolicy")
         declared = _declare_aws(settings, aws_provider, tags)
         declared.namespaces = ProjectNamespaces(
             "namespaces",
@@ -72,6 +74,8 @@ def declare(settings: StackSettings) -> Declared:
     else:
         declared = _declare_local(settings, tags)
         pulumi.export("kubeContext", cfg.kube_context)
+        if cfg.kube_network_policies:
+            pulumi.export("networkPolicyEnforcement", "the cluster's CNI (kubeNetworkPolicies)")
     _declare_monitoring(settings, declared)
     _declare_registry(settings, declared)
     _declare_training(settings, declared)
@@ -86,7 +90,20 @@ def _declare_aws(settings: StackSettings, provider: aws.Provider, tags: dict[str
     cluster_args = cfg.cluster.model_copy(update={"cluster_name": cluster_name})
 
     network = Network("network", cfg.network, cluster_name=cluster_name, tags=tags, opts=opts)
-    cluster = TrainingCluster("cluster", cluster_args, network=network, tags=tags, opts=opts)
+    cluster = TrainingCluster(
+        "cluster",
+        cluster_args,
+        network=network,
+        tags=tags,
+        # The default StorageClass was the monitoring stack's child before the cluster owned it.
+        storage_class_aliases=[
+            pulumi.Alias(
+                name="monitoring-storage-class",
+                parent=pulumi.create_urn("monitoring", "mlplatform:monitoring:MonitoringStack"),
+            )
+        ],
+        opts=opts,
+    )
     target = cluster.target
     karpenter = Karpenter(
         "karpenter",
@@ -173,7 +190,7 @@ def _declare_local(settings: StackSettings, tags: dict[str, str]) -> Declared:
 
     cfg = settings.config
     provider = k8s.Provider("kubernetes", context=cfg.kube_context)
-    target = KubeTarget(provider=provider, on_aws=False)
+    target = KubeTarget(provider=provider, on_aws=False, network_policy=cfg.kube_network_policies)
     namespaces = ProjectNamespaces(
         "namespaces", shared_namespaces(settings), target=target, teams=namespace_teams(settings)
     )
@@ -208,9 +225,15 @@ def _declare_monitoring(settings: StackSettings, d: Declared) -> None:
     cfg = settings.config
     secrets = {k: pulumi.Output.secret(v.get_secret_value()) for k, v in cfg.secrets.items()}
     guardrails = d.extra.get("guardrails")
+    args = cfg.monitoring
+    if d.target.storage_class is not None:
+        # The cluster declares the class (its default); monitoring's volumes name it.
+        args = args.model_copy(
+            update={"storage_class": d.target.storage_class, "create_storage_class": False}
+        )
     monitoring = MonitoringStack(
         "monitoring",
-        cfg.monitoring,
+        args,
         target=d.target,
         receiver_secrets=secrets,
         grafana_admin_password=secrets.get("grafanaAdminPassword"),
@@ -254,6 +277,14 @@ def _declare_registry(settings: StackSettings, d: Declared) -> None:
         # shared with other components (the object store's credentials): declared once, there
         args = args.model_copy(update={"create_namespace": False})
         target = d.namespaces.target_for(target, args.namespace)
+    # Each project's namespace gets the project's MLflow user; endpoints that load models from
+    # the registry are admitted too (they get their credentials from the registry).
+    clients = {p.effective_namespace: p.name for p in cfg.projects.projects}
+    readers = [
+        ep.namespace or name
+        for name, ep in cfg.serving_endpoints.items()
+        if "mlflow" in (ep.model.store.value, ep.canary.model.store.value if ep.canary else "")
+    ]
     registry = ModelRegistry(
         "model-registry",
         args,
@@ -261,6 +292,9 @@ def _declare_registry(settings: StackSettings, d: Declared) -> None:
         storage=d.storage,
         network=network,
         kms_key_arn=kms,
+        clients=clients,
+        client_namespaces=d.namespaces.resources if d.namespaces is not None else None,
+        reader_namespaces=readers,
         tags=d.tags,
         opts=d.extra.get("aws_opts"),
     )
@@ -274,7 +308,7 @@ def _declare_serving(settings: StackSettings, d: Declared) -> None:
     monitoring = d.extra.get("monitoring")
     lbc = d.extra.get("lbc")
     role_arns = d.extra["access"].role_arns if "access" in d.extra else None
-    vpc_cidr = cfg.network.cidr if cfg.platform is Platform.aws else None
+    network = d.network
     endpoints: dict[str, Any] = {}
     for name, ep in cfg.serving_endpoints.items():
         sa = serving_service_account(name)
@@ -289,7 +323,15 @@ def _declare_serving(settings: StackSettings, d: Declared) -> None:
             iam_role_arn=role,
             known_pools=list(cfg.gpu_limits()),
             mlflow_tracking_uri=registry.tracking_uri if registry is not None else None,
-            alb_source_cidrs=[vpc_cidr] if vpc_cidr else [],
+            mlflow_credentials=registry.credentials(ep.project) if registry is not None else None,
+            # The ALB's interfaces live in the subnets of its scheme; only those are admitted.
+            alb_source_cidrs=(
+                network.private_subnet_cidrs
+                if ep.ingress.scheme == "internal"
+                else network.public_subnet_cidrs
+            )
+            if network is not None
+            else [],
             ingress_controller=lbc,
             depends_on=[monitoring] if monitoring is not None else [],
             tags=d.tags,
@@ -308,7 +350,8 @@ def _declare_training(settings: StackSettings, d: Declared) -> None:
     cfg = settings.config
     limits = cfg.gpu_limits()
     capacities = [
-        GpuPoolCapacity(p.name, p.accelerator.value, limits[p.name]) for p in cfg.gpu_pools
+        GpuPoolCapacity(p.name, p.accelerator.value, limits[p.name], *p.efa_node())
+        for p in cfg.gpu_pools
     ]
     monitoring = d.extra["monitoring"]
     engine = TrainingOperator(

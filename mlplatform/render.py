@@ -64,6 +64,9 @@ def render_table(plan: dict[str, Any]) -> str:
             for h in plan["helmReleases"]
         )
     )
+    if plan.get("placement"):
+        lines.append("Where workloads can run (images' architectures -> node groups, NodePools):")
+        lines += [f"  {_placement_line(p)}" for p in plan["placement"]]
     if "cost" in plan:
         lines.append(f"Estimated idle cost: ${plan['cost']['monthlyIdle']:.2f}/month")
     if "policy" in plan:
@@ -122,6 +125,17 @@ def _compliance_markdown(report: dict[str, Any] | None) -> list[str]:
     if report.get("auditTrailArn"):
         out += ["", f"Audit trail (outside the stack): `{report['auditTrailArn']}`."]
     return out
+
+
+def _placement_line(p: dict[str, Any]) -> str:
+    archs = "/".join(p["architectures"] or ["unknown"])
+    nodes = ", ".join(p["nodes"]) or "NOWHERE"
+    unsafe = (
+        f"  [could land on the wrong architecture in {', '.join(p['unsafe'])}]"
+        if p.get("unsafe")
+        else ""
+    )
+    return f"{p['workload']} ({archs}) -> {nodes}{unsafe}"
 
 
 def _count(urn: str, children: dict[str, list[dict[str, Any]]]) -> int:

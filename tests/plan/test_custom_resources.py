@@ -5,7 +5,7 @@ kubectl-validate checks custom resources against the CRDs of the versions the pl
 (tests/kube_validate.py). Where the Go module proxy does not serve a pinned release, the CRDs are
 those of the nearest served one; scripts/crd-sources.txt lists each such case:
 - Karpenter chart 1.8.1: CRDs of karpenter-provider-aws v1.8.2;
-- Kueue chart 0.19.6: CRDs of Kueue v0.17.0;
+- Kueue chart 0.19.3: CRDs of Kueue v0.17.0;
 - kube-prometheus-stack 79.7.1 (prometheus-operator v0.86.2): CRDs of prometheus-operator v0.85.0;
 - Training Operator v1.9.4: CRDs of training-operator v1.8.1;
 - KEDA (no chart installed yet): CRDs of KEDA v2.21.1.

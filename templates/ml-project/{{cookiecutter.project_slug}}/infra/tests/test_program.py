@@ -152,10 +152,14 @@ def test_training_job_is_queued_and_pinned(graph: Any) -> None:
     assert env["CHECKPOINT_URI"] == checkpoints
 {%- if cookiecutter.accelerator == 'none' %}
     assert "nvidia.com/gpu" not in container["resources"]["limits"]
-    assert "nodeSelector" not in pod
+    # the image is built for amd64: the job stays on amd64 nodes (no GPU pool selector)
+    assert pod["nodeSelector"] == {"kubernetes.io/arch": "amd64"}
 {%- else %}
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    assert pod["nodeSelector"] == {"mlplatform.io/pool": "{{ cookiecutter.accelerator }}"}
+    assert pod["nodeSelector"] == {
+        "mlplatform.io/pool": "{{ cookiecutter.accelerator }}",
+        "kubernetes.io/arch": "amd64",
+    }
     assert any(t["key"] == "nvidia.com/gpu" for t in pod["tolerations"])
 {%- endif %}
 {%- if cookiecutter.serving == 'yes' %}
