@@ -8,7 +8,7 @@ a resource to wait for.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pulumi
@@ -18,7 +18,11 @@ from components.common import DNS_LABEL, RESTRICTED_NAMESPACE_LABELS, KubeTarget
 
 
 class ProjectNamespaces(pulumi.ComponentResource):
-    """One restricted namespace per name; ingress only from the same namespace and monitoring."""
+    """One restricted namespace per name; ingress only from the same namespace and monitoring.
+
+    ``labels``: extra labels per namespace (a training team's ``mlplatform.io/team``, which
+    admits the namespace to that team's Kueue ClusterQueue).
+    """
 
     names: pulumi.Output[list[str]]
 
@@ -29,6 +33,7 @@ class ProjectNamespaces(pulumi.ComponentResource):
         *,
         target: KubeTarget,
         monitoring_namespace: str = "monitoring",
+        labels: Mapping[str, Mapping[str, str]] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         wanted = sorted(set(namespaces))
@@ -45,7 +50,11 @@ class ProjectNamespaces(pulumi.ComponentResource):
                 f"{name}-{ns}",
                 metadata={
                     "name": ns,
-                    "labels": {**RESTRICTED_NAMESPACE_LABELS, "mlplatform.io/project": ns},
+                    "labels": {
+                        **RESTRICTED_NAMESPACE_LABELS,
+                        "mlplatform.io/project": ns,
+                        **dict((labels or {}).get(ns, {})),
+                    },
                 },
                 opts=k8s_opts,
             )

@@ -10,8 +10,18 @@ What this module declares:
   ``nvidia.com/gpu=true:NoSchedule`` taint, plus a ``default-cpu`` flavor for CPU-only work;
 * one ``ClusterQueue`` per team, all in one cohort, with ``cpu``/``memory``/``nvidia.com/gpu``
   nominal quotas per flavor and optional borrowing limits;
-* one ``LocalQueue`` per project namespace of a team (named after the team), which is what a
-  job's ``kueue.x-k8s.io/queue-name`` label points at.
+* one ``LocalQueue`` per namespace the stack lists for a team (named after the team), which is
+  what a job's ``kueue.x-k8s.io/queue-name`` label points at.
+
+Admission: which namespaces reach a team's queue
+------------------------------------------------
+A team's ``ClusterQueue`` admits workloads from every namespace labelled
+``mlplatform.io/team: <team>`` (its ``namespaceSelector``), and a namespace's ``LocalQueue`` is
+declared by whoever declares the namespace. The namespaces a stack lists under a team are the
+platform's: it labels them and gives each a LocalQueue. A project generated with
+``mlplatform new-project`` owns its namespace instead: its infra program labels it with the
+team's ``namespaceLabels`` and declares its own LocalQueue pointing at the team's
+``clusterQueue``, both read from the platform's ``trainingQueues`` output (``team_contract``).
 
 Borrowing, preemption and fair sharing
 --------------------------------------
@@ -78,6 +88,9 @@ KUEUE_CHART_VERSION = "0.19.6"
 KUEUE_API_VERSION = "kueue.x-k8s.io/v1beta2"
 KUEUE_CONFIG_API_VERSION = "config.kueue.x-k8s.io/v1beta2"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+# A namespace carrying this label is admitted by that team's ClusterQueue (and its cost is the
+# team's: kube-state-metrics exports the label for the cost rules).
+TEAM_LABEL = "mlplatform.io/team"
 PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
 CPU_FLAVOR = "default-cpu"
 BATCH_JOB_FRAMEWORK = "batch/job"
@@ -382,15 +395,7 @@ def cluster_queue(team: TeamQueue, cohort: str) -> dict[str, Any]:
         "metadata": {"name": team.name},
         "spec": {
             "cohortName": cohort,
-            "namespaceSelector": {
-                "matchExpressions": [
-                    {
-                        "key": "kubernetes.io/metadata.name",
-                        "operator": "In",
-                        "values": list(team.namespaces),
-                    }
-                ]
-            },
+            "namespaceSelector": {"matchLabels": team_namespace_labels(team.name)},
             "queueingStrategy": "BestEffortFIFO",
             "preemption": {
                 "withinClusterQueue": "LowerPriority",
@@ -398,6 +403,33 @@ def cluster_queue(team: TeamQueue, cohort: str) -> dict[str, Any]:
             },
             "fairSharing": {"weight": team.weight},
             "resourceGroups": [{"coveredResources": list(COVERED_RESOURCES), "flavors": flavors}],
+        },
+    }
+
+
+def team_namespace_labels(team: str) -> dict[str, str]:
+    """The labels that make a namespace admissible to ``team``'s ClusterQueue."""
+    return {TEAM_LABEL: team}
+
+
+def team_contract(team: TeamQueue, pools: Mapping[str, GpuPoolCapacity]) -> dict[str, Any]:
+    """What a project needs to run on ``team``'s queue: the platform's ``trainingQueues[team]``.
+
+    ``clusterQueue`` is what a project's own LocalQueue points at; ``namespaceLabels`` are the
+    labels its namespace must carry to be admitted; ``namespaces`` are the platform's own
+    namespaces for the team (each with the LocalQueue ``localQueue``), which a project must not
+    redeclare; ``gpuPools`` are the pools the team has quota on (a pool without quota is never
+    admitted), with each pool's accelerator and the team's nominal GPUs there.
+    """
+    return {
+        "clusterQueue": team.name,
+        "localQueue": team.name,
+        "namespaceLabels": team_namespace_labels(team.name),
+        "namespaces": list(team.namespaces),
+        "gpuPools": {
+            q.pool: {"accelerator": pools[q.pool].accelerator, "gpus": q.gpus}
+            for q in team.quotas
+            if q.pool in pools
         },
     }
 
@@ -505,6 +537,7 @@ class TrainingQueues(pulumi.ComponentResource):
 
     namespace: pulumi.Output[str]
     local_queues: pulumi.Output[dict[str, str]]
+    teams: pulumi.Output[dict[str, dict[str, Any]]]
     cluster_queues: pulumi.Output[list[str]]
     flavors: pulumi.Output[list[str]]
 
@@ -577,9 +610,10 @@ class TrainingQueues(pulumi.ComponentResource):
             cq = cr(f"cq-{team.name}", cluster_queue(team, args.cohort))
             for ns_name in team.namespaces:
                 if ns_name not in namespaces and args.create_namespaces:
+                    labels = {**RESTRICTED_NAMESPACE_LABELS, **team_namespace_labels(team.name)}
                     namespaces[ns_name] = k8s.core.v1.Namespace(
                         f"{name}-ns-{ns_name}",
-                        metadata={"name": ns_name, "labels": dict(RESTRICTED_NAMESPACE_LABELS)},
+                        metadata={"name": ns_name, "labels": labels},
                         opts=k8s_opts(),
                     )
                 cr(
@@ -592,6 +626,10 @@ class TrainingQueues(pulumi.ComponentResource):
 
         self.namespace = pulumi.Output.from_input(args.namespace)
         self.local_queues = pulumi.Output.from_input(local)
+        by_name = {p.name: p for p in pools}
+        self.teams = pulumi.Output.from_input(
+            {t.name: team_contract(t, by_name) for t in args.teams}
+        )
         self.cluster_queues = pulumi.Output.from_input([t.name for t in args.teams])
         self.flavors = pulumi.Output.from_input(flavor_names)
         self.release = release
@@ -599,6 +637,7 @@ class TrainingQueues(pulumi.ComponentResource):
             {
                 "namespace": self.namespace,
                 "localQueues": self.local_queues,
+                "teams": self.teams,
                 "clusterQueues": self.cluster_queues,
                 "flavors": self.flavors,
             }

@@ -29,7 +29,7 @@ from components.project_namespaces import ProjectNamespaces
 from components.serving_endpoint import ServingEndpoint
 from components.training_cluster import TrainingCluster
 from components.training_operator import TrainingOperator
-from components.training_queues import GpuPoolCapacity, TrainingQueues
+from components.training_queues import GpuPoolCapacity, TrainingQueues, team_namespace_labels
 from mlplatform.config import Platform, StackSettings, serving_service_account
 
 
@@ -61,9 +61,6 @@ def declare(settings: StackSettings) -> Declared:
         )
         pulumi.export("region", settings.region)
         declared = _declare_aws(settings, aws_provider, tags)
-        declared.namespaces = ProjectNamespaces(
-            "namespaces", shared_namespaces(settings), target=declared.target
-        )
     else:
         declared = _declare_local(settings, tags)
         pulumi.export("kubeContext", cfg.kube_context)
@@ -83,6 +80,7 @@ def _declare_aws(settings: StackSettings, provider: aws.Provider, tags: dict[str
     network = Network("network", cfg.network, cluster_name=cluster_name, tags=tags, opts=opts)
     cluster = TrainingCluster("cluster", cluster_args, network=network, tags=tags, opts=opts)
     target = cluster.target
+    namespaces = _project_namespaces(settings, target)
     karpenter = Karpenter(
         "karpenter", cfg.karpenter, target=target, cluster_name=cluster_name, tags=tags, opts=opts
     )
@@ -111,6 +109,8 @@ def _declare_aws(settings: StackSettings, provider: aws.Provider, tags: dict[str
         cfg.access_args(),
         store=store.refs(),
         cluster_name=cluster.cluster_name,
+        service_accounts=target,
+        namespace_resources=namespaces.resources,
         tags=tags,
         opts=opts,
     )
@@ -142,6 +142,7 @@ def _declare_aws(settings: StackSettings, provider: aws.Provider, tags: dict[str
         karpenter=karpenter,
         pools=pools,
         storage=StorageBackend(kind="s3", bucket=store.bucket_name, region=settings.region),
+        namespaces=namespaces,
         extra={
             "lbc": lbc,
             "aws_opts": opts,
@@ -158,7 +159,7 @@ def _declare_local(settings: StackSettings, tags: dict[str, str]) -> Declared:
     cfg = settings.config
     provider = k8s.Provider("kubernetes", context=cfg.kube_context)
     target = KubeTarget(provider=provider, on_aws=False)
-    namespaces = ProjectNamespaces("namespaces", shared_namespaces(settings), target=target)
+    namespaces = _project_namespaces(settings, target)
     store = LocalObjectStore(
         "model-store",
         cfg.local_object_store or LocalObjectStoreArgs(),
@@ -168,6 +169,18 @@ def _declare_local(settings: StackSettings, tags: dict[str, str]) -> Declared:
     pulumi.export("modelBucket", store.bucket_name)
     pulumi.export("modelStoreEndpoint", store.endpoint_url)
     return Declared(target=target, tags=tags, storage=store.storage, namespaces=namespaces)
+
+
+def _project_namespaces(settings: StackSettings, target: KubeTarget) -> ProjectNamespaces:
+    # A team's namespaces carry its label: that is what its ClusterQueue admits.
+    labels = {
+        ns: team_namespace_labels(team.name)
+        for team in settings.config.training_queues.teams
+        for ns in team.namespaces
+    }
+    return ProjectNamespaces(
+        "namespaces", shared_namespaces(settings), target=target, labels=labels
+    )
 
 
 def shared_namespaces(settings: StackSettings) -> set[str]:
@@ -287,4 +300,5 @@ def _declare_training(settings: StackSettings, d: Declared) -> None:
         namespace_resources=d.namespaces.resources if d.namespaces is not None else None,
     )
     d.extra["queues"] = queues
-    pulumi.export("trainingQueues", queues.local_queues)
+    # What a project needs to be admitted: see components.training_queues.team_contract.
+    pulumi.export("trainingQueues", queues.teams)
