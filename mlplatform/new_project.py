@@ -237,6 +237,7 @@ def build_context(
     # the stack); the rest of the stack's values are defaults the caller may override.
     resolved = ("team", "accelerator", "gpu_pool", "aws_region")
     context = {**chosen, **{k: v for k, v in extra.items() if k not in resolved}}
+    notes: list[str] = []
     if "platform_requirement" not in extra:
         source = platform_source(template, _PACKAGE_DIR.parent)
         if source is None:
@@ -252,19 +253,39 @@ def build_context(
                 _template_directory=source.template_directory or "",
                 _template_commit=source.template_commit or "",
             )
-            for message in source.warnings:
-                warn(message)
-    merged = {k: (v[0] if isinstance(v, list) else str(v)) for k, v in options.items()}
-    merged.update({k: v for k, v in context.items() if not k.startswith("_")})
-    merged.setdefault("project_slug", slug_of(extra, options))
+            notes += source.warnings
+    # The template's own checks on the answers cookiecutter will render, so one run reports
+    # every problem (once per option: accelerator and gpu_pool count as one).
     seen = {q.split(":", 1)[0] for q in problems}
-    # The template's own checks too, so one run reports every problem.
-    problems += [p for p in _hook_problems(template, merged) if p.split(":", 1)[0] not in seen]
+    if seen & {"team", "accelerator"}:
+        seen.add("gpu_pool")  # the pool follows from those two
+    valid = {k: v for k, v in context.items() if not _bad_choice(k, v, options)}
+    answers = _answers(template, valid)
+    problems += [p for p in _hook_problems(template, answers) if p.split(":", 1)[0] not in seen]
     if problems:
         raise NewProjectError(
             "invalid template options:\n" + "\n".join(f"  - {p}" for p in problems)
         )
+    for message in notes:
+        warn(message)
     return context
+
+
+def _bad_choice(key: str, value: str, options: Mapping[str, Any]) -> bool:
+    allowed = options.get(key)
+    return isinstance(allowed, list) and value not in allowed
+
+
+def _answers(template: Path, context: Mapping[str, str]) -> dict[str, str]:
+    """The options as cookiecutter will render them (its defaults' expressions evaluated)."""
+    from cookiecutter.generate import generate_context
+    from cookiecutter.prompt import prompt_for_config
+
+    ctx = generate_context(
+        context_file=str(template / "cookiecutter.json"), extra_context=dict(context)
+    )
+    rendered = prompt_for_config(ctx, no_input=True)
+    return {k: str(v) for k, v in rendered.items() if not k.startswith("_")}
 
 
 def _hook_problems(template: Path, options: Mapping[str, str]) -> list[str]:

@@ -113,18 +113,17 @@ def _requirement(package_root: Path) -> tuple[str, list[str]] | None:
         return f"{PLATFORM_PROJECT} @ {where.as_uri()}", [
             f"the project installs the platform library from the path {where}: {_NO_CI}"
         ]
+    if git.url is None:
+        return f"{PLATFORM_PROJECT} @ {git.top.as_uri()}", [
+            f"the platform checkout {git.top} has no git remote, so the project installs the "
+            f"platform library from that path: {_NO_CI}"
+        ]
     warnings = []
     if git.dirty:
         warnings.append(
             f"the platform checkout {git.top} has uncommitted changes: the project's "
             f"platform library is {git.ref[:12]}, without them"
         )
-    if git.url is None:
-        warnings.append(
-            f"the platform checkout {git.top} has no git remote, so the project installs the "
-            f"platform library from that path: {_NO_CI}"
-        )
-        return f"{PLATFORM_PROJECT} @ {git.top.as_uri()}", warnings
     return f"{PLATFORM_PROJECT} @ {git.url}@{git.ref}", warnings
 
 
