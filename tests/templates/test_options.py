@@ -264,5 +264,7 @@ def test_a_local_stack_is_refused(tmp_path: Path) -> None:
 def test_outputs_that_break_the_contract_are_named(dev: PlatformOffer) -> None:
     plan = build_plan("dev")
     plan["outputs"]["trainingQueues"] = {"research": "research"}
-    with pytest.raises(NewProjectError, match=r"(?s)stack .dev.: platform outputs break .*research"):
+    with pytest.raises(
+        NewProjectError, match=r"(?s)stack .dev.: platform outputs break .*research"
+    ):
         offer_from_plan(plan)
