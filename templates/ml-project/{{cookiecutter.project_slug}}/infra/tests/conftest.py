@@ -33,3 +33,9 @@ def platform_installed() -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     if in_ci() and not platform_installed():
         raise pytest.UsageError(MISSING)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # Locally, every test skipped for the missing library is a skip, not "no tests ran".
+    if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED and not platform_installed():
+        session.exitstatus = pytest.ExitCode.OK
