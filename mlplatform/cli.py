@@ -1,7 +1,8 @@
 """`mlplatform`: offline plan, cost, diff, verify and project generation.
 
 Exit codes: 0 success; 1 a mandatory policy is violated (``plan``); 2 a usage or config error
-(bad option, unreadable or invalid stack file, bad plan file), reported without a traceback.
+(bad option, unreadable or invalid stack file, bad plan file); 70 an internal error (a bug). All
+are reported without a Python traceback (``MLPLATFORM_DEBUG=1`` shows it).
 """
 
 from __future__ import annotations
@@ -17,16 +18,12 @@ from typing import Any
 import yaml
 
 EXIT_OK, EXIT_POLICY, EXIT_USAGE = 0, 1, 2
+EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug, reported without a traceback
 PLATFORM_PROJECT = "ml-platform"
 
 
 class UsageError(Exception):
     """A problem with what the user asked for: printed as ``error: ...``, exit code 2."""
-
-
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return EXIT_USAGE
 
 
 class _Output:
@@ -335,6 +332,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    from components.common import InvalidArgsError
     from mlplatform.config import ConfigError
     from mlplatform.new_project import NewProjectError
     from mlplatform.render import OutDirError
@@ -343,8 +341,20 @@ def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
         return int(func(args))
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
+    except InvalidArgsError as exc:  # a component's own checks: still the config's fault
+        print(f"error: {exc}", file=sys.stderr)
     except (UsageError, NewProjectError, OutDirError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+    except Exception as exc:
+        if os.environ.get("MLPLATFORM_DEBUG"):
+            raise
+        print(
+            f"error: internal error: {type(exc).__name__}: {exc}\n"
+            "This is a bug in mlplatform; rerun with MLPLATFORM_DEBUG=1 for the traceback and "
+            "report it.",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
     return EXIT_USAGE
 
 
