@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from mlplatform.contract import ContractError, project_problems, validate_outputs
-from mlplatform.report import build_plan
+from tests.shipped import shipped_plan
 
 ROOT = Path(__file__).resolve().parents[2]
 AWS_STACKS = sorted(
@@ -28,7 +28,7 @@ POD_IDENTITY = "aws:eks/podIdentityAssociation:PodIdentityAssociation"
 
 @pytest.fixture(scope="module", params=AWS_STACKS)
 def plan(request: pytest.FixtureRequest) -> dict[str, Any]:
-    return build_plan(request.param)
+    return shipped_plan(request.param)
 
 
 def test_the_shipped_aws_stacks_are_dev_and_prod() -> None:

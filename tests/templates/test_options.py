@@ -13,7 +13,7 @@ from cookiecutter.exceptions import FailedHookException
 from cookiecutter.main import cookiecutter
 
 from mlplatform.new_project import NewProjectError, PlatformOffer, new_project, offer_from_plan
-from mlplatform.report import build_plan
+from tests.shipped import shipped_plan
 from tests.templates.helpers import PLATFORM_REQUIREMENT, REPO, TEMPLATE, bake
 
 
@@ -121,12 +121,12 @@ def test_quotes_in_free_text_cannot_break_generated_files(tmp_path: Path) -> Non
 
 @pytest.fixture(scope="module")
 def dev() -> PlatformOffer:
-    return offer_from_plan(build_plan("dev"))
+    return offer_from_plan(shipped_plan("dev"))
 
 
 @pytest.fixture(scope="module")
 def prod() -> PlatformOffer:
-    return offer_from_plan(build_plan("prod"))
+    return offer_from_plan(shipped_plan("prod"))
 
 
 def _quiet(_message: str) -> None:
@@ -256,13 +256,13 @@ def test_a_local_stack_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(NewProjectError, match=r"supports AWS stacks only: stack 'local'"):
         platform_offer("local", REPO / "stacks")
-    local = build_plan("local")
+    local = shipped_plan("local")
     with pytest.raises(NewProjectError, match=r"AWS stacks only"):
         offer_from_plan(local)
 
 
 def test_outputs_that_break_the_contract_are_named(dev: PlatformOffer) -> None:
-    plan = build_plan("dev")
+    plan = shipped_plan("dev")
     plan["outputs"]["trainingQueues"] = {"research": "research"}
     with pytest.raises(
         NewProjectError, match=r"(?s)stack .dev.: platform outputs break .*research"

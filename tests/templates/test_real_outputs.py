@@ -23,7 +23,7 @@ import yaml
 from mlplatform.graph import Graph
 from mlplatform.new_project import new_project, offer_from_plan
 from mlplatform.plan import run_program
-from mlplatform.report import build_plan
+from tests.shipped import shipped_plan
 
 CASES = [
     # stack, options, the pool new-project must pick
@@ -37,7 +37,7 @@ POD_IDENTITY = "aws:eks/podIdentityAssociation:PodIdentityAssociation"
 
 @pytest.fixture(scope="module")
 def plans() -> dict[str, dict[str, Any]]:
-    return {stack: build_plan(stack) for stack in ("dev", "prod")}
+    return {stack: shipped_plan(stack) for stack in ("dev", "prod")}
 
 
 def _import_program(infra: Path, name: str) -> ModuleType:

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from mlplatform.new_project import new_project, offer_from_plan
-from mlplatform.report import build_plan
 from mlplatform.source import platform_source, public_git_url
+from tests.shipped import shipped_plan
 from tests.templates.helpers import REPO, TEMPLATE, missing
 
 GIT_ENV = {
@@ -151,7 +151,7 @@ def _change_template(repo: Path) -> None:
 @pytest.mark.slow
 def test_cruft_check_and_update_work_on_a_new_project(tmp_path: Path) -> None:
     repo = template_repo(tmp_path)
-    offer = offer_from_plan(build_plan("dev"))
+    offer = offer_from_plan(shipped_plan("dev"))
     project = new_project(
         offer,
         tmp_path / "out",
