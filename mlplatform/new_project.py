@@ -131,7 +131,9 @@ def slug_of(options: Mapping[str, str], defaults: Mapping[str, Any]) -> str:
     return name.lower().strip().replace(" ", "_").replace("-", "_")
 
 
-def stack_choices(offer: PlatformOffer, options: Mapping[str, str], defaults: Mapping[str, Any]):
+def stack_choices(
+    offer: PlatformOffer, options: Mapping[str, str], defaults: Mapping[str, Any]
+) -> tuple[dict[str, str], list[str]]:
     """The stack-derived template options, and each problem with the caller's choices."""
     out = offer.outputs
     problems: list[str] = []

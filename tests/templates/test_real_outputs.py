@@ -190,3 +190,40 @@ def test_the_preview_check_refuses_an_image_from_elsewhere(
             config=config,
             stack_references={offer.platform_stack: plan["outputs"]},
         )
+
+
+def test_the_same_project_runs_on_another_stack_with_that_stacks_file(
+    tmp_path: Path, plans: dict[str, dict[str, Any]]
+) -> None:
+    """A project made for dev, given a prod stack file (as its README says), runs on prod."""
+    dev, prod = plans["dev"], plans["prod"]
+    root = new_project(
+        offer_from_plan(dev), tmp_path, {"project_name": "Churn Forecast"}, warn=lambda _m: None
+    )
+    infra = root / "infra"
+    prod_ref = offer_from_plan(prod).platform_stack
+    (infra / "Pulumi.prod.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "config": {
+                    "aws:region": prod["outputs"]["region"],
+                    "churn-forecast:platformStack": prod_ref,
+                    "churn-forecast:team": "applied",
+                }
+            }
+        )
+    )
+    registries = prod["outputs"]["ecrRepositories"]
+    images = {
+        "trainingImage": f"{registries['training']}:1",
+        "servingImage": f"{registries['serving']}:1",
+    }
+    name, config = stack_config(infra, "prod", images)
+    program = _import_program(infra, "program_prod_churn_forecast")
+    graph = run_program(
+        program.main, project=name, stack="prod", config=config,
+        stack_references={prod_ref: prod["outputs"]},
+    )  # fmt: skip
+    assert graph.outputs["platformCheck"] == "ok"
+    (lq,) = _by_kind(graph.manifests(), "LocalQueue")
+    assert lq["spec"]["clusterQueue"] == "applied"
