@@ -381,6 +381,8 @@ GPU_TAINT = {"key": GPU_RESOURCE, "value": "true", "effect": "NoSchedule"}
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
 POOL_LABEL = "mlplatform.io/pool"
 ACCELERATOR_LABEL = "mlplatform.io/accelerator"
+# On a namespace: the team that owns it (Kueue ClusterQueue); cost rules sum spend by it.
+TEAM_LABEL = "mlplatform.io/team"
 DO_NOT_DISRUPT = {"karpenter.sh/do-not-disrupt": "true"}
 
 

@@ -14,15 +14,11 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.common import DNS_LABEL, RESTRICTED_NAMESPACE_LABELS, KubeTarget
+from components.common import DNS_LABEL, RESTRICTED_NAMESPACE_LABELS, TEAM_LABEL, KubeTarget
 
 
 class ProjectNamespaces(pulumi.ComponentResource):
-    """One restricted namespace per name; ingress only from the same namespace and monitoring.
-
-    ``labels``: extra labels per namespace (a training team's ``mlplatform.io/team``, which
-    admits the namespace to that team's Kueue ClusterQueue).
-    """
+    """One restricted namespace per name; ingress only from the same namespace and monitoring."""
 
     names: pulumi.Output[list[str]]
 
@@ -33,14 +29,17 @@ class ProjectNamespaces(pulumi.ComponentResource):
         *,
         target: KubeTarget,
         monitoring_namespace: str = "monitoring",
-        labels: Mapping[str, Mapping[str, str]] | None = None,
+        teams: Mapping[str, str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """``teams`` maps a namespace to the team that owns it: its ``mlplatform.io/team``
+        label, which kube-state-metrics exports and the cost rules sum spend by."""
         wanted = sorted(set(namespaces))
         bad = [n for n in wanted if not DNS_LABEL.match(n)]
         if bad:
             raise ValueError(f"namespace names must be DNS labels: {bad}")
         super().__init__("mlplatform:platform:ProjectNamespaces", name, None, opts)
+        owners = dict(teams or {})
         k8s_opts = pulumi.ResourceOptions(
             parent=self, provider=target.provider, depends_on=list(target.depends_on)
         )
@@ -53,7 +52,7 @@ class ProjectNamespaces(pulumi.ComponentResource):
                     "labels": {
                         **RESTRICTED_NAMESPACE_LABELS,
                         "mlplatform.io/project": ns,
-                        **dict((labels or {}).get(ns, {})),
+                        **({TEAM_LABEL: owners[ns]} if ns in owners else {}),
                     },
                 },
                 opts=k8s_opts,

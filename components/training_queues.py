@@ -75,6 +75,7 @@ from components.common import (
     GPU_TAINT,
     POOL_LABEL,
     RESTRICTED_NAMESPACE_LABELS,
+    TEAM_LABEL,
     ArgsModel,
     InvalidArgsError,
     Issue,
@@ -88,9 +89,6 @@ KUEUE_CHART_VERSION = "0.19.6"
 KUEUE_API_VERSION = "kueue.x-k8s.io/v1beta2"
 KUEUE_CONFIG_API_VERSION = "config.kueue.x-k8s.io/v1beta2"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
-# A namespace carrying this label is admitted by that team's ClusterQueue (and its cost is the
-# team's: kube-state-metrics exports the label for the cost rules).
-TEAM_LABEL = "mlplatform.io/team"
 PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
 CPU_FLAVOR = "default-cpu"
 BATCH_JOB_FRAMEWORK = "batch/job"
@@ -408,7 +406,8 @@ def cluster_queue(team: TeamQueue, cohort: str) -> dict[str, Any]:
 
 
 def team_namespace_labels(team: str) -> dict[str, str]:
-    """The labels that make a namespace admissible to ``team``'s ClusterQueue."""
+    """The labels that make a namespace admissible to ``team``'s ClusterQueue (and charge its
+    cost to the team: kube-state-metrics exports the label for the cost rules)."""
     return {TEAM_LABEL: team}
 
 
@@ -610,7 +609,7 @@ class TrainingQueues(pulumi.ComponentResource):
             cq = cr(f"cq-{team.name}", cluster_queue(team, args.cohort))
             for ns_name in team.namespaces:
                 if ns_name not in namespaces and args.create_namespaces:
-                    labels = {**RESTRICTED_NAMESPACE_LABELS, **team_namespace_labels(team.name)}
+                    labels = {**RESTRICTED_NAMESPACE_LABELS, TEAM_LABEL: team.name}
                     namespaces[ns_name] = k8s.core.v1.Namespace(
                         f"{name}-ns-{ns_name}",
                         metadata={"name": ns_name, "labels": labels},

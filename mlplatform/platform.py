@@ -29,7 +29,7 @@ from components.project_namespaces import ProjectNamespaces
 from components.serving_endpoint import ServingEndpoint
 from components.training_cluster import TrainingCluster
 from components.training_operator import TrainingOperator
-from components.training_queues import GpuPoolCapacity, TrainingQueues, team_namespace_labels
+from components.training_queues import GpuPoolCapacity, TrainingQueues
 from mlplatform.config import Platform, StackSettings, serving_service_account
 
 
@@ -172,14 +172,10 @@ def _declare_local(settings: StackSettings, tags: dict[str, str]) -> Declared:
 
 
 def _project_namespaces(settings: StackSettings, target: KubeTarget) -> ProjectNamespaces:
-    # A team's namespaces carry its label: that is what its ClusterQueue admits.
-    labels = {
-        ns: team_namespace_labels(team.name)
-        for team in settings.config.training_queues.teams
-        for ns in team.namespaces
-    }
+    # Declared before ProjectAccess, whose ServiceAccounts live in them. A team's namespaces
+    # carry its label: that is what its ClusterQueue admits.
     return ProjectNamespaces(
-        "namespaces", shared_namespaces(settings), target=target, labels=labels
+        "namespaces", shared_namespaces(settings), target=target, teams=namespace_teams(settings)
     )
 
 
@@ -191,6 +187,12 @@ def shared_namespaces(settings: StackSettings) -> set[str]:
     if cfg.local_object_store is not None:
         names |= set(cfg.local_object_store.client_namespaces)
     return names
+
+
+def namespace_teams(settings: StackSettings) -> dict[str, str]:
+    """Each training team's namespaces, by namespace: the label the cost rules sum by."""
+    teams = settings.config.training_queues.teams
+    return {ns: team.name for team in teams for ns in team.namespaces}
 
 
 def _declare_monitoring(settings: StackSettings, d: Declared) -> None:
