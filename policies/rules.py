@@ -347,8 +347,8 @@ def validate_stateful_protected(
     """Prod data stores carry ``protect=True`` so a bad change cannot delete them."""
     if _normalize_type(args.resource_type) in STATEFUL_TYPES and not args.opts.protect:
         report_violation(
-            f"stateful {args.resource_type} '{args.name}' must be protected in prod: "
-            + protect_hint(args.urn),
+            f"stateful {args.resource_type} '{args.name}' must be protected in prod "
+            f"(protect=True): {protect_hint(args.urn)}",
             None,
         )
 
