@@ -10,8 +10,18 @@ What this module declares:
   ``nvidia.com/gpu=true:NoSchedule`` taint, plus a ``default-cpu`` flavor for CPU-only work;
 * one ``ClusterQueue`` per team, all in one cohort, with ``cpu``/``memory``/``nvidia.com/gpu``
   nominal quotas per flavor and optional borrowing limits;
-* one ``LocalQueue`` per project namespace of a team (named after the team), which is what a
-  job's ``kueue.x-k8s.io/queue-name`` label points at.
+* one ``LocalQueue`` per namespace the stack lists for a team (named after the team), which is
+  what a job's ``kueue.x-k8s.io/queue-name`` label points at.
+
+Admission: which namespaces reach a team's queue
+------------------------------------------------
+A team's ``ClusterQueue`` admits workloads from every namespace labelled
+``mlplatform.io/team: <team>`` (its ``namespaceSelector``), and a namespace's ``LocalQueue`` is
+declared by whoever declares the namespace. The namespaces a stack lists under a team are the
+platform's: it labels them and gives each a LocalQueue. A project generated with
+``mlplatform new-project`` owns its namespace instead: its infra program labels it with the
+team's ``namespaceLabels`` and declares its own LocalQueue pointing at the team's
+``clusterQueue``, both read from the platform's ``trainingQueues`` output (``team_contract``).
 
 Borrowing, preemption and fair sharing
 --------------------------------------
@@ -407,15 +417,7 @@ def cluster_queue(
         "metadata": {"name": team.name},
         "spec": {
             "cohortName": cohort,
-            "namespaceSelector": {
-                "matchExpressions": [
-                    {
-                        "key": "kubernetes.io/metadata.name",
-                        "operator": "In",
-                        "values": list(team.namespaces),
-                    }
-                ]
-            },
+            "namespaceSelector": {"matchLabels": team_namespace_labels(team.name)},
             "queueingStrategy": "BestEffortFIFO",
             "preemption": {
                 "withinClusterQueue": "LowerPriority",
@@ -423,6 +425,34 @@ def cluster_queue(
             },
             "fairSharing": {"weight": team.weight},
             "resourceGroups": [{"coveredResources": covered, "flavors": flavors}],
+        },
+    }
+
+
+def team_namespace_labels(team: str) -> dict[str, str]:
+    """The labels that make a namespace admissible to ``team``'s ClusterQueue (and charge its
+    cost to the team: kube-state-metrics exports the label for the cost rules)."""
+    return {TEAM_LABEL: team}
+
+
+def team_contract(team: TeamQueue, pools: Mapping[str, GpuPoolCapacity]) -> dict[str, Any]:
+    """What a project needs to run on ``team``'s queue: the platform's ``trainingQueues[team]``.
+
+    ``clusterQueue`` is what a project's own LocalQueue points at; ``namespaceLabels`` are the
+    labels its namespace must carry to be admitted; ``namespaces`` are the platform's own
+    namespaces for the team (each with the LocalQueue ``localQueue``), which a project must not
+    redeclare; ``gpuPools`` are the pools the team has quota on (a pool without quota is never
+    admitted), with each pool's accelerator and the team's nominal GPUs there.
+    """
+    return {
+        "clusterQueue": team.name,
+        "localQueue": team.name,
+        "namespaceLabels": team_namespace_labels(team.name),
+        "namespaces": list(team.namespaces),
+        "gpuPools": {
+            q.pool: {"accelerator": pools[q.pool].accelerator, "gpus": q.gpus}
+            for q in team.quotas
+            if q.pool in pools
         },
     }
 
@@ -533,6 +563,7 @@ class TrainingQueues(pulumi.ComponentResource):
 
     namespace: pulumi.Output[str]
     local_queues: pulumi.Output[dict[str, str]]
+    teams: pulumi.Output[dict[str, dict[str, Any]]]
     cluster_queues: pulumi.Output[list[str]]
     flavors: pulumi.Output[list[str]]
 
@@ -622,6 +653,10 @@ class TrainingQueues(pulumi.ComponentResource):
 
         self.namespace = pulumi.Output.from_input(args.namespace)
         self.local_queues = pulumi.Output.from_input(local)
+        by_name = {p.name: p for p in pools}
+        self.teams = pulumi.Output.from_input(
+            {t.name: team_contract(t, by_name) for t in args.teams}
+        )
         self.cluster_queues = pulumi.Output.from_input([t.name for t in args.teams])
         self.flavors = pulumi.Output.from_input(flavor_names)
         self.release = release
@@ -629,6 +664,7 @@ class TrainingQueues(pulumi.ComponentResource):
             {
                 "namespace": self.namespace,
                 "localQueues": self.local_queues,
+                "teams": self.teams,
                 "clusterQueues": self.cluster_queues,
                 "flavors": self.flavors,
             }

@@ -228,6 +228,7 @@ class PlatformConfig(ArgsModel):
                     service_account=serving_service_account(name),
                     namespace=ep.namespace or name,
                     access=AccessLevel.READ,
+                    create_service_account=False,  # the ServingEndpoint declares it
                 )
             )
         return self.projects.model_copy(update={"grants": grants})
@@ -428,7 +429,7 @@ def _section_issues(data: dict[str, Any], broken: set[Any], prefix: str) -> list
 def _inject_environment(data: dict[str, Any]) -> list[tuple[str, str]]:
     """Sections with their own `environment` field follow the stack's; setting it twice is an error."""
     env = data.get("environment")
-    valid_env = env in {e.value for e in Environment}
+    valid_env = isinstance(env, str) and env in {e.value for e in Environment}
     problems = []
     for name, field in PlatformConfig.model_fields.items():
         key = field.alias or name
@@ -498,9 +499,25 @@ def read_stack_file(stack: str, stacks_dir: Path = STACKS_DIR) -> tuple[dict[str
         doc = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(stack, [(str(path), f"not valid YAML: {exc}")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(stack, [(str(path), f"cannot read it: {exc}")]) from None
+    if not isinstance(doc, dict):
+        raise ConfigError(
+            stack,
+            [(str(path), f"must be a mapping with a `config:` key, got {type(doc).__name__}")],
+        )
+    section = doc.get("config") or {}
+    if not isinstance(section, dict):
+        raise ConfigError(
+            stack,
+            [("config", f"must map keys to values (key: value), got {type(section).__name__}")],
+        )
+    bad = [k for k in section if not isinstance(k, str)]
+    if bad:
+        raise ConfigError(stack, [(f"config.{k}", "keys must be strings") for k in bad])
     raw: dict[str, str] = {}
     secret_keys: list[str] = []
-    for key, value in (doc.get("config") or {}).items():
+    for key, value in section.items():
         if ":" not in key:
             key = f"{PROJECT}:{key}"
         has_secret, plain = _strip_secure(value)

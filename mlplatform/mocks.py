@@ -9,6 +9,7 @@ provider and the dependencies.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,12 +35,24 @@ def _region(inputs: dict[str, Any], default: str) -> str:
 class PlatformMocks(Mocks):
     """Answers for AWS and Kubernetes resources and the data sources the program calls."""
 
-    def __init__(self, region: str = "us-east-1"):
+    def __init__(
+        self,
+        region: str = "us-east-1",
+        stack_references: Mapping[str, Mapping[str, Any]] | None = None,
+    ):
         self.region = region
+        # Outputs of other stacks, by the name a pulumi.StackReference gives (org/project/stack).
+        self.stack_references = dict(stack_references or {})
 
     # Resource registrations -------------------------------------------------------------
     def new_resource(self, args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
         typ, name, inputs = args.typ, args.name, dict(args.inputs)
+        if typ == "pulumi:pulumi:StackReference":
+            ref = str(inputs.get("name") or name)
+            if ref not in self.stack_references:
+                known = ", ".join(sorted(self.stack_references)) or "none"
+                raise KeyError(f"no outputs given for stack reference {ref!r} (given: {known})")
+            return ref, {"name": ref, "outputs": dict(self.stack_references[ref])}
         rid = f"{name}-{_digest(typ, name, length=8)}"
         state: dict[str, Any] = dict(inputs)
         service = typ.split(":")[1].split("/")[0] if typ.startswith("aws:") else ""
@@ -249,9 +262,11 @@ class RecordedResource:
     ignore_changes: list[str] = field(default_factory=list)
     # input name -> URNs it is computed from (what stack policies resolve references with)
     property_dependencies: dict[str, list[str]] = field(default_factory=dict)
+    # Inputs whose whole value is a secret map (a Secret's stringData): their keys, not values.
+    secret_keys: dict[str, list[str]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "urn": self.urn,
             "type": self.type,
             "custom": self.custom,
@@ -263,6 +278,9 @@ class RecordedResource:
             "propertyDependencies": self.property_dependencies,
             "provider": self.provider,
         }
+        if self.secret_keys:
+            out["secretKeys"] = self.secret_keys
+        return out
 
 
 def scrub(value: Any) -> Any:
@@ -306,6 +324,7 @@ class RecordingMonitor(MockMonitor):
                 custom=bool(request.custom),
                 parent=request.parent,
                 inputs=_raw_struct(request.object),
+                secret_keys=_secret_map_keys(request.object),
                 protect=bool(request.protect),
                 retain_on_delete=bool(request.retainOnDelete),
                 dependencies=list(request.dependencies),
@@ -328,6 +347,23 @@ class RecordingMonitor(MockMonitor):
         ):
             self.stack_outputs = _raw_struct(request.outputs)
         return super().RegisterResourceOutputs(request)
+
+
+def _secret_map_keys(struct: Any) -> dict[str, list[str]]:
+    """For each top-level input that is a secret map, its keys (the values stay secret)."""
+    from google.protobuf import json_format
+
+    if struct is None:
+        return {}
+    out: dict[str, list[str]] = {}
+    for key, value in json_format.MessageToDict(struct).items():
+        if (
+            isinstance(value, dict)
+            and value.get(rpc._special_sig_key) == rpc._special_secret_sig
+            and isinstance(value.get("value"), dict)
+        ):
+            out[key] = sorted(value["value"])
+    return out
 
 
 def _raw_struct(struct: Any) -> dict[str, Any]:

@@ -25,13 +25,15 @@ def run_program(
     config: Mapping[str, str] | None = None,
     secret_keys: Sequence[str] = (),
     region: str = "us-east-1",
+    stack_references: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Graph:
     """Run ``fn`` as a Pulumi program under mocks and return the recorded resource graph.
 
     ``config`` maps fully qualified keys (``ml-platform:foo``, ``aws:region``) to the strings the
-    engine would pass, exactly as a real run receives them.
+    engine would pass, exactly as a real run receives them. ``stack_references`` answers the
+    program's ``pulumi.StackReference``s: stack name (``org/project/stack``) -> its outputs.
     """
-    mocks = PlatformMocks(region=region)
+    mocks = PlatformMocks(region=region, stack_references=stack_references)
     monitor = RecordingMonitor(mocks)
     pulumi_settings.ROOT.set(None)
     pulumi.runtime.set_all_config(dict(config or {}), list(secret_keys))

@@ -65,12 +65,6 @@ def declare(settings: StackSettings) -> Declared:
         # NetworkPolicies are declared only where the CNI enforces them (see the invariants).
         pulumi.export("networkPolicyEnforcement", "vpc-cni enableNetworkPolicy")
         declared = _declare_aws(settings, aws_provider, tags)
-        declared.namespaces = ProjectNamespaces(
-            "namespaces",
-            shared_namespaces(settings),
-            target=declared.target,
-            teams=namespace_teams(settings),
-        )
     else:
         declared = _declare_local(settings, tags)
         pulumi.export("kubeContext", cfg.kube_context)
@@ -105,6 +99,7 @@ def _declare_aws(settings: StackSettings, provider: aws.Provider, tags: dict[str
         opts=opts,
     )
     target = cluster.target
+    namespaces = _project_namespaces(settings, target)
     karpenter = Karpenter(
         "karpenter",
         cfg.karpenter,
@@ -144,6 +139,8 @@ def _declare_aws(settings: StackSettings, provider: aws.Provider, tags: dict[str
         cfg.access_args(),
         store=store.refs(),
         cluster_name=cluster.cluster_name,
+        service_accounts=target,
+        namespace_resources=namespaces.resources,
         tags=tags,
         opts=opts,
     )
@@ -175,6 +172,7 @@ def _declare_aws(settings: StackSettings, provider: aws.Provider, tags: dict[str
         karpenter=karpenter,
         pools=pools,
         storage=StorageBackend(kind="s3", bucket=store.bucket_name, region=settings.region),
+        namespaces=namespaces,
         extra={
             "lbc": lbc,
             "aws_opts": opts,
@@ -191,9 +189,7 @@ def _declare_local(settings: StackSettings, tags: dict[str, str]) -> Declared:
     cfg = settings.config
     provider = k8s.Provider("kubernetes", context=cfg.kube_context)
     target = KubeTarget(provider=provider, on_aws=False, network_policy=cfg.kube_network_policies)
-    namespaces = ProjectNamespaces(
-        "namespaces", shared_namespaces(settings), target=target, teams=namespace_teams(settings)
-    )
+    namespaces = _project_namespaces(settings, target)
     store = LocalObjectStore(
         "model-store",
         cfg.local_object_store or LocalObjectStoreArgs(),
@@ -203,6 +199,14 @@ def _declare_local(settings: StackSettings, tags: dict[str, str]) -> Declared:
     pulumi.export("modelBucket", store.bucket_name)
     pulumi.export("modelStoreEndpoint", store.endpoint_url)
     return Declared(target=target, tags=tags, storage=store.storage, namespaces=namespaces)
+
+
+def _project_namespaces(settings: StackSettings, target: KubeTarget) -> ProjectNamespaces:
+    # Declared before ProjectAccess, whose ServiceAccounts live in them. A team's namespaces
+    # carry its label: that is what its ClusterQueue admits.
+    return ProjectNamespaces(
+        "namespaces", shared_namespaces(settings), target=target, teams=namespace_teams(settings)
+    )
 
 
 def shared_namespaces(settings: StackSettings) -> set[str]:
@@ -371,4 +375,5 @@ def _declare_training(settings: StackSettings, d: Declared) -> None:
         namespace_resources=d.namespaces.resources if d.namespaces is not None else None,
     )
     d.extra["queues"] = queues
-    pulumi.export("trainingQueues", queues.local_queues)
+    # What a project needs to be admitted: see components.training_queues.team_contract.
+    pulumi.export("trainingQueues", queues.teams)

@@ -321,6 +321,26 @@ STATEFUL_TYPES = frozenset(
 )
 
 
+# The stack key that protects what a component creates; the others protect with environment.
+PROTECT_KEYS = {
+    "mlplatform:storage:ModelStore": "ml-platform:modelStore.protect",
+    "mlplatform:registry:ModelRegistry": "ml-platform:modelRegistry.protect",
+}
+
+
+def protect_hint(urn: str) -> str:
+    """What to change so the resource at ``urn`` is protected: the stack key, where one exists."""
+    parts = urn.split("::")
+    chain = parts[2].split("$") if len(parts) >= 4 else []
+    for token in reversed(chain[:-1]):
+        if token in PROTECT_KEYS:
+            return f"set `{PROTECT_KEYS[token]}: true` in the stack file"
+    return (
+        "it is protected when `ml-platform:environment` is prod; a component that declares it "
+        "unprotected there is a bug"
+    )
+
+
 def validate_stateful_protected(
     args: ResourceValidationArgs, report_violation: ReportViolation
 ) -> None:
@@ -328,7 +348,7 @@ def validate_stateful_protected(
     if _normalize_type(args.resource_type) in STATEFUL_TYPES and not args.opts.protect:
         report_violation(
             f"stateful {args.resource_type} '{args.name}' must be protected in prod "
-            "(ResourceOptions(protect=True))",
+            f"(protect=True): {protect_hint(args.urn)}",
             None,
         )
 
