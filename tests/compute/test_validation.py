@@ -130,7 +130,9 @@ def test_nat_enum_error_lists_values():
     assert "'gateway-per-az', 'single-gateway', 'instance' or 'none'" in str(err.value)
 
 
-@pytest.mark.parametrize(("old", "new"), [("single", "single-gateway"), ("per-az", "gateway-per-az")])
+@pytest.mark.parametrize(
+    ("old", "new"), [("single", "single-gateway"), ("per-az", "gateway-per-az")]
+)
 def test_renamed_nat_modes_say_what_to_write_instead(old, new):
     with pytest.raises(pydantic.ValidationError) as err:
         NetworkArgs.model_validate({"nat": old})
@@ -140,12 +142,16 @@ def test_renamed_nat_modes_say_what_to_write_instead(old, new):
 @pytest.mark.parametrize("instance_type", ["t3.nano", "m5.large", "t4g", "T4G.NANO"])
 def test_nat_instance_must_be_graviton(instance_type):
     with pytest.raises(pydantic.ValidationError):
-        NetworkArgs.model_validate({"nat": "instance", "natInstance": {"instanceType": instance_type}})
+        NetworkArgs.model_validate(
+            {"nat": "instance", "natInstance": {"instanceType": instance_type}}
+        )
 
 
 def test_nat_instance_accepts_graviton_types_and_is_clean_in_dev():
     for itype in ("t4g.nano", "t4g.micro", "c7gn.medium", "m7g.large"):
-        args = NetworkArgs.model_validate({"nat": "instance", "natInstance": {"instanceType": itype}})
+        args = NetworkArgs.model_validate(
+            {"nat": "instance", "natInstance": {"instanceType": itype}}
+        )
         assert args.issues() == []
 
 
