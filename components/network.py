@@ -10,7 +10,6 @@ instance (dev: about a tenth of a gateway's price, see components/nat_instance.p
 from __future__ import annotations
 
 import ipaddress
-import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -25,8 +24,11 @@ from components.common import (
     Issue,
     check_cidr,
     merge_tags,
-    service_trust_policy,
 )
+
+# logs_key_policy is imported from here by the training cluster.
+from components.flow_logs import add_flow_logs
+from components.flow_logs import logs_key_policy as logs_key_policy
 from components.nat_instance import NatInstance, NatInstanceArgs
 
 DISCOVERY_TAG = "karpenter.sh/discovery"
@@ -165,11 +167,6 @@ class _Egress:
     targets: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _keep(environment: Environment) -> pulumi.ResourceOptions:
-    prod = environment is Environment.PROD
-    return pulumi.ResourceOptions(protect=prod, retain_on_delete=prod)
-
-
 def carve_subnets(cidr: str, az_count: int) -> tuple[list[str], list[str]]:
     """Split the VPC range: one large private subnet per AZ, one small public subnet per AZ.
 
@@ -181,53 +178,6 @@ def carve_subnets(cidr: str, az_count: int) -> tuple[list[str], list[str]]:
     private = [str(s) for s in eighths[:az_count]]
     public = [str(s) for s in list(eighths[-1].subnets(prefixlen_diff=3))[:az_count]]
     return private, public
-
-
-def logs_key_policy(log_group_pattern: str, *, extra_statements: list[Any] | None = None) -> Any:
-    """A KMS key policy: account administers the key, CloudWatch Logs may use it for the pattern."""
-    ident = aws.get_caller_identity_output()
-    region = aws.get_region_output()
-    partition = aws.get_partition_output()
-
-    def build(args: list[str]) -> str:
-        account, reg, part = args
-        return json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Sid": "AccountAdministersKey",
-                        "Effect": "Allow",
-                        "Principal": {"AWS": f"arn:{part}:iam::{account}:root"},
-                        "Action": "kms:*",
-                        "Resource": "*",
-                    },
-                    {
-                        "Sid": "CloudWatchLogsUsesKey",
-                        "Effect": "Allow",
-                        "Principal": {"Service": f"logs.{reg}.amazonaws.com"},
-                        "Action": [
-                            "kms:Encrypt*",
-                            "kms:Decrypt*",
-                            "kms:ReEncrypt*",
-                            "kms:GenerateDataKey*",
-                            "kms:Describe*",
-                        ],
-                        "Resource": "*",
-                        "Condition": {
-                            "ArnLike": {
-                                "kms:EncryptionContext:aws:logs:arn": (
-                                    f"arn:{part}:logs:{reg}:{account}:log-group:{log_group_pattern}"
-                                )
-                            }
-                        },
-                    },
-                    *(extra_statements or []),
-                ],
-            }
-        )
-
-    return pulumi.Output.all(ident.account_id, region.region, partition.partition).apply(build)
 
 
 class Network(pulumi.ComponentResource):
@@ -444,7 +394,14 @@ class Network(pulumi.ComponentResource):
                 )
 
         if args.flow_logs:
-            self._flow_logs(name, vpc, args, child)
+            self.flow_log = add_flow_logs(
+                self,
+                name,
+                vpc,
+                retention_days=args.flow_log_retention_days,
+                protect=args.environment is Environment.PROD,
+                tags=self._tags,
+            )
 
         self.teardown_anchor = anchor
         self.vpc_id = vpc.id
@@ -497,74 +454,3 @@ class Network(pulumi.ComponentResource):
             egress.resources += [eip, gateway]
             egress.targets.append({"nat_gateway_id": gateway.id})
         return egress
-
-    def _flow_logs(
-        self, name: str, vpc: aws.ec2.Vpc, args: NetworkArgs, child: pulumi.ResourceOptions
-    ) -> None:
-        group_name = f"/mlplatform/vpc/{name}/flow-logs"
-        key = aws.kms.Key(
-            f"{name}-flow-logs-key",
-            description=f"Encrypts VPC flow logs of {name}",
-            enable_key_rotation=True,
-            deletion_window_in_days=30,
-            policy=logs_key_policy(group_name),
-            tags=self._tags,
-            # Deleting a key makes everything it encrypted unreadable: keep it in prod.
-            opts=pulumi.ResourceOptions.merge(child, _keep(args.environment)),
-        )
-        group = aws.cloudwatch.LogGroup(
-            f"{name}-flow-logs",
-            name=group_name,
-            retention_in_days=args.flow_log_retention_days,
-            kms_key_id=key.arn,
-            tags=self._tags,
-            opts=child,
-        )
-        role = aws.iam.Role(
-            f"{name}-flow-logs-role",
-            # vpc-flow-logs sends aws:SourceAccount: only this account's flow logs may use it.
-            assume_role_policy=aws.get_caller_identity_output(
-                opts=pulumi.InvokeOutputOptions(parent=self)
-            ).account_id.apply(
-                lambda account: json.dumps(
-                    service_trust_policy("vpc-flow-logs.amazonaws.com", source_account=account),
-                    sort_keys=True,
-                )
-            ),
-            tags=self._tags,
-            opts=child,
-        )
-        aws.iam.RolePolicy(
-            f"{name}-flow-logs-write",
-            role=role.id,
-            policy=group.arn.apply(
-                lambda arn: json.dumps(
-                    {
-                        "Version": "2012-10-17",
-                        "Statement": [
-                            {
-                                "Effect": "Allow",
-                                "Action": [
-                                    "logs:CreateLogStream",
-                                    "logs:PutLogEvents",
-                                    "logs:DescribeLogStreams",
-                                ],
-                                "Resource": [arn, f"{arn}:*"],
-                            }
-                        ],
-                    }
-                )
-            ),
-            opts=child,
-        )
-        self.flow_log = aws.ec2.FlowLog(
-            f"{name}-flow-log",
-            vpc_id=vpc.id,
-            traffic_type="ALL",
-            log_destination_type="cloud-watch-logs",
-            log_destination=group.arn,
-            iam_role_arn=role.arn,
-            max_aggregation_interval=60,
-            tags=self._tags,
-            opts=child,
-        )
