@@ -48,12 +48,9 @@ def plan_from_graph(graph: Graph, environment: str) -> dict[str, Any]:
             }
         else:
             plan["cost"] = estimate_cost(plan)
-    try:
-        from mlplatform.policy import evaluate_policies
-    except ImportError:  # pragma: no cover
-        pass
-    else:
-        plan["policy"] = {"violations": evaluate_policies(plan, environment)}
+    from mlplatform.policy import evaluate_policies
+
+    plan["policy"] = {"violations": evaluate_policies(plan, environment)}
     return plan
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import re
+import sys
 import tomllib
 from pathlib import Path
 
@@ -57,3 +60,50 @@ def test_lock_file_knows_the_groups() -> None:
     lock = (ROOT / "uv.lock").read_text()
     assert "default-groups = []" in lock
     assert re.search(r"\[package\.dev-dependencies\]\ntest = \[", lock)
+
+
+def _runtime_closure() -> set[str]:
+    """Every package `uv run mlplatform ...` installs, from uv.lock: the project's dependencies
+    and theirs, without any dependency group."""
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    by_name = {p["name"]: p for p in lock["package"]}
+    todo = [d["name"] for d in by_name["ml-platform"]["dependencies"]]
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        todo += [d["name"] for d in by_name[name].get("dependencies", [])]
+    return seen
+
+
+def _imported_top_levels() -> set[str]:
+    found: set[str] = set()
+    for folder in ("mlplatform", "components", "policies"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    found |= {a.name.split(".")[0] for a in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    found.add(node.module.split(".")[0])
+    return found
+
+
+def test_the_cli_code_imports_only_what_the_runtime_install_brings() -> None:
+    """A module the CLI imports from the test group would work in the tests and fail (or, behind
+    an ImportError guard, silently do less) for a user who ran only `uv run mlplatform`."""
+    dists = importlib.metadata.packages_distributions()
+    ours = {"mlplatform", "components", "policies", "rules"}
+    runtime = _runtime_closure()
+    missing = {}
+    for module in sorted(_imported_top_levels() - ours - set(sys.stdlib_module_names)):
+        names = {re.sub(r"[-_.]+", "-", d).lower() for d in dists.get(module, [])}
+        if not names & runtime:
+            missing[module] = sorted(names)
+    assert missing == {}
+
+
+def test_the_closure_check_sees_a_test_only_package() -> None:
+    assert "pulumi-policy" in _runtime_closure()
+    assert "moto" not in _runtime_closure() and "pytest" not in _runtime_closure()
