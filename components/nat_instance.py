@@ -33,7 +33,9 @@ from pydantic import Field
 from components.common import ArgsModel, merge_tags, service_trust_policy
 
 ASSETS = Path(__file__).parent / "assets" / "nat-instance"
-# AL2023, arm64, standard kernel: AWS publishes the current AMI id under this public parameter.
+# AL2023, arm64, default kernel: AWS publishes the current AMI id under this public parameter, and
+# launch templates may name it as `resolve:ssm:<parameter>` (EC2 Auto Scaling user guide, "Use AWS
+# Systems Manager parameters instead of AMI IDs in launch templates"; confirmed 2026-12).
 AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64"
 NAT_TAG = "mlplatform.io/nat-instance"
 SCRIPT_PATH = "/usr/local/sbin/mlplatform-nat"
