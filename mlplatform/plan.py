@@ -71,7 +71,8 @@ def _no_stack_traces() -> Iterator[None]:
 
     Every registration walks the Python stack and turns each frame into a file URI, so the engine
     can point at the line that declared a resource. Offline nobody reads them; skipping them saves
-    about a tenth of the program's run time (benchmarks/bench_plan.py, in-process, prod). Where the SDK has no such hook, nothing changes.
+    about a tenth of the program's run time (in-process, prod). Where the SDK has no such hook,
+    nothing changes.
     """
     original = getattr(pulumi_resource, "_get_stack_trace", None)
     if original is None:
