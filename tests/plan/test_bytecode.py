@@ -48,3 +48,16 @@ def test_without_the_variable_nothing_changes(
     monkeypatch.setattr(sys, "pycache_prefix", None)
     cli.keep_bytecode_in_venv()
     assert sys.pycache_prefix is None  # Python's own __pycache__ next to each module
+
+
+def test_offline_runs_skip_the_sdks_stack_capture_and_restore_it() -> None:
+    from pulumi.runtime import resource as sdk
+
+    from mlplatform.plan import run_program
+
+    original = sdk._get_stack_trace  # an SDK upgrade without it would lose the speed-up: fail
+    seen = []
+    run_program(lambda: seen.append(sdk._get_stack_trace))
+    assert seen and seen[0] is not original
+    assert seen[0]().frames == []  # an empty trace, no stack walk
+    assert sdk._get_stack_trace is original
