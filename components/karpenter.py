@@ -95,6 +95,13 @@ class CpuPoolArgs(ArgsModel):
         return found
 
 
+class QueueEncryption(StrEnum):
+    """How the interruption queue is encrypted at rest."""
+
+    KMS = "kms"  # a customer-managed key (what the compliance profiles require)
+    SQS_MANAGED = "sqs-managed"  # SSE-SQS: no key to pay for ($1/month); the events are EC2's
+
+
 class KarpenterArgs(ArgsModel):
     environment: Environment = Environment.DEV
     chart_version: str = Field(default=KARPENTER_VERSION, pattern=r"^1\.\d+\.\d+$")
@@ -102,6 +109,8 @@ class KarpenterArgs(ArgsModel):
     replicas: int | None = None  # None: 1 in dev (one system node), 2 in prod
     ami_alias: str = "al2023@v20251112"
     interruption_queue: bool = True
+    # None: SQS-managed in dev (the queue holds only EC2's spot and health notices), KMS in prod
+    queue_encryption: QueueEncryption | None = None
     cpu_pool: CpuPoolArgs = Field(default_factory=CpuPoolArgs)
     tags: dict[str, str] = Field(default_factory=dict)
 
@@ -124,6 +133,13 @@ class KarpenterArgs(ArgsModel):
         if self.replicas is not None:
             return self.replicas
         return 2 if self.environment is Environment.PROD else 1
+
+    @property
+    def effective_queue_encryption(self) -> QueueEncryption:
+        if self.queue_encryption is not None:
+            return self.queue_encryption
+        prod = self.environment is Environment.PROD
+        return QueueEncryption.KMS if prod else QueueEncryption.SQS_MANAGED
 
 
 def node_class_spec(
@@ -251,26 +267,17 @@ class Karpenter(pulumi.ComponentResource):
         self.queue_name = None
         if args.interruption_queue:
             prod = args.environment is Environment.PROD
-            queue_key = aws.kms.Key(
-                f"{name}-interruptions-key",
-                description=f"Karpenter {cluster_name}: interruption queue",
-                enable_key_rotation=True,
-                deletion_window_in_days=7,
-                policy=pulumi.Output.all(partition, ident.account_id, region).apply(
-                    lambda a: json.dumps(
-                        interruption_key_policy(partition=a[0], account_id=a[1], region=a[2]),
-                        sort_keys=True,
-                    )
-                ),
-                tags=self._tags,
-                # Kept in prod like every prod key (the policy pack requires it).
-                opts=pulumi.ResourceOptions(parent=self, protect=prod, retain_on_delete=prod),
+            queue_key = (
+                self._queue_key(name, cluster_name, partition, ident.account_id, region, prod)
+                if args.effective_queue_encryption is QueueEncryption.KMS
+                else None
             )
             self.queue = aws.sqs.Queue(
                 f"{name}-interruptions",
                 name=cluster_name,
                 message_retention_seconds=300,
-                kms_master_key_id=queue_key.arn,
+                kms_master_key_id=queue_key.arn if queue_key is not None else None,
+                sqs_managed_sse_enabled=True if queue_key is None else None,
                 tags=self._tags,
                 opts=child,
             )
@@ -482,6 +489,25 @@ class Karpenter(pulumi.ComponentResource):
         )
 
     # Building blocks GpuNodePool reuses ---------------------------------------------------
+    def _queue_key(
+        self, name: str, cluster_name: str, partition: Any, account_id: Any, region: Any, prod: bool
+    ) -> aws.kms.Key:
+        return aws.kms.Key(
+            f"{name}-interruptions-key",
+            description=f"Karpenter {cluster_name}: interruption queue",
+            enable_key_rotation=True,
+            deletion_window_in_days=7,
+            policy=pulumi.Output.all(partition, account_id, region).apply(
+                lambda a: json.dumps(
+                    interruption_key_policy(partition=a[0], account_id=a[1], region=a[2]),
+                    sort_keys=True,
+                )
+            ),
+            tags=self._tags,
+            # Kept in prod like every prod key (the policy pack requires it).
+            opts=pulumi.ResourceOptions(parent=self, protect=prod, retain_on_delete=prod),
+        )
+
     def k8s_opts(self, parent: pulumi.Resource, *extra: pulumi.Resource) -> pulumi.ResourceOptions:
         """Options for a Karpenter CR: after the cluster, nodes and the controller (so it is
         deleted first, while the controller still runs to drain and terminate its nodes)."""

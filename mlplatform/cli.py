@@ -366,5 +366,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def keep_bytecode_in_venv() -> None:
+    """Cache compiled modules inside the virtual environment even under PYTHONDONTWRITEBYTECODE.
+
+    A plan imports about 750 modules of the AWS and Kubernetes SDKs; compiling them again on
+    every run costs seconds. Where the variable is set (containers, CI images) the bytecode goes
+    to ``<venv>/.pycache`` (``sys.pycache_prefix``): the environment the CLI was
+    installed into, never the source tree. Outside a virtual environment the setting stands.
+    """
+    if sys.dont_write_bytecode and sys.prefix != sys.base_prefix:
+        sys.pycache_prefix = str(Path(sys.prefix) / ".pycache")
+        sys.dont_write_bytecode = False
+
+
+def entry() -> int:
+    """The `mlplatform` command."""
+    keep_bytecode_in_venv()
+    return main()
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(entry())

@@ -320,6 +320,8 @@ def _pydantic_message(err: Mapping[str, Any], model: type[ArgsModel]) -> str:
         return f"unknown key; {hint}allowed keys: {', '.join(allowed)}"
     if kind == "missing":
         return "required key is missing"
+    if kind == "value_error":  # a validator's own message: drop pydantic's "Value error, "
+        return msg.removeprefix("Value error, ")
     got = err.get("input")
     if kind.startswith(("greater", "less")) or kind in (
         "int_parsing",

@@ -75,6 +75,9 @@ class PlatformMocks(Mocks):
             rid = f"sg-{_digest(name)}"
         elif typ == "aws:ec2/natGateway:NatGateway":
             rid = f"nat-{_digest(name)}"
+        elif typ == "aws:ec2/networkInterface:NetworkInterface":
+            rid = f"eni-{_digest(name)}"
+            state["arn"] = f"arn:aws:ec2:{region}:{ACCOUNT_ID}:network-interface/{rid}"
         elif typ == "aws:ec2/eip:Eip":
             rid = f"eipalloc-{_digest(name)}"
             state["publicIp"] = "203.0.113." + str(int(_digest(name, length=2), 16) % 250 + 1)

@@ -51,16 +51,10 @@ def plan_from_graph(graph: Graph, environment: str) -> dict[str, Any]:
             }
         else:
             plan["cost"] = estimate_cost(plan)
-    try:
-        from mlplatform.policy import compliance_report, evaluate_policies
-    except ImportError:  # pragma: no cover
-        pass
-    else:
-        violations = evaluate_policies(plan, environment)
-        plan["policy"] = {
-            "violations": violations,
-            "compliance": compliance_report(plan, violations),
-        }
+    from mlplatform.policy import compliance_report, evaluate_policies
+
+    violations = evaluate_policies(plan, environment)
+    plan["policy"] = {"violations": violations, "compliance": compliance_report(plan, violations)}
     return plan
 
 

@@ -672,6 +672,25 @@ def validate_no_open_ingress(args: Args, report_violation: ReportViolation) -> N
         )
 
 
+_ROUTER_TYPES = ("aws:ec2/networkInterface:NetworkInterface", "aws:ec2/instance:Instance")
+
+
+def validate_no_nat_instance(args: Args, report_violation: ReportViolation) -> None:
+    """Prod egress goes through NAT gateways: nothing turns off source/destination checks.
+
+    An interface or instance with the check off forwards other hosts' traffic: a NAT instance
+    (components/nat_instance.py) or another self-managed router, one instance that every private
+    subnet's egress depends on.
+    """
+    if args.resource_type in _ROUTER_TYPES and args.props.get("sourceDestCheck") is False:
+        report_violation(
+            f"'{args.name}' turns off the source/destination check, as a NAT instance does: a "
+            "single instance would carry prod's egress; use NAT gateways (network.nat: "
+            "gateway-per-az)",
+            None,
+        )
+
+
 # --------------------------------------------------------------------------------------------
 # the pack
 
@@ -713,6 +732,12 @@ RULES: tuple[Rule, ...] = (
         "stateful-protected-in-prod",
         "Prod data stores (buckets, databases, KMS keys, file systems, registries) are protected.",
         validate_stateful_protected,
+        prod_only=True,
+    ),
+    Rule(
+        "no-nat-instance-in-prod",
+        "Prod has no NAT instance (or other interface with the source/destination check off).",
+        validate_no_nat_instance,
         prod_only=True,
     ),
     Rule(

@@ -108,6 +108,8 @@ def test_component_refuses_bad_args_with_all_problems():
         ({"azCount": 7}, "azCount", "2 to 6"),
         ({"environment": "prod", "azCount": 2}, "azCount", "3 to 6 in prod"),
         ({"nat": "none"}, "nat", "ecr.api"),
+        ({"environment": "prod", "azCount": 3, "nat": "instance"}, "nat", "not for prod"),
+        ({"natInstance": {"instanceType": "t4g.micro"}}, "natInstance", "only with nat: instance"),
         ({"flowLogRetentionDays": 10}, "flowLogRetentionDays", "one of"),
         ({"availabilityZones": ["us-east-1a"]}, "availabilityZones", "azCount is 2"),
         (
@@ -125,7 +127,32 @@ def test_network_issues(args, path, fragment):
 def test_nat_enum_error_lists_values():
     with pytest.raises(pydantic.ValidationError) as err:
         NetworkArgs.model_validate({"nat": "double"})
-    assert "'single', 'per-az' or 'none'" in str(err.value)
+    assert "'gateway-per-az', 'single-gateway', 'instance' or 'none'" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"), [("single", "single-gateway"), ("per-az", "gateway-per-az")]
+)
+def test_renamed_nat_modes_say_what_to_write_instead(old, new):
+    with pytest.raises(pydantic.ValidationError) as err:
+        NetworkArgs.model_validate({"nat": old})
+    assert f"'{old}' was renamed '{new}'" in str(err.value)
+
+
+@pytest.mark.parametrize("instance_type", ["t3.nano", "m5.large", "t4g", "T4G.NANO"])
+def test_nat_instance_must_be_graviton(instance_type):
+    with pytest.raises(pydantic.ValidationError):
+        NetworkArgs.model_validate(
+            {"nat": "instance", "natInstance": {"instanceType": instance_type}}
+        )
+
+
+def test_nat_instance_accepts_graviton_types_and_is_clean_in_dev():
+    for itype in ("t4g.nano", "t4g.micro", "c7gn.medium", "m7g.large"):
+        args = NetworkArgs.model_validate(
+            {"nat": "instance", "natInstance": {"instanceType": itype}}
+        )
+        assert args.issues() == []
 
 
 @pytest.mark.parametrize(

@@ -48,6 +48,25 @@ def test_wrong_enum_lists_allowed_values() -> None:
     assert "'dev' or 'prod'" in got["ml-platform:environment"]
 
 
+def test_renamed_nat_mode_is_a_clear_migration_error() -> None:
+    got = problems({**BASE, "ml-platform:network": json.dumps({"nat": "per-az"})})
+    assert got["ml-platform:network.nat"] == (
+        "'per-az' was renamed 'gateway-per-az'; "
+        "allowed: 'gateway-per-az', 'single-gateway', 'instance', 'none'"
+    )
+
+
+def test_nat_instance_is_refused_in_prod_before_any_resource() -> None:
+    got = problems(
+        {
+            **BASE,
+            "ml-platform:environment": "prod",
+            "ml-platform:network": json.dumps({"azCount": 3, "nat": "instance"}),
+        }
+    )
+    assert "gateway-per-az" in got["ml-platform:network.nat"]
+
+
 def test_unknown_region_and_all_problems_at_once() -> None:
     got = problems(
         {**BASE, "aws:region": "mars-1", "ml-platform:owner": "", "ml-platform:bogus": "x"}

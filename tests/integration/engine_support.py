@@ -50,7 +50,7 @@ def policy_venv() -> Path:
     """The virtualenv the policy pack runs in.
 
     ``MLPLATFORM_POLICY_VENV``, else ``<engine dir>/policy-venv`` (built by build-engine.sh from
-    policies/requirements.txt), else the environment running the tests, whose dev group pins the
+    policies/requirements.txt), else the environment running the tests, whose test group pins the
     same pulumi and pulumi-policy.
     """
     if explicit := os.environ.get(POLICY_VENV_ENV):

@@ -301,6 +301,22 @@ CASES: list[tuple[Any, Any, Any, str]] = [
         "0.0.0.0/0",
     ),
     (
+        rules.validate_no_nat_instance,
+        args("aws:ec2/networkInterface:NetworkInterface", {"subnetId": "subnet-1"}),
+        args(
+            "aws:ec2/networkInterface:NetworkInterface",
+            {"subnetId": "subnet-1", "sourceDestCheck": False},
+            name="network-nat-eni",
+        ),
+        "gateway-per-az",
+    ),
+    (
+        rules.validate_no_nat_instance,
+        args("aws:ec2/instance:Instance", {"sourceDestCheck": True}),
+        args("aws:ec2/instance:Instance", {"sourceDestCheck": False}, name="router"),
+        "source/destination check",
+    ),
+    (
         rules.validate_no_open_ingress,
         args(
             "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
@@ -460,7 +476,11 @@ def test_dev_is_advisory_and_prod_is_mandatory_with_prod_only_rules() -> None:
     assert {p.enforcement_level for p in prod} == {EnforcementLevel.MANDATORY}
     dev_names = {p.name for p in dev}
     prod_names = {p.name for p in prod}
-    assert prod_names - dev_names == {"no-force-destroy-in-prod", "stateful-protected-in-prod"}
+    assert prod_names - dev_names == {
+        "no-force-destroy-in-prod",
+        "stateful-protected-in-prod",
+        "no-nat-instance-in-prod",
+    }
     assert all(isinstance(p, (ResourceValidationPolicy, StackValidationPolicy)) for p in prod)
 
 

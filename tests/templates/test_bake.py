@@ -89,7 +89,7 @@ def _run(cmd: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess
 def _tool(name: str) -> str:
     path = Path(sys.executable).parent / name
     if not path.exists():
-        missing(f"{name} is not installed in this environment (dev group)")
+        missing(f"{name} is not installed in this environment (the test group)")
     return str(path)
 
 

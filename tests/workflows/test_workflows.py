@@ -29,7 +29,7 @@ def load(path: Path) -> dict[str, Any]:
 def tool(name: str) -> str:
     found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
     if found is None:
-        pytest.skip(f"{name} is not installed (uv sync installs it with the dev group)")
+        pytest.skip(f"{name} is not installed (uv sync --group test installs it)")
     return found
 
 
@@ -109,7 +109,7 @@ def test_preview_runs_tests_offline_diff_and_policy_previews_with_oidc() -> None
     doc = load(ROOT / ".github/workflows/preview.yml")
     assert "pull_request" in doc["on"]
     runs = "\n".join(s.get("run", "") for _, s in steps(doc))
-    assert "uv run pytest" in runs
+    assert "uv run --locked --group test pytest" in runs
     assert "mlplatform plan --stack" in runs and "mlplatform.diff" in runs
     previews = _pulumi_steps(doc)
     assert previews
