@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -210,6 +211,26 @@ def test_monitors_may_use_the_fields_of_the_operator_release_the_platform_runs(
     monitor["spec"]["scrapeNativeHistograms"] = True  # since v0.88.0
     monitor["spec"]["endpoints"][0]["scheme"] = "HTTPS"  # upper case accepted since v0.93.0
     assert kubectl_validate.problems([monitor]) == [[]]
+
+
+# The handover for clusters from before the CRD charts ------------------------------------------
+def test_the_handover_adopts_every_crd_the_crd_charts_ship(
+    kubectl_validate: KubectlValidate,
+) -> None:
+    """docs/upgrading-crds.md lists Karpenter's CRDs by name: exactly those of the pinned release
+    (its pkg/apis/crds, the files the karpenter-crd chart's templates are made from)."""
+    doc = (ROOT / "docs" / "upgrading-crds.md").read_text()
+    karpenter = sources()["karpenter-crd"]
+    assert f"`karpenter-crd` {karpenter.pinned} ships" in doc, "the doc names another release"
+    loop = re.search(r'for crd in ([^;]*); do\s+adopt "\$crd" karpenter-crd ', doc)
+    assert loop, "docs/upgrading-crds.md has no adoption loop for karpenter-crd"
+    assert set(loop[1].replace("\\", " ").split()) == set(
+        kubectl_validate.crd_names(karpenter.name)
+    )
+    # the Prometheus Operator's are found by their group: one the chart adds is adopted too
+    groups = {n.partition(".")[2] for n in kubectl_validate.crd_names("prometheus-operator-crds")}
+    assert groups == {"monitoring.coreos.com"}
+    assert "grep 'monitoring\\.coreos\\.com$'" in doc
 
 
 # Finding the validator ------------------------------------------------------------------------
