@@ -87,7 +87,9 @@ from components.common import (
 
 KUEUE_CHART = "oci://registry.k8s.io/kueue/charts/kueue"
 # v0.19.3, the newest Kueue release confirmed here (kubernetes-sigs/kueue#14693, published
-# 2026-09-03; chart oci://registry.k8s.io/kueue/charts/kueue, same version as the app).
+# 2026-09-03; chart oci://registry.k8s.io/kueue/charts/kueue, same version as the app). Tests
+# validate the queues against v0.19.2's CRDs, the nearest release the Go module proxy serves
+# (scripts/crd-sources.txt; keep the two in step).
 KUEUE_CHART_VERSION = "0.19.3"
 KUEUE_API_VERSION = "kueue.x-k8s.io/v1beta2"
 KUEUE_CONFIG_API_VERSION = "config.kueue.x-k8s.io/v1beta2"

@@ -169,8 +169,7 @@ def test_preempted_pods_do_not_use_up_retries(run):
 
 
 def test_every_job_shape_passes_kubectl_validate(run, kubectl_validate: KubectlValidate):
-    """Jobs against Kubernetes 1.33, PyTorchJobs against the Training Operator's CRD (v1.8.1's:
-    the nearest release the module proxy serves to the pinned v1.9.4; same kubeflow.org/v1)."""
+    """Jobs against Kubernetes 1.33, PyTorchJobs against the pinned Training Operator's CRD."""
     jobs = [
         build(run, job_args(priorityClass="urgent", shmSize="8Gi")),
         build(run, job_args(gpusPerNode=0, pool=None)),

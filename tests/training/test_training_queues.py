@@ -224,7 +224,7 @@ def test_queue_objects_wait_for_kueue_and_local_queues_for_their_namespace(run):
 
 
 def test_every_manifest_passes_kubectl_validate(run, kubectl_validate: KubectlValidate):
-    """Kueue objects against the CRDs of Kueue v0.17.0: the nearest release the module proxy
+    """Kueue objects against the CRDs of Kueue v0.19.2: the nearest release the module proxy
     serves to the pinned chart 0.19.3 (same v1beta2 API)."""
     graph, _ = build(run)
     manifests = graph.manifests()
