@@ -156,7 +156,12 @@ def test_every_key_the_engine_requires_is_set_by_every_shipped_stack() -> None:
 
 def test_optional_keys_whose_absence_matters_are_not_declared() -> None:
     project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
-    assert set(optional_keys()) == {"kubeContext", "modelStore", "modelRegistry", "localObjectStore"}
+    assert set(optional_keys()) == {
+        "kubeContext",
+        "modelStore",
+        "modelRegistry",
+        "localObjectStore",
+    }
     assert not set(optional_keys()) & set(project["config"])
 
 
