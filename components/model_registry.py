@@ -4,7 +4,7 @@
 * Database, a typed choice: RDS PostgreSQL on AWS (KMS-encrypted, backups >= 7 days, deletion
   protection and a final snapshot when protected, private subnets, reachable only from the
   cluster's security groups), or in-cluster PostgreSQL / SQLite on a PVC for the local stack.
-* The database password is generated (pulumi_random), kept in Secrets Manager (KMS) and in a
+* The database password is generated (GeneratedSecret), kept in Secrets Manager (KMS) and in a
   Kubernetes Secret; it never appears in stack config. Pods read it from a mounted file, never
   from the pod spec's env or a command line.
 * Images from the upstream publishers, pinned by tag (validated, never latest) and pulled with
@@ -26,7 +26,6 @@ from typing import Annotated, Any, Literal
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
-import pulumi_random as random
 from pydantic import Field
 
 from components.common import (
@@ -43,6 +42,7 @@ from components.common import (
     merge_tags,
     pod_security_context,
 )
+from components.generated_secret import GeneratedSecret
 from components.project_access import AccessLevel, pod_identity_role, s3_prefix_policy
 
 PORT = 5000
@@ -523,10 +523,9 @@ class ModelRegistry(pulumi.ComponentResource):
             volumes.append({"name": "db", "persistentVolumeClaim": {"claimName": f"{APP}-db"}})
             mounts.append({"name": "db", "mountPath": "/mlflow/db"})
         else:
-            password = random.RandomPassword(
+            password = GeneratedSecret(
                 f"{name}-db-password",
-                length=32,
-                special=False,  # goes into a connection URI unescaped
+                length=32,  # alphanumeric: goes into a connection URI unescaped
                 opts=pulumi.ResourceOptions(parent=self),
             )
             if isinstance(db, RdsDatabase):
@@ -736,7 +735,7 @@ class ModelRegistry(pulumi.ComponentResource):
         db: RdsDatabase,
         network: RegistryNetwork,
         kms_key_arn: pulumi.Input[str],
-        password: random.RandomPassword,
+        password: GeneratedSecret,
         keep: pulumi.ResourceOptions,
     ) -> pulumi.Output[str]:
         protect = bool(keep.protect)
@@ -846,7 +845,7 @@ class ModelRegistry(pulumi.ComponentResource):
         name: str,
         db: InClusterPostgres,
         ns_name: str,
-        password: random.RandomPassword,
+        password: GeneratedSecret,
         k8s_opts: pulumi.ResourceOptions,
         protect: bool,
     ) -> None:

@@ -38,7 +38,6 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
-import pulumi_random as random
 import yaml
 from pydantic import Field
 
@@ -55,6 +54,7 @@ from components.common import (
     merge_tags,
     pod_security_context,
 )
+from components.generated_secret import GeneratedSecret
 from components.project_access import pod_identity_role
 
 ASSETS = Path(__file__).parent / "assets"
@@ -1078,11 +1078,8 @@ class MonitoringStack(pulumi.ComponentResource):
 
         # Grafana admin credentials: a Secret, never the chart's default password.
         if grafana_admin_password is None:
-            generated = random.RandomPassword(
-                f"{name}-grafana-password",
-                length=32,
-                special=False,
-                opts=pulumi.ResourceOptions(parent=self),
+            generated = GeneratedSecret(
+                f"{name}-grafana-password", length=32, opts=pulumi.ResourceOptions(parent=self)
             )
             password: pulumi.Input[str] = generated.result
         else:

@@ -142,7 +142,7 @@ def test_database_accepts_only_the_cluster(prod: Graph) -> None:
 
 
 def test_password_is_generated_and_kept_in_secrets_manager(prod: Graph) -> None:
-    assert prod.one("random:index/randomPassword:RandomPassword").inputs["length"] >= 32
+    assert prod.one("pulumi-python:dynamic/mlplatform:GeneratedSecret").inputs["length"] >= 32
     secret = prod.one("aws:secretsmanager/secret:Secret")
     assert secret.inputs["kmsKeyId"] == KMS_ARN
     assert secret.protect and secret.retain_on_delete
