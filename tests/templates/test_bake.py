@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import missing_tool
 from tests.templates.helpers import (
     CHOICES,
     TEMPLATE,
@@ -83,7 +84,7 @@ def _run(cmd: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess
 def _tool(name: str) -> str:
     path = Path(sys.executable).parent / name
     if not path.exists():
-        pytest.skip(f"{name} is not installed in this environment (dev group)")
+        missing_tool(f"{name} is not installed in this environment (dev group)")
     return str(path)
 
 

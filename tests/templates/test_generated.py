@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import missing_tool
 from tests.templates.helpers import bake, uv_env
 
 pytestmark = pytest.mark.slow
@@ -27,7 +28,7 @@ SUITE_TIMEOUT_S = 600
 def _uv() -> str:
     uv = shutil.which("uv")
     if uv is None:
-        pytest.skip("uv is not on PATH")
+        missing_tool("uv is not on PATH")
     return uv
 
 

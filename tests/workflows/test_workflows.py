@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.conftest import missing_tool
+
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 NAMES = [p.name for p in WORKFLOWS]
@@ -29,7 +31,7 @@ def load(path: Path) -> dict[str, Any]:
 def tool(name: str) -> str:
     found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
     if found is None:
-        pytest.skip(f"{name} is not installed (uv sync installs it with the dev group)")
+        missing_tool(f"{name} is not installed (uv sync installs it with the dev group)")
     return found
 
 
