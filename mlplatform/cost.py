@@ -713,12 +713,18 @@ def _helm_requests(values: Any, replicas: float = 1.0) -> Iterator[tuple[float, 
             yield from _helm_requests(v, replicas)
 
 
-def _allocatable(spec: Mapping[str, Any]) -> tuple[float, float]:
-    """Roughly what EKS leaves for pods on a node: kube-reserved, system-reserved, eviction."""
+def node_allocatable(spec: Mapping[str, Any]) -> tuple[float, float, int]:
+    """Roughly what EKS leaves for pods on a node of this instance (an ``ec2`` entry of the price
+    data): vCPUs and GiB after kube-reserved, system-reserved and eviction, and max pods."""
     vcpu, mem = float(spec["vcpu"]), float(spec["memoryGiB"])
     max_pods = 17 if mem <= 4 else (35 if vcpu <= 2 else 58)
     reserved_mem = (255 + 11 * max_pods + 100) / 1024
-    return vcpu - 0.07 - 0.01 * max(0.0, vcpu - 1), max(0.0, mem - reserved_mem)
+    return vcpu - 0.07 - 0.01 * max(0.0, vcpu - 1), max(0.0, mem - reserved_mem), max_pods
+
+
+def _allocatable(spec: Mapping[str, Any]) -> tuple[float, float]:
+    cpu, mem, _ = node_allocatable(spec)
+    return cpu, mem
 
 
 def _always_on_pods(
