@@ -29,11 +29,17 @@ STACK = "engine-test"
 TIMEOUT_S = 600
 
 
+def engine_folder() -> str | None:
+    """``MLPLATFORM_ENGINE_DIR``, else scripts/build-engine.sh's default folder if it exists."""
+    default = Path.home() / ".cache" / "ml-platform-engine"
+    return os.environ.get(ENGINE_DIR_ENV) or (str(default) if default.is_dir() else None)
+
+
 def engine_search_path(extra: tuple[str, ...] = ()) -> str:
     """PATH with ``MLPLATFORM_ENGINE_DIR`` in front; skips the test (fails it in CI) when a
     binary is missing."""
     path = os.environ.get("PATH", "")
-    engine_dir = os.environ.get(ENGINE_DIR_ENV)
+    engine_dir = engine_folder()
     if engine_dir:
         path = os.pathsep.join([str(Path(engine_dir).resolve()), path])
     missing = [b for b in (*BINARIES, *extra) if shutil.which(b, path=path) is None]
@@ -56,7 +62,7 @@ def policy_venv() -> Path:
     """
     if explicit := os.environ.get(POLICY_VENV_ENV):
         return Path(explicit).resolve()
-    engine_dir = os.environ.get(ENGINE_DIR_ENV)
+    engine_dir = engine_folder()
     if engine_dir and (Path(engine_dir) / "policy-venv" / "bin" / "python").exists():
         return (Path(engine_dir) / "policy-venv").resolve()
     return Path(sys.prefix)
