@@ -60,18 +60,6 @@ def crds_dir() -> Path:
     return path
 
 
-def crd_sources(path: Path) -> dict[str, str]:
-    """File name -> ``module@version`` it came from (the SOURCES file), where known."""
-    sources = path / "SOURCES"
-    if not sources.is_file():
-        return {}
-    return {
-        line.split()[0]: line.split()[1]
-        for line in sources.read_text().splitlines()
-        if len(line.split()) >= 2
-    }
-
-
 @dataclass
 class Kubectl:
     binary: Path
