@@ -152,8 +152,9 @@ def pods_of(kubectl: Kubectl, workload: Mapping[str, Any]) -> list[dict[str, Any
 
 
 def _restricted_to(spec: dict[str, Any], nodes: list[str]) -> dict[str, Any]:
-    """The pod spec, allowed only onto ``nodes``, without resource requests (a probe asks whether
-    labels, taints and selectors keep the pod off those nodes, not whether it fits)."""
+    """The pod spec, allowed only onto ``nodes``, without resource requests, spreading rules or
+    claims (a probe asks whether labels, taints and selectors keep the pod off those nodes, not
+    whether it fits or how it spreads)."""
     only = {"key": "kubernetes.io/hostname", "operator": "In", "values": nodes}
     affinity = dict(spec.get("affinity") or {})
     node_affinity = dict(affinity.get("nodeAffinity") or {})
@@ -164,8 +165,9 @@ def _restricted_to(spec: dict[str, Any], nodes: list[str]) -> dict[str, Any]:
     node_affinity["requiredDuringSchedulingIgnoredDuringExecution"] = {"nodeSelectorTerms": terms}
     affinity["nodeAffinity"] = node_affinity
     containers = [{k: v for k, v in c.items() if k != "resources"} for c in spec["containers"]]
+    affinity.pop("podAntiAffinity", None)  # spreading, not pool choice
     return {
-        **spec,
+        **{k: v for k, v in spec.items() if k != "topologySpreadConstraints"},
         "affinity": affinity,
         "containers": containers,
         "initContainers": [
@@ -238,6 +240,8 @@ def placement_problems(
         wrong = {n["metadata"]["name"]: r for n in nodes if (r := wrong_node_reason(spec, n))}
         if wrong:
             probe = pod_from_template(w, f"probe-{w['metadata']['name']}")
+            # Labels of its own, so the workload's controller does not adopt it.
+            probe["metadata"]["labels"] = {"mlplatform.io/probe": w["metadata"]["name"]}
             probe["spec"] = _restricted_to(probe["spec"], sorted(wrong))
             if probe_schedules(kubectl, probe):
                 problems.append(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -218,3 +219,27 @@ class ControlPlanes:
     def stop_all(self) -> None:
         for key in list(self.started):
             self.stop(key)
+
+
+def offline_plan(stack: str, out: Path) -> dict[str, Any]:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlplatform.cli",
+            "plan",
+            "--stack",
+            stack,
+            "--format",
+            "json",
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)

@@ -28,16 +28,17 @@ import pytest
 from tests.integration import cluster_checks as checks
 from tests.integration.control_plane import (
     CONTEXT,
+    KIND_STORAGE_CLASS,
     ControlPlane,
     Kubectl,
     binaries_dir,
     crds_dir,
+    offline_plan,
     start,
 )
 from tests.integration.engine_programs import STUB_CHARTS_ENV
 from tests.integration.engine_support import StackProject, engine_search_path
 from tests.integration.plan_nodes import local_nodes
-from tests.integration.test_control_plane import KIND_STORAGE_CLASS, offline_plan
 
 pytestmark = [
     pytest.mark.engine,
