@@ -28,6 +28,18 @@ SCRIPTS = REPO / "scripts"
 CONTROL_PLANE_DIR_ENV = "MLPLATFORM_CONTROL_PLANE_DIR"
 CRDS_DIR_ENV = "MLPLATFORM_CRDS_DIR"
 CONTEXT = "mlplatform-control-plane"
+# What a kind cluster (the local stack's documented target) brings: its default StorageClass.
+KIND_STORAGE_CLASS = {
+    "apiVersion": "storage.k8s.io/v1",
+    "kind": "StorageClass",
+    "metadata": {
+        "name": "standard",
+        "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+    },
+    "provisioner": "rancher.io/local-path",
+    "reclaimPolicy": "Delete",
+    "volumeBindingMode": "WaitForFirstConsumer",
+}
 BINARIES = (
     "etcd",
     "kube-apiserver",
