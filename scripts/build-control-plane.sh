@@ -60,16 +60,21 @@ module_copy() { # module version dest
   cp -r "$dir" "$3"
   chmod -R u+w "$3"
 }
-# Turn every replace whose target is a local folder (PREFIX...) into the published module at VERSION.
+# Turn every replace whose target is a local folder (PREFIX...) into the published module: at the
+# version the go.mod requires, or at VERSION where it requires only a placeholder (v0.0.0).
 replace_local() { # prefix version
-  local old
-  for old in $(go mod edit -json | python3 -c '
+  local old version
+  while read -r old version; do
+    go mod edit -dropreplace="$old" -replace="$old=$old@$version"
+  done < <(go mod edit -json | python3 -c '
 import json, sys
-for r in json.load(sys.stdin).get("Replace") or []:
+mod = json.load(sys.stdin)
+required = {r["Path"]: r["Version"] for r in mod.get("Require") or []}
+for r in mod.get("Replace") or []:
     if r["New"]["Path"].startswith(sys.argv[1]) and "FORBIDDEN" not in r["New"]["Path"]:
-        print(r["Old"]["Path"])' "$1"); do
-    go mod edit -dropreplace="$old" -replace="$old=$old@$2"
-  done
+        path = r["Old"]["Path"]
+        version = required.get(path, "v0.0.0")
+        print(path, sys.argv[2] if version.startswith("v0.0.0") else version)' "$1" "$2")
 }
 
 start=$SECONDS
@@ -98,7 +103,7 @@ log "etcd: go.etcd.io/etcd/server/v3 $ETCD_VERSION"
 module_copy go.etcd.io/etcd/server/v3 "$ETCD_VERSION" "$SRC/etcd"
 (
   cd "$SRC/etcd"
-  replace_local ../ "$ETCD_VERSION" # ../api, ../client/pkg, ../pkg, ...: the sibling modules
+  replace_local ../ "$ETCD_VERSION" # ../api, ../client/pkg, ../client/v2 (v2.305.x), ...
   "${NICE[@]}" go build -trimpath -ldflags "-s -w" -o "$OUT/etcd" .
 )
 log "  $((SECONDS - start)) s"
