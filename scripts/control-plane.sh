@@ -18,6 +18,8 @@ BIN="$(realpath -m "${MLPLATFORM_CONTROL_PLANE_DIR:-$HOME/.cache/ml-platform-con
 HERE="$(cd "$(dirname "$0")" && pwd)"
 CONTEXT=mlplatform-control-plane
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+# Seconds each component may take to come up: seconds on an idle machine, minutes on a busy one.
+TIMEOUT="${CONTROL_PLANE_TIMEOUT:-600}"
 
 usage() {
   echo "usage: $0 start|stop RUN_DIR" >&2
@@ -80,8 +82,13 @@ start() {
     echo "control-plane: missing in $BIN: ${missing[*]} (run scripts/build-control-plane.sh)" >&2
     exit 3
   fi
+  if [ -e "$RUN/kubeconfig" ] || ls "$RUN"/*.pid >/dev/null 2>&1; then
+    echo "control-plane: $RUN was used before; stop it and use a new folder" >&2
+    exit 2
+  fi
   mkdir -p "$RUN/pki" "$RUN/etcd"
   trap 'stop' ERR
+  set -E # the ERR trap also fires for a failing wait_for inside start
 
   local etcd_port etcd_peer api_port token
   etcd_port="$(free_port)"
@@ -99,7 +106,7 @@ start() {
     --listen-peer-urls="http://127.0.0.1:$etcd_peer" \
     --initial-advertise-peer-urls="http://127.0.0.1:$etcd_peer" \
     --initial-cluster="cp=http://127.0.0.1:$etcd_peer" --log-level=warn
-  wait_for etcd 60 curl -fsS "http://127.0.0.1:$etcd_port/health"
+  wait_for etcd "$TIMEOUT" curl -fsS "http://127.0.0.1:$etcd_port/health"
 
   launch kube-apiserver --etcd-servers="http://127.0.0.1:$etcd_port" \
     --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$api_port" \
@@ -109,7 +116,7 @@ start() {
     --service-account-key-file="$RUN/pki/sa.pub" \
     --service-account-signing-key-file="$RUN/pki/sa.key" \
     --service-cluster-ip-range=10.96.0.0/16 --profiling=false
-  wait_for kube-apiserver 180 curl -fsSk -H "Authorization: Bearer $token" \
+  wait_for kube-apiserver "$TIMEOUT" curl -fsSk -H "Authorization: Bearer $token" \
     "https://127.0.0.1:$api_port/readyz"
 
   # The apiserver's self-signed serving certificate is its own CA.
@@ -154,11 +161,12 @@ EOF
     --server-address="127.0.0.1:$(free_port)" "${stages[@]}"
 
   local kubectl=("$BIN/kubectl" --kubeconfig="$RUN/kubeconfig")
-  wait_for kube-controller-manager 120 curl -fsSk "https://127.0.0.1:$kcm_port/healthz"
-  wait_for kube-scheduler 120 curl -fsSk "https://127.0.0.1:$scheduler_port/healthz"
+  wait_for kube-controller-manager "$TIMEOUT" curl -fsSk "https://127.0.0.1:$kcm_port/healthz"
+  wait_for kube-scheduler "$TIMEOUT" curl -fsSk "https://127.0.0.1:$scheduler_port/healthz"
   # The controllers work once the service account controller has made `default`.
-  wait_for "service accounts" 120 "${kubectl[@]}" get serviceaccount default -n default
+  wait_for "service accounts" "$TIMEOUT" "${kubectl[@]}" get serviceaccount default -n default
   trap - ERR
+  set +E
   echo "$RUN/kubeconfig"
 }
 

@@ -108,6 +108,19 @@ def pod_from_template(workload: Mapping[str, Any], name: str) -> dict[str, Any]:
     if workload["kind"] == "CronJob":
         spec = spec["jobTemplate"]["spec"]
     template = spec["template"]
+    pod_spec = dict(template["spec"])
+    # A StatefulSet's pods also mount a claim per volumeClaimTemplate (as its controller adds).
+    claims = [
+        {
+            "name": t["metadata"]["name"],
+            "persistentVolumeClaim": {
+                "claimName": f"{t['metadata']['name']}-{workload['metadata']['name']}-0"
+            },
+        }
+        for t in spec.get("volumeClaimTemplates") or []
+    ]
+    if claims:
+        pod_spec["volumes"] = [*(pod_spec.get("volumes") or []), *claims]
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -116,7 +129,7 @@ def pod_from_template(workload: Mapping[str, Any], name: str) -> dict[str, Any]:
             "namespace": workload["metadata"].get("namespace", "default"),
             "labels": dict(template.get("metadata", {}).get("labels") or {}),
         },
-        "spec": dict(template["spec"]),
+        "spec": pod_spec,
     }
 
 

@@ -28,6 +28,8 @@ SCRIPTS = REPO / "scripts"
 CONTROL_PLANE_DIR_ENV = "MLPLATFORM_CONTROL_PLANE_DIR"
 CRDS_DIR_ENV = "MLPLATFORM_CRDS_DIR"
 CONTEXT = "mlplatform-control-plane"
+# scripts/control-plane.sh waits up to CONTROL_PLANE_TIMEOUT (600 s) per component.
+START_TIMEOUT_S = 1500
 # What a kind cluster (the local stack's documented target) brings: its default StorageClass.
 KIND_STORAGE_CLASS = {
     "apiVersion": "storage.k8s.io/v1",
@@ -145,16 +147,11 @@ class ControlPlane:
         return "\n".join(out)
 
     # Shaping ---------------------------------------------------------------------------------
-    def install_crds(self, folder: Path) -> list[str]:
-        files = sorted(folder.glob("*.yaml"))
-        docs = [d for f in files for d in yaml.safe_load_all(f.read_text()) if d]
-        result = self.kubectl.apply(docs)
+    def install_crds(self, folder: Path) -> None:
+        """Every CRD file in the folder (kubectl reads them: some hold YAML that PyYAML cannot)."""
+        result = self.kubectl("apply", "--server-side", "-f", str(folder), check=False)
         assert result.returncode == 0, f"CRDs from {folder} rejected:\n{result.stderr}"
-        names = [d["metadata"]["name"] for d in docs]
-        self.kubectl(
-            "wait", "--for=condition=Established", "--timeout=120s", *[f"crd/{n}" for n in names]
-        )
-        return names
+        self.kubectl("wait", "--for=condition=Established", "--timeout=180s", "crd", "--all")
 
     def add_nodes(self, nodes: Iterable[Mapping[str, Any]]) -> list[str]:
         """Create the Node objects (status included, as a kubelet would report it); kwok marks
@@ -195,17 +192,23 @@ class ControlPlane:
 
 
 def start(run_dir: Path) -> ControlPlane:
+    """Start a control plane in a new ``run_dir``; on any failure, stop what was started."""
     bin_dir = binaries_dir()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(
-        [str(SCRIPTS / "control-plane.sh"), "start", str(run_dir)],
-        env={**os.environ, CONTROL_PLANE_DIR_ENV: str(bin_dir)},
-        capture_output=True,
-        text=True,
-        timeout=420,
-        check=False,
-    )
     cp = ControlPlane(run_dir, bin_dir)
+    try:
+        proc = subprocess.run(
+            [str(SCRIPTS / "control-plane.sh"), "start", str(run_dir)],
+            env={**os.environ, CONTROL_PLANE_DIR_ENV: str(bin_dir)},
+            capture_output=True,
+            text=True,
+            timeout=START_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        cp.stop()
+        raise AssertionError(
+            f"control plane not ready in {START_TIMEOUT_S} s:\n{cp.logs()}"
+        ) from None
     if proc.returncode != 0:
         cp.stop()
         raise AssertionError(f"control plane did not start:\n{proc.stderr}\n{cp.logs()}")
@@ -214,14 +217,26 @@ def start(run_dir: Path) -> ControlPlane:
 
 @dataclass
 class ControlPlanes:
-    """One control plane per key, started on first use and stopped at the end of the session."""
+    """One control plane per key, started on first use and stopped at the end of the session.
+    A key whose start failed fails again at once, without another start."""
 
     root: Path
     started: dict[str, ControlPlane] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
 
     def get(self, key: str) -> ControlPlane:
+        if key in self.failed:
+            raise AssertionError(
+                f"control plane {key} failed to start earlier:\n{self.failed[key]}"
+            )
         if key not in self.started:
-            self.started[key] = start(self.root / key)
+            try:
+                self.started[key] = start(
+                    self.root / f"{key}-{len(self.failed) + len(self.started)}"
+                )
+            except AssertionError as exc:
+                self.failed[key] = str(exc)
+                raise
         return self.started[key]
 
     def stop(self, key: str) -> None:

@@ -102,17 +102,16 @@ def shaped(cp: ControlPlane, plan: dict[str, Any], stack: str) -> list[dict[str,
 
 
 @pytest.fixture(scope="session")
-def applied_stacks(
-    control_planes: ControlPlanes, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, Applied]:
-    """The stack applied last, on its own control plane (tests are ordered stack by stack)."""
+def applied_stacks(control_planes: ControlPlanes) -> dict[str, Applied | str]:
+    """The stack applied last, on its own control plane (tests are ordered stack by stack), or
+    why applying it failed (so that its other tests fail at once instead of trying again)."""
     return {}
 
 
 @pytest.fixture(params=STACKS)
 def applied(
     request: pytest.FixtureRequest,
-    applied_stacks: dict[str, Applied],
+    applied_stacks: dict[str, Applied | str],
     control_planes: ControlPlanes,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Applied:
@@ -121,15 +120,22 @@ def applied(
         control_planes.stop(f"apply-{other}")
         del applied_stacks[other]
     if stack not in applied_stacks:
-        out = tmp_path_factory.mktemp(f"manifests-{stack}")
-        plan = offline_plan(stack, out)
-        cp = control_planes.get(f"apply-{stack}")
-        nodes = shaped(cp, plan, stack)
-        # The user's path: `kubectl apply -f DIR` (namespaces first, by file name).
-        result = cp.kubectl("apply", "--server-side", "-f", str(out), check=False)
-        cp.settle()
-        applied_stacks[stack] = Applied(stack, plan, cp, nodes, result)
-    return applied_stacks[stack]
+        try:
+            out = tmp_path_factory.mktemp(f"manifests-{stack}")
+            plan = offline_plan(stack, out)
+            cp = control_planes.get(f"apply-{stack}")
+            nodes = shaped(cp, plan, stack)
+            # The user's path: `kubectl apply -f DIR` (namespaces first, by file name).
+            result = cp.kubectl("apply", "--server-side", "-f", str(out), check=False)
+            cp.settle()
+            applied_stacks[stack] = Applied(stack, plan, cp, nodes, result)
+        except Exception as exc:
+            control_planes.stop(f"apply-{stack}")
+            applied_stacks[stack] = f"applying {stack} failed: {type(exc).__name__}: {exc}"
+    got = applied_stacks[stack]
+    if isinstance(got, str):
+        pytest.fail(got, pytrace=False)
+    return got
 
 
 def test_nodes_stand_for_the_plan(applied: Applied) -> None:
