@@ -33,7 +33,6 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
-import pulumi_random as random
 import yaml
 
 from components.common import (
@@ -42,6 +41,7 @@ from components.common import (
     KubeTarget,
     merge_tags,
 )
+from components.generated_secret import GeneratedSecret
 from components.monitoring.alerting import (
     ALERTMANAGER_SECRETS_DIR,
     SNS_MESSAGE,
@@ -406,10 +406,9 @@ class MonitoringStack(pulumi.ComponentResource):
     ) -> tuple[pulumi.Input[str], pulumi.Resource]:
         """Grafana admin credentials: a Secret, never the chart's default password."""
         if given is None:
-            generated = random.RandomPassword(
+            generated = GeneratedSecret(
                 f"{self._name}-grafana-password",
-                length=32,
-                special=False,
+                length=32,  # alphanumeric: safe unescaped in URIs and configs
                 opts=pulumi.ResourceOptions(parent=self),
             )
             password: pulumi.Input[str] = generated.result

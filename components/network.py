@@ -146,7 +146,9 @@ class NetworkArgs(ArgsModel):
                     "for prod; use 'gateway-per-az'",
                 )
             )
-        if self.nat is not NatMode.INSTANCE and "nat_instance" in self.model_fields_set:
+        # Compared with the defaults, not "was it set": the engine hands every stack the typed
+        # defaults of Pulumi.yaml, natInstance's included.
+        if self.nat is not NatMode.INSTANCE and self.nat_instance != NatInstanceArgs():
             found.append(
                 Issue(("natInstance",), f"applies only with nat: instance (nat is '{self.nat}')")
             )

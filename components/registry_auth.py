@@ -6,7 +6,7 @@ registered models it created (MLflow makes the creator their manager) and nothin
 artifact proxy checks the same permissions, so ``--serve-artifacts`` under one role no longer
 crosses projects.
 
-Credentials are generated (``pulumi_random``), never configured: the admin's go into the server's
+Credentials are generated (``GeneratedSecret``), never configured: the admin's go into the server's
 auth config (a Secret); each project's user gets a Secret ``mlflow-tracking`` in each of its
 namespaces, with ``username``, ``password`` and ``credentials`` (the ``~/.mlflow/credentials`` file
 MLflow's client reads; mount it at ``$HOME/.mlflow``). A Job creates or updates the users through
@@ -23,9 +23,9 @@ from typing import Any, Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
-import pulumi_random as random
 
 from components.common import ArgsModel, Issue, check_dns_label, container_security_context
+from components.generated_secret import GeneratedSecret
 from components.registry_database import (
     APP,
     DIGEST_SKIP,
@@ -214,9 +214,7 @@ class AuthWiring:
         self.namespace = namespace
         self.users = sorted(set(clients.values()))
         child = pulumi.ResourceOptions(parent=owner)
-        admin_password = random.RandomPassword(
-            f"{name}-admin-password", length=32, special=False, opts=child
-        )
+        admin_password = GeneratedSecret(f"{name}-admin-password", length=32, opts=child)
         self.config = k8s.core.v1.Secret(
             f"{name}-auth-config",
             metadata=meta(f"{APP}-auth", namespace),
@@ -230,12 +228,12 @@ class AuthWiring:
             type="Opaque",
             string_data={
                 "username": auth.admin_username,
-                "password": admin_password.result,  # secret: a RandomPassword's result
+                "password": admin_password.result,  # secret: a GeneratedSecret's result
             },
             opts=k8s_opts,
         )
         passwords = {
-            user: random.RandomPassword(f"{name}-user-{user}", length=32, special=False, opts=child)
+            user: GeneratedSecret(f"{name}-user-{user}", length=32, opts=child)
             for user in self.users
         }
         self.passwords = {user: p.result for user, p in passwords.items()}

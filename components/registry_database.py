@@ -15,7 +15,6 @@ from typing import Any, Literal
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
-import pulumi_random as random
 from pydantic import Field
 
 from components.common import (
@@ -25,6 +24,7 @@ from components.common import (
     container_security_context,
     pod_security_context,
 )
+from components.generated_secret import GeneratedSecret
 
 APP = "mlflow"
 DB_PORT = 5432
@@ -306,10 +306,9 @@ def declare_database(
             mounts=[{"name": "db", "mountPath": SQLITE_DIR}],
             pod_deps=[pvc],
         )
-    password = random.RandomPassword(
+    password = GeneratedSecret(
         f"{name}-db-password",
-        length=32,
-        special=False,  # goes into a connection URI unescaped
+        length=32,  # alphanumeric: safe unescaped in URIs and configs
         opts=pulumi.ResourceOptions(parent=owner),
     )
     wiring = DatabaseWiring(backend_uri=None, auth_uri=None, create_auth_db=True)
@@ -353,7 +352,7 @@ def _declare_postgres(
     name: str,
     db: InClusterPostgres,
     namespace: str,
-    password: random.RandomPassword,
+    password: GeneratedSecret,
     k8s_opts: pulumi.ResourceOptions,
     *,
     protect: bool,
@@ -412,7 +411,7 @@ def declare_rds(
     name: str,
     db: RdsDatabase,
     net: RdsInputs,
-    password: random.RandomPassword,
+    password: GeneratedSecret,
     *,
     protect: bool,
 ) -> tuple[pulumi.Output[str], pulumi.Output[str], pulumi.Output[str]]:

@@ -16,6 +16,8 @@ from typing import Any
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs, Mocks
 
+from components.generated_secret import TYPE_TOKEN as GENERATED_SECRET
+
 ACCOUNT_ID = "123456789012"
 SECRET_PLACEHOLDER = "[secret]"  # noqa: S105 - a placeholder, not a password
 UNKNOWN_PLACEHOLDER = "[unknown]"
@@ -161,7 +163,7 @@ class PlatformMocks(Mocks):
                     "status": "deployed",
                     "version": inputs.get("version"),
                 }
-        elif typ.startswith("random:"):
+        elif typ.startswith("random:") or typ == GENERATED_SECRET:
             state["result"] = "mock-" + _digest(typ, name, length=24)
         return rid, state
 

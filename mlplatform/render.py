@@ -236,6 +236,26 @@ def _secret_keys(plan: dict[str, Any]) -> dict[tuple[str, str], dict[str, list[s
     return out
 
 
+REDACTED_ANNOTATION = "mlplatform.io/redacted"
+
+
+def applicable(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest as the API server accepts it. A plan never holds secret values: where a whole
+    ``data``/``stringData`` map is secret it reads "[secret]", which no API server takes for a
+    map, so that field is left out and an annotation names it (``pulumi up`` sets it)."""
+    redacted = [k for k in ("data", "stringData") if manifest.get(k) == SECRET_PLACEHOLDER]
+    if not redacted:
+        return manifest
+    out = {k: v for k, v in manifest.items() if k not in redacted}
+    meta = dict(out.get("metadata") or {})
+    meta["annotations"] = {
+        **(meta.get("annotations") or {}),
+        REDACTED_ANNOTATION: ",".join(redacted),
+    }
+    out["metadata"] = meta
+    return out
+
+
 def write_manifests(plan: dict[str, Any], out_dir: Path) -> list[Path]:
     """One YAML file per object, named so that `kubectl apply -f DIR` applies namespaces first.
 
@@ -258,7 +278,7 @@ def write_manifests(plan: dict[str, Any], out_dir: Path) -> list[Path]:
             meta.get("name", ""),
         ]
         path = out_dir / (_UNSAFE.sub("-", "_".join(p for p in parts if p)) + ".yaml")
-        path.write_text(yaml.safe_dump(m, sort_keys=False))
+        path.write_text(yaml.safe_dump(applicable(m), sort_keys=False))
         written.append(path)
     values_dir = out_dir / HELM_VALUES_DIR
     if plan["helmReleases"]:

@@ -22,6 +22,7 @@ from mlplatform.cost import aws_network, aws_resources, gpu_pools, workloads
 from mlplatform.cost.catalogue import (
     CONTROL_PLANE_LOG_TYPES,
     DEFAULT_REGION,
+    GPU_RESOURCE,
     CostAssumptions,
     Ledger,
     dig,
@@ -29,13 +30,16 @@ from mlplatform.cost.catalogue import (
     parse_quantity,
 )
 from mlplatform.cost.render import render_cost_table
+from mlplatform.cost.scheduling import node_allocatable
 
 __all__ = [
     "CONTROL_PLANE_LOG_TYPES",
+    "GPU_RESOURCE",
     "CostAssumptions",
     "estimate_cost",
     "gpu_hourly",
     "load_prices",
+    "node_allocatable",
     "parse_quantity",
     "render_cost_table",
 ]

@@ -236,12 +236,18 @@ def instance_labels(itype: str, spec: Mapping[str, Any]) -> dict[str, str]:
     return labels
 
 
-def allocatable(spec: Mapping[str, Any]) -> tuple[float, float]:
-    """Roughly what EKS leaves for pods on a node: kube-reserved, system-reserved, eviction."""
+def node_allocatable(spec: Mapping[str, Any]) -> tuple[float, float, int]:
+    """Roughly what EKS leaves for pods on a node of this instance (an ``ec2`` entry of the price
+    data): vCPUs and GiB after kube-reserved, system-reserved and eviction, and max pods."""
     vcpu, mem = float(spec["vcpu"]), float(spec["memoryGiB"])
     max_pods = 17 if mem <= 4 else (35 if vcpu <= 2 else 58)
     reserved_mem = (255 + 11 * max_pods + 100) / 1024
-    return vcpu - 0.07 - 0.01 * max(0.0, vcpu - 1), max(0.0, mem - reserved_mem)
+    return vcpu - 0.07 - 0.01 * max(0.0, vcpu - 1), max(0.0, mem - reserved_mem), max_pods
+
+
+def allocatable(spec: Mapping[str, Any]) -> tuple[float, float]:
+    cpu, mem, _ = node_allocatable(spec)
+    return cpu, mem
 
 
 def pack(pods: list[Pod], per_node: tuple[float, float], free: list[list[float]]) -> list[Pod]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.templates.helpers import missing
+from tests.conftest import missing_tool as missing
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow

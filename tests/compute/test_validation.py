@@ -245,3 +245,15 @@ def test_pool_list_reports_duplicates_and_nested_issues_with_indexes():
     pools = [_pool(), _pool(efa=True)]
     paths = {format_path(i.path) for i in pool_list_issues(pools)}
     assert paths == {"[1].name", "[1].efa"}
+
+
+def test_nat_instance_settings_need_nat_instance_but_its_defaults_do_not():
+    # what a stack sets by hand
+    tuned = NetworkArgs.model_validate(
+        {"nat": "single-gateway", "natInstance": {"instanceType": "t4g.micro"}}
+    )
+    assert "natInstance" in _messages(tuned)
+    # what the engine hands every stack: Pulumi.yaml's typed default of network, natInstance included
+    defaults = NetworkArgs().model_dump(by_alias=True, mode="json")
+    assert defaults["natInstance"]
+    assert _messages(NetworkArgs.model_validate(defaults)) == {}

@@ -6,13 +6,14 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from mlplatform.config import ConfigError, load_stack, parse_config, read_stack_file
 from mlplatform.mocks import SECRET_PLACEHOLDER
-from mlplatform.schema import render
+from mlplatform.schema import engine_required_keys, optional_keys, render
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = {
@@ -173,6 +174,48 @@ def test_pulumi_yaml_is_generated_from_the_model() -> None:
     assert doc["runtime"] == {"name": "python", "options": {"toolchain": "uv"}}
     assert doc["stackConfigDir"] == "stacks"
     assert all(entry.get("description") for entry in doc["config"].values())
+
+
+def _stack_keys(path: Path) -> set[str]:
+    return set((yaml.safe_load(path.read_text()) or {}).get("config") or {})
+
+
+def _missing_for_engine(project: dict[str, Any], stack_file: Path) -> list[str]:
+    keys = _stack_keys(stack_file)
+    return [k for k in engine_required_keys(project) if f"{project['name']}:{k}" not in keys]
+
+
+def test_every_key_the_engine_requires_is_set_by_every_shipped_stack() -> None:
+    """`pulumi up` refuses a stack that lacks a declared key with no default, before the program
+    runs ("Stack 'dev' is missing configuration values ..."); the offline plan never sees that."""
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    assert set(engine_required_keys(project)) == {"environment", "owner", "costCenter"}
+    stacks = sorted((ROOT / "stacks").glob("Pulumi.*.yaml"))
+    assert [p.name for p in stacks] == ["Pulumi.dev.yaml", "Pulumi.local.yaml", "Pulumi.prod.yaml"]
+    assert {p.name: _missing_for_engine(project, p) for p in stacks} == {p.name: [] for p in stacks}
+
+
+def test_optional_keys_whose_absence_matters_are_not_declared() -> None:
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    assert set(optional_keys()) == {
+        "kubeContext",
+        "modelStore",
+        "modelRegistry",
+        "localObjectStore",
+    }
+    assert not set(optional_keys()) & set(project["config"])
+
+
+def test_a_declared_key_without_default_is_caught(tmp_path: Path) -> None:
+    """What Pulumi.yaml looked like before: typed optional keys without a default."""
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    project["config"]["kubeContext"] = {"type": "string", "description": "..."}
+    project["config"]["modelStore"] = {"description": "...", "default": None}
+    assert _missing_for_engine(project, ROOT / "stacks" / "Pulumi.dev.yaml") == ["kubeContext"]
+    assert _missing_for_engine(project, ROOT / "stacks" / "Pulumi.local.yaml") == ["modelStore"]
+    # Keys of another namespace carry a value, never a requirement.
+    project["config"]["aws:region"] = {"value": "us-east-1"}
+    assert "aws:region" not in engine_required_keys(project)
 
 
 def test_plan_cli_exits_2_without_traceback(tmp_path: Path) -> None:

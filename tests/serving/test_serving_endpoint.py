@@ -17,6 +17,7 @@ from components.serving_endpoint import (
 )
 from mlplatform.graph import Graph
 from mlplatform.plan import run_program
+from tests.conftest import missing_tool
 from tests.kube_validate import KubectlValidate
 from tests.serving.helpers import (
     CERT,
@@ -568,7 +569,7 @@ def _checkov() -> str:
     local = Path(__file__).resolve().parents[2] / ".tools" / "checkov" / "bin" / "checkov"
     found = shutil.which("checkov") or (str(local) if local.exists() else None)
     if found is None:
-        pytest.skip("checkov is not installed (.ci/run installs it)")
+        missing_tool("checkov is not installed (.ci/run installs it)")
     return found
 
 

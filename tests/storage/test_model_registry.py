@@ -142,7 +142,9 @@ def test_database_accepts_only_the_cluster(prod: Graph) -> None:
 
 
 def test_password_is_generated_and_kept_in_secrets_manager(prod: Graph) -> None:
-    assert prod.by_name("registry-db-password").inputs["length"] >= 32
+    password = prod.by_name("registry-db-password")
+    assert password.type == "pulumi-python:dynamic/mlplatform:GeneratedSecret"
+    assert password.inputs["length"] >= 32
     secret = prod.one("aws:secretsmanager/secret:Secret")
     assert secret.inputs["kmsKeyId"] == KMS_ARN
     assert secret.protect and secret.retain_on_delete

@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from components.generated_secret import TYPE_TOKEN as GENERATED_SECRET
 from components.registry_auth import ASSETS, RegistryAuth, render_auth_config
 from mlplatform.graph import Graph
 from mlplatform.plan import run_program
@@ -108,11 +109,7 @@ def test_each_project_namespace_gets_its_users_credentials(rds: Graph) -> None:
         assert secret["stringData"] == "[secret]"
     users = _one(rds, "Secret", "mlflow-users")
     assert users["stringData"] == "[secret]"
-    passwords = [
-        r
-        for r in rds.by_type("random:index/randomPassword:RandomPassword")
-        if r.name.startswith("registry-user-")
-    ]
+    passwords = [r for r in rds.by_type(GENERATED_SECRET) if r.name.startswith("registry-user-")]
     assert sorted(r.name for r in passwords) == ["registry-user-churn", "registry-user-vision"]
     assert all(r.inputs["length"] >= 32 for r in passwords)
 

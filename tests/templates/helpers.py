@@ -22,15 +22,6 @@ PLATFORM_REQUIREMENT = f"ml-platform @ {REPO.as_uri()}"
 DEFAULT_SLUG = "churn_model"
 
 
-def missing(reason: str) -> None:
-    """A tool or dependency a test needs is absent: skip on a developer's machine, fail in CI."""
-    import pytest
-
-    if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
-        pytest.fail(f"{reason} (CI=true: required here)")
-    pytest.skip(reason)
-
-
 def is_valid(combo: Mapping[str, str]) -> bool:
     """The template's documented rule: a GPU accelerator needs framework=pytorch."""
     return combo["accelerator"] == "none" or combo["framework"] == "pytorch"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import missing_tool
 from tests.templates.helpers import (
     CHOICES,
     GPU_POOL,
@@ -19,7 +20,6 @@ from tests.templates.helpers import (
     combo_id,
     expected_files,
     is_valid,
-    missing,
     project_files,
     valid_combinations,
 )
@@ -89,7 +89,7 @@ def _run(cmd: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess
 def _tool(name: str) -> str:
     path = Path(sys.executable).parent / name
     if not path.exists():
-        missing(f"{name} is not installed in this environment (the test group)")
+        missing_tool(f"{name} is not installed in this environment (the test group)")
     return str(path)
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.templates.helpers import REPO, bake, missing, uv_env
+from tests.conftest import missing_tool
+from tests.templates.helpers import REPO, bake, uv_env
 
 pytestmark = pytest.mark.slow
 SUITE_TIMEOUT_S = 600
@@ -27,7 +28,7 @@ SUITE_TIMEOUT_S = 600
 def _uv() -> str:
     uv = shutil.which("uv")
     if uv is None:
-        missing("uv is not on PATH")
+        missing_tool("uv is not on PATH")
     assert uv is not None
     return uv
 
@@ -132,7 +133,7 @@ def _plain(tmp_path: Path) -> Path:
 def test_make_infra_test_fails_loudly_without_the_platform_requirement(tmp_path: Path) -> None:
     make = shutil.which("make")
     if make is None:
-        missing("make is not on PATH")
+        missing_tool("make is not on PATH")
     assert make is not None
     root = _plain(tmp_path)
     result = subprocess.run(
@@ -179,7 +180,7 @@ def git_server(tmp_path: Path):
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
     if shutil.which("git") is None:
-        missing("git is not on PATH")
+        missing_tool("git is not on PATH")
     served = tmp_path / "srv"
     bare = served / "ml-platform.git"
     for cmd in (

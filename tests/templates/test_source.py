@@ -18,8 +18,9 @@ import pytest
 
 from mlplatform.new_project import new_project, offer_from_plan
 from mlplatform.source import platform_source, public_git_url
+from tests.conftest import missing_tool
 from tests.shipped import shipped_plan
-from tests.templates.helpers import REPO, TEMPLATE, missing
+from tests.templates.helpers import REPO, TEMPLATE
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "t",
@@ -31,7 +32,7 @@ GIT_ENV = {
 
 def git(cwd: Path, *args: str) -> str:
     if shutil.which("git") is None:
-        missing("git is not on PATH")
+        missing_tool("git is not on PATH")
     out = subprocess.run(
         ["git", *args],
         cwd=cwd,
@@ -124,7 +125,7 @@ def test_new_project_prints_the_path_warning(
 def _cruft(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     cruft = Path(sys.executable).parent / "cruft"
     if not cruft.exists():
-        missing("cruft is not installed in this environment (dev group)")
+        missing_tool("cruft is not installed in this environment (dev group)")
     return subprocess.run(
         [str(cruft), *args],
         cwd=project,
