@@ -440,16 +440,19 @@ class MonitoringStack(pulumi.ComponentResource):
 
         Returns what the chart must wait for."""
         name, args, ns_name = self._name, self._args, self._args.namespace
+        # Only the secrets some receiver uses, mounted under ALERTMANAGER_SECRETS_DIR.
+        string_data = {
+            r.secret_key: pulumi.Output.secret(secrets[r.secret_key])
+            for r in args.alertmanager.receivers
+            if r.needs_secret
+        }
         receivers_secret = k8s.core.v1.Secret(
             f"{name}-alertmanager-receivers",
             metadata=_typed(object_meta(ALERTMANAGER_RECEIVERS_SECRET, ns_name)),
             type="Opaque",
-            # Only the secrets some receiver uses, mounted under ALERTMANAGER_SECRETS_DIR.
-            string_data={
-                r.secret_key: pulumi.Output.secret(secrets[r.secret_key])
-                for r in args.alertmanager.receivers
-                if r.needs_secret
-            },
+            # None, not {}: the API server drops an empty map, and every preview would then
+            # replace the Secret to put it back (found by the engine's no-change preview).
+            string_data=string_data or None,
             opts=self._k8s_opts(namespace),
         )
         waits: list[pulumi.Resource] = [receivers_secret]

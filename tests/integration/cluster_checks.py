@@ -159,7 +159,10 @@ def pod_security_problems(kubectl: Kubectl, manifests: Iterable[Mapping[str, Any
 
 def pods_of(kubectl: Kubectl, workload: Mapping[str, Any]) -> list[dict[str, Any]]:
     ns = workload["metadata"].get("namespace", "default")
-    selector = workload["spec"]["selector"]["matchLabels"]
+    if workload["kind"] == "Job":  # the Job controller labels its pods (Kubernetes >= 1.27)
+        selector = {"batch.kubernetes.io/job-name": workload["metadata"]["name"]}
+    else:
+        selector = workload["spec"]["selector"]["matchLabels"]
     label = ",".join(f"{k}={v}" for k, v in selector.items())
     return list(kubectl.json("pods", "-n", ns, "-l", label)["items"])
 
@@ -237,7 +240,8 @@ def placement_problems(
         for p in pods:
             where = p["spec"].get("nodeName")
             phase = p["status"].get("phase")
-            if not where or phase != "Running":
+            done = w["kind"] == "Job" and phase == "Succeeded"
+            if not where or (phase != "Running" and not done):
                 why = [
                     c.get("message", "")
                     for c in p["status"].get("conditions") or []

@@ -136,12 +136,22 @@ def _stub_chart(root: Path, chart: str, version: str) -> Path:
 
 
 def _stub_kustomization(root: Path) -> Path:
-    folder = root / "empty-kustomization"
+    """The Training Operator overlay's stand-in: only the namespace the real overlay creates (the
+    platform's ServiceMonitor for the operator goes there)."""
+    from components.training_operator import TRAINING_OPERATOR_NAMESPACE
+
+    folder = root / "training-operator-kustomization"
     folder.mkdir(parents=True, exist_ok=True)
+    namespace = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": TRAINING_OPERATOR_NAMESPACE},
+    }
+    (folder / "namespace.yaml").write_text(yaml.safe_dump(namespace))
     doc = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
-        "resources": [],
+        "resources": ["namespace.yaml"],
     }
     (folder / "kustomization.yaml").write_text(yaml.safe_dump(doc))
     return folder

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from mlplatform.cost import parse_quantity
 from tests.integration import cluster_checks as checks
@@ -45,23 +46,10 @@ pytestmark = [pytest.mark.control_plane, pytest.mark.xdist_group("control-plane"
 
 REPO = Path(__file__).resolve().parents[2]
 STACKS = ("dev", "prod", "local")
-# Breaks this test finds in today's manifests, being fixed in components under issue #16. Each is
-# left out of the check that finds it and asserted, xfail(strict=True), by test_known_break: when
-# the fix lands it passes, strict xfail turns that into a failure, and the entry is deleted.
-KNOWN_BREAKS: dict[tuple[str, str, str], str] = {
-    ("dev", "claims", "mlflow/data-mlflow-postgres-0"): (
-        "fixed by #16 item 1: the claim template names no StorageClass and EKS has no default"
-    ),
-    ("dev", "placement", "StatefulSet mlflow/mlflow-postgres"): (
-        "fixed by #16 item 1: its pod waits for the unbound claim"
-    ),
-    ("dev", "placement", "Deployment mlflow/mlflow"): (
-        "fixed by #16 item 2: nothing keeps the amd64 MLflow image off the arm64 system nodes"
-    ),
-    ("dev", "placement", "Deployment churn-scorer/churn-scorer"): (
-        "fixed by #16 item 2: nothing keeps the amd64 serving image off the arm64 system nodes"
-    ),
-}
+# Breaks a check finds that are being fixed elsewhere: (stack, check, target) -> reason. Each is left
+# out of its check; issue #16's four (dev's unbound MLflow claim, amd64 pods on arm64 nodes) were
+# fixed and removed. Keep it empty.
+KNOWN_BREAKS: dict[tuple[str, str, str], str] = {}
 
 
 def known(stack: str, check: str) -> set[str]:
@@ -125,6 +113,10 @@ def applied(
             plan = offline_plan(stack, out)
             cp = control_planes.get(f"apply-{stack}")
             nodes = shaped(cp, plan, stack)
+            # What `helm upgrade --install --create-namespace` and the overlay (plan --out's
+            # README) create before the user applies the folder.
+            made = cp.kubectl("apply", "-f", "-", stdin=_namespaces(outside_namespaces(plan)))
+            assert made.returncode == 0, made.stderr
             # The user's path: `kubectl apply -f DIR` (namespaces first, by file name).
             result = cp.kubectl("apply", "--server-side", "-f", str(out), check=False)
             cp.settle()
@@ -136,6 +128,31 @@ def applied(
     if isinstance(got, str):
         pytest.fail(got, pytrace=False)
     return got
+
+
+def outside_namespaces(plan: dict[str, Any]) -> set[str]:
+    """Namespaces the plan's objects use but do not declare: each must be one a Helm release or
+    the Training Operator overlay creates, or the apply would fail on a real cluster too."""
+    from components.training_operator import TRAINING_OPERATOR_NAMESPACE
+
+    manifests = plan["manifests"]
+    declared = {m["metadata"]["name"] for m in manifests if m["kind"] == "Namespace"}
+    used = {m["metadata"]["namespace"] for m in manifests if m["metadata"].get("namespace")}
+    created_outside = {
+        str(r["inputs"]["namespace"])
+        for r in plan["resources"]
+        if r["type"] == "kubernetes:helm.sh/v3:Release" and r["inputs"].get("namespace")
+    }
+    if any(r["type"] == "kubernetes:kustomize/v2:Directory" for r in plan["resources"]):
+        created_outside.add(TRAINING_OPERATOR_NAMESPACE)
+    missing = used - declared
+    assert missing <= created_outside, f"namespaces nobody creates: {missing - created_outside}"
+    return missing
+
+
+def _namespaces(names: set[str]) -> str:
+    docs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in names]
+    return yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": docs})
 
 
 def test_nodes_stand_for_the_plan(applied: Applied) -> None:
@@ -193,34 +210,6 @@ def test_workloads_run_on_the_right_pool(applied: Applied) -> None:
 def test_claims_bind_through_a_class_that_exists(applied: Applied) -> None:
     skip = known(applied.stack, "claims")
     assert checks.claim_problems(applied.cp.kubectl, applied.manifests, skip=skip) == []
-
-
-@pytest.mark.parametrize(
-    ("applied", "check", "target"),
-    [
-        pytest.param(
-            stack,
-            check,
-            target,
-            marks=pytest.mark.xfail(strict=True, reason=reason),
-            id=f"{stack}-{check}-{target}",
-        )
-        for (stack, check, target), reason in KNOWN_BREAKS.items()
-    ],
-    indirect=["applied"],
-)
-def test_known_break(applied: Applied, check: str, target: str) -> None:
-    kubectl = applied.cp.kubectl
-    if check == "placement":
-        chosen = [w for w in checks.workloads(applied.manifests) if checks.ref(w) == target]
-        assert chosen, f"{target} is no longer in the plan: delete its KNOWN_BREAKS entry"
-        assert checks.placement_problems(kubectl, chosen) == []
-    else:
-        ns, name = target.split("/")
-        claims = [c for c in checks.claims_of(applied.manifests) if c[:2] == (ns, name)]
-        assert claims, f"{target} is no longer in the plan: delete its KNOWN_BREAKS entry"
-        others = {f"{c[0]}/{c[1]}" for c in checks.claims_of(applied.manifests)} - {target}
-        assert checks.claim_problems(kubectl, applied.manifests, skip=others) == []
 
 
 # --- Each check fails where it should -----------------------------------------------------------
