@@ -76,7 +76,7 @@ def _check_nodepool(m):
     assert DURATION.match(d["consolidateAfter"])
     for b in d.get("budgets", []):
         assert re.match(r"^((100|[0-9]{1,2})%|[0-9]+)$", b["nodes"])
-        assert set(b.get("reasons", [])) <= {"Underutilized", "Empty", "Drifted"}
+        assert set(b.get("reasons", [])) <= {"Underutilized", "Empty", "Drifted", "Unhealthy"}
     assert all(QUANTITY.match(v) for v in spec["limits"].values())
     labels = spec["template"]["metadata"]["labels"]
     assert all(re.match(r"^[a-z0-9A-Z]([-a-z0-9A-Z_.]*[a-zA-Z0-9])?$", v) for v in labels.values())
@@ -95,7 +95,8 @@ def _check_nodeclass(m):
     for bdm in spec["blockDeviceMappings"]:
         assert bdm["ebs"]["volumeType"] in ("standard", "io1", "io2", "gp2", "sc1", "st1", "gp3")
         assert QUANTITY.match(bdm["ebs"]["volumeSize"])
-        assert 125 <= bdm["ebs"]["throughput"] <= 1000
+        if "throughput" in bdm["ebs"]:
+            assert 125 <= bdm["ebs"]["throughput"] <= 1000
     for term in spec.get("capacityReservationSelectorTerms", []):
         assert ("id" in term) != ("tags" in term)
     for key in spec["tags"]:
