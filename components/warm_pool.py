@@ -50,6 +50,8 @@ PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 # registry.k8s.io/kubectl is published for every Kubernetes release; v1.33.13 is the newest 1.33
 # patch the Go module proxy serves (k8s.io/kubernetes), the EKS version the stacks run.
 KUBECTL_IMAGE = "registry.k8s.io/kubectl:v1.33.13"
+# A writable home for kubectl's discovery cache (the root filesystem is read-only).
+KUBECTL_HOME = "/home/kubectl"
 _HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 
 
@@ -269,8 +271,8 @@ def scale_cronjob(
                                         f"--namespace={namespace}",
                                     ],
                                     # kubectl writes its discovery cache under $HOME.
-                                    "env": [{"name": "HOME", "value": "/tmp"}],
-                                    "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                                    "env": [{"name": "HOME", "value": KUBECTL_HOME}],
+                                    "volumeMounts": [{"name": "home", "mountPath": KUBECTL_HOME}],
                                     "resources": {
                                         "requests": {"cpu": "10m", "memory": "32Mi"},
                                         "limits": {"memory": "128Mi"},
@@ -278,7 +280,7 @@ def scale_cronjob(
                                     "securityContext": container_security_context(uid),
                                 }
                             ],
-                            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+                            "volumes": [{"name": "home", "emptyDir": {"sizeLimit": "64Mi"}}],
                         }
                     },
                 }
