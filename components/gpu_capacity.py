@@ -47,6 +47,12 @@ BLOCK_DRAIN_BEFORE_END = timedelta(minutes=40)
 # capacityReservationSelectorTerms: maxItems in the v1.15.2 EC2NodeClass CRD.
 MAX_SELECTOR_TERMS = 30
 _RUN_TIME = re.compile(r"^(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?\Z")
+# The node shapes Capacity Blocks are sold in, among the platform's accelerator presets: a
+# block's Kueue quota is whole nodes. (GPUs, vCPUs, memory GiB), from the EC2 instance type pages.
+BLOCK_NODE_SHAPES: dict[str, tuple[int, int, int]] = {
+    "p4d.24xlarge": (8, 96, 1152),
+    "p5.48xlarge": (8, 192, 2048),
+}
 
 
 class ReservationPriority(StrEnum):
@@ -152,9 +158,19 @@ class CapacityBlock(ArgsModel):
     # The longest job the block admits ("36h", "90m"). Unset: the whole usable window.
     max_run_time: str | None = None
     availability_zone: str | None = None
+    # Training teams (trainingQueues.teams) whose namespaces get the block's LocalQueue.
+    teams: list[str] = Field(min_length=1)
 
     def issues(self) -> list[Issue]:
         found = super().issues()
+        if self.instance_type not in BLOCK_NODE_SHAPES:
+            found.append(
+                Issue(
+                    ("instanceType",),
+                    f"Capacity Blocks of the platform's accelerators are "
+                    f"{sorted(BLOCK_NODE_SHAPES)}, got {self.instance_type!r}",
+                )
+            )
         usable = self.usable_window
         if usable <= timedelta(0):
             found.append(

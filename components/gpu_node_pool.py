@@ -165,6 +165,38 @@ class GpuNodePoolArgs(ArgsModel):
             self.reservations is not None and self.reservations.priority is ReservationPriority.ONLY
         )
 
+    def _block_pool_issues(self, res: ReservedCapacityArgs) -> list[Issue]:
+        """A pool with capacity blocks runs on them alone: every node is a block node, reached
+        through the blocks' own Kueue queues, whose run-time check keeps jobs inside a block."""
+        if CapacityType.SPOT in self.capacity_types:
+            return [
+                Issue(
+                    ("reservations", "blocks"),
+                    "a capacity block on a spot pool: block-sized jobs would land on "
+                    "interruptible nodes whenever the block is full or over; a block pool uses "
+                    "its blocks only (reservations.priority 'only', no capacityTypes)",
+                )
+            ]
+        found = []
+        if res.priority is not ReservationPriority.ONLY:
+            found.append(
+                Issue(
+                    ("reservations", "priority"),
+                    "must be 'only' on a pool with blocks: a pool that also launches on-demand "
+                    "nodes would mix them with block nodes, and jobs admitted for one could be "
+                    "placed on the other without the block's run-time check",
+                )
+            )
+        if res.select:
+            found.append(
+                Issue(
+                    ("reservations", "select"),
+                    "a pool with blocks takes no other reservations; give the ODCRs a pool "
+                    "of their own",
+                )
+            )
+        return found
+
     def _reservation_issues(self) -> list[Issue]:
         found: list[Issue] = []
         if CapacityType.RESERVED in self.capacity_types:
@@ -187,20 +219,10 @@ class GpuNodePoolArgs(ArgsModel):
                     "reservations is used); remove it or use priority 'first'",
                 )
             )
-        spot = (
-            res.priority is ReservationPriority.FIRST and CapacityType.SPOT in self.capacity_types
-        )
         types = self.instance_types()
+        if res.blocks:
+            found += self._block_pool_issues(res)
         for i, block in enumerate(res.blocks):
-            if spot:
-                found.append(
-                    Issue(
-                        ("reservations", "blocks", i),
-                        "a capacity block on a pool that falls back to spot: jobs sized for the "
-                        "block would land on interruptible nodes when it is full or over; use "
-                        "capacityTypes [on-demand] or reservations.priority 'only'",
-                    )
-                )
             if types and block.instance_type not in types:
                 found.append(
                     Issue(

@@ -147,6 +147,7 @@ def test_serving_catalogue_matches_the_template_server() -> None:
 def _source_of(metric: str) -> MetricSource | None:
     for name, entry in CATALOGUE.items():
         names = set(entry.get("metrics", [])) | set(entry.get("known_fields", []))
+        names |= set(entry.get("custom_resource_metrics", {}))
         names |= {h + s for h in entry.get("histograms", []) for s in ("_bucket", "_count", "_sum")}
         if metric in names:
             return MetricSource(name)
