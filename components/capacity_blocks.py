@@ -34,7 +34,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from components.common import (
     ACCELERATOR_LABEL,
@@ -47,6 +46,7 @@ from components.common import (
     pod_security_context,
 )
 from components.gpu_capacity import BLOCK_NODE_SHAPES, CapacityBlock
+from components.manifests import KINDS, declare_manifest
 from components.training_queues import (
     COVERED_RESOURCES,
     KUEUE_API_VERSION,
@@ -331,18 +331,6 @@ def block_manifests(
     ]
 
 
-_TYPED: dict[str, Any] = {
-    "ServiceAccount": k8s.core.v1.ServiceAccount,
-    "ClusterRole": k8s.rbac.v1.ClusterRole,
-    "ClusterRoleBinding": k8s.rbac.v1.ClusterRoleBinding,
-    "CronJob": k8s.batch.v1.CronJob,
-    "ValidatingAdmissionPolicy": k8s.admissionregistration.v1.ValidatingAdmissionPolicy,
-    "ValidatingAdmissionPolicyBinding": (
-        k8s.admissionregistration.v1.ValidatingAdmissionPolicyBinding
-    ),
-}
-
-
 class CapacityBlockQueues(pulumi.ComponentResource):
     """The queues, flavors, run-time policies and gates of every capacity block."""
 
@@ -378,9 +366,8 @@ class CapacityBlockQueues(pulumi.ComponentResource):
                 opts_ = pulumi.ResourceOptions(
                     parent=self, provider=target.provider, depends_on=deps
                 )
-                if m["kind"] in _TYPED:
-                    body = {k: v for k, v in m.items() if k not in ("apiVersion", "kind")}
-                    _TYPED[m["kind"]](f"{name}-{role}", **body, opts=opts_)
+                if m["kind"] in KINDS:
+                    declare_manifest(f"{name}-{role}", m, opts_)
                 else:
                     ManifestResource(f"{name}-{role}", m, opts=opts_)
         self.queues = pulumi.Output.from_input([q.name for q in blocks])

@@ -26,7 +26,6 @@ from typing import Any
 from zoneinfo import available_timezones
 
 import pulumi
-import pulumi_kubernetes as k8s
 from pydantic import Field
 
 from components.common import (
@@ -40,6 +39,7 @@ from components.common import (
     container_security_context,
     pod_security_context,
 )
+from components.manifests import declare_manifest
 
 WARM_POOL_NAMESPACE = "gpu-warm-pool"
 PRIORITY_CLASS = "mlplatform-warm-pool-placeholder"
@@ -333,26 +333,6 @@ def shared_manifests() -> list[dict[str, Any]]:
     ]
 
 
-_KINDS: dict[str, Any] = {
-    "Namespace": k8s.core.v1.Namespace,
-    "PriorityClass": k8s.scheduling.v1.PriorityClass,
-    "NetworkPolicy": k8s.networking.v1.NetworkPolicy,
-    "Deployment": k8s.apps.v1.Deployment,
-    "ServiceAccount": k8s.core.v1.ServiceAccount,
-    "Role": k8s.rbac.v1.Role,
-    "RoleBinding": k8s.rbac.v1.RoleBinding,
-    "CronJob": k8s.batch.v1.CronJob,
-}
-
-
-def declare(
-    resource_name: str, manifest: dict[str, Any], opts: pulumi.ResourceOptions
-) -> pulumi.Resource:
-    """A typed pulumi_kubernetes resource from a manifest dict."""
-    body = {k: v for k, v in manifest.items() if k not in ("apiVersion", "kind")}
-    return _KINDS[manifest["kind"]](resource_name, **body, opts=opts)  # type: ignore[no-any-return]
-
-
 class WarmPools(pulumi.ComponentResource):
     """The warm pools of every GPU pool that asks for one (one namespace, one PriorityClass)."""
 
@@ -378,10 +358,13 @@ class WarmPools(pulumi.ComponentResource):
                 parent=self, provider=target.provider, depends_on=[*deps, *extra]
             )
 
-        shared = [declare(f"{name}-{m['kind'].lower()}", m, k8s_opts()) for m in shared_manifests()]
+        shared = [
+            declare_manifest(f"{name}-{m['kind'].lower()}", m, k8s_opts())
+            for m in shared_manifests()
+        ]
         for pool, gpus, args in pools:
             for m in warm_pool_manifests(pool, gpus, args):
                 role = f"{m['kind'].lower()}-{m['metadata']['name']}"
-                declare(f"{name}-{role}", m, k8s_opts(*shared))
+                declare_manifest(f"{name}-{role}", m, k8s_opts(*shared))
         self.namespace = pulumi.Output.from_input(WARM_POOL_NAMESPACE)
         self.register_outputs({"namespace": self.namespace, "pools": [p for p, _, _ in pools]})

@@ -1,0 +1,110 @@
+"""Upstream artifacts at the versions the platform pins, read from the Go module proxy.
+
+Charts, CRDs and values files of Go projects (Karpenter) are in their module zips; ``go mod
+download`` fetches a module once into the shared module cache. Without ``go`` (or offline with an
+empty cache) the tests that need them skip on a developer's machine and fail in CI (``CI=true``).
+
+``crd_validator`` checks a custom resource against a CRD's ``openAPIV3Schema`` the way the API
+server's structural schema does for the parts that matter here: types, enums, patterns, required
+fields, item and property limits, and unknown fields (an object schema with ``properties`` and
+no ``x-kubernetes-preserve-unknown-fields`` takes nothing else). CEL rules are not evaluated.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+
+def unavailable(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason} (required in CI)")
+    pytest.skip(reason)
+
+
+@functools.cache
+def _download(module: str, version: str) -> str | None:
+    go = shutil.which("go")
+    if go is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.run(
+            [go, "mod", "download", "-json", f"{module}@{version}"],
+            capture_output=True,
+            text=True,
+            cwd=tmp,
+            env={**os.environ, "GOFLAGS": "-mod=mod"},
+            check=False,
+        )
+    try:
+        info = json.loads(proc.stdout)
+    except ValueError:
+        return None
+    if info.get("Dir"):
+        return str(info["Dir"])
+    # A module whose go.mod needs a newer Go than the local one is still downloaded and unpacked
+    # ("requires go >= ..."): its files are what the tests read, no build involved.
+    cache = subprocess.run(
+        [go, "env", "GOMODCACHE"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    escaped = "".join(f"!{c.lower()}" if c.isupper() else c for c in module)
+    unpacked = Path(cache) / f"{escaped}@{version}"
+    return str(unpacked) if cache and unpacked.is_dir() else None
+
+
+def go_module(module: str, version: str) -> Path:
+    """The unpacked module (read-only), or skip/fail when it cannot be had."""
+    found = _download(module, version)
+    if found is None:
+        unavailable(f"{module}@{version} is not in the Go module cache and go could not fetch it")
+    return Path(str(found))
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+def _strict(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        out = {k: _strict(v) for k, v in schema.items()}
+        if (
+            "properties" in out
+            and "additionalProperties" not in out
+            and not schema.get("x-kubernetes-preserve-unknown-fields")
+        ):
+            out["additionalProperties"] = False
+        if schema.get("x-kubernetes-int-or-string"):
+            out.pop("type", None)
+            out.setdefault("anyOf", [{"type": "integer"}, {"type": "string"}])
+        return out
+    if isinstance(schema, list):
+        return [_strict(v) for v in schema]
+    return schema
+
+
+def crd_validator(crd_file: Path, version: str) -> jsonschema.Draft7Validator:
+    crd = load_yaml(crd_file)
+    (served,) = [v for v in crd["spec"]["versions"] if v["name"] == version]
+    schema = copy.deepcopy(served["schema"]["openAPIV3Schema"])
+    # apiVersion/kind/metadata are the API server's; metadata is checked elsewhere.
+    schema.setdefault("properties", {})["metadata"] = {"type": "object"}
+    return jsonschema.Draft7Validator(_strict(schema))
+
+
+def crd_errors(validator: jsonschema.Draft7Validator, manifest: dict[str, Any]) -> list[str]:
+    body = {k: v for k, v in manifest.items() if k != "status"}
+    return sorted(
+        f"{'.'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
+        for e in validator.iter_errors(body)
+    )
