@@ -40,7 +40,8 @@ CHART = "oci://public.ecr.aws/karpenter/karpenter"
 CRD_CHART = "oci://public.ecr.aws/karpenter/karpenter-crd"
 # Release v1.15.2 (tag of aws/karpenter-provider-aws, 2026-11-12, as the Go module proxy lists
 # it; its release script publishes both charts at the tag's version). >= 1.6 for the
-# reservedCapacity feature.
+# reservedCapacity feature. Tests validate NodePools/EC2NodeClasses against this tag's own CRDs
+# (scripts/crd-sources.txt; keep the two in step).
 KARPENTER_VERSION = "1.15.2"
 KARPENTER_API = "karpenter.sh/v1"
 NODECLASS_API = "karpenter.k8s.aws/v1"

@@ -33,6 +33,8 @@ from pydantic import Field
 from components.common import ArgsModel, Issue, KubeTarget
 from components.training_queues import BATCH_JOB_FRAMEWORK
 
+# Tests validate PyTorchJobs against training-operator v1.8.1's CRD, the only release the Go
+# module proxy serves (scripts/crd-sources.txt; keep the two in step).
 TRAINING_OPERATOR_VERSION = "v1.9.4"
 TRAINING_OPERATOR_REPO = "https://github.com/kubeflow/trainer"
 TRAINING_OPERATOR_OVERLAY = "manifests/overlays/standalone"

@@ -75,6 +75,8 @@ from components.common import (
 )
 
 KUEUE_CHART = "oci://registry.k8s.io/kueue/charts/kueue"
+# Tests validate the queues against Kueue v0.17.0's CRDs, the only release the Go module proxy
+# serves (scripts/crd-sources.txt; keep the two in step).
 KUEUE_CHART_VERSION = "0.19.6"
 KUEUE_API_VERSION = "kueue.x-k8s.io/v1beta2"
 KUEUE_CONFIG_API_VERSION = "config.kueue.x-k8s.io/v1beta2"

@@ -10,6 +10,8 @@ import pytest
 
 from mlplatform.graph import Graph
 from mlplatform.plan import run_program
+from tests import kube_validate
+from tests.kube_validate import KubectlValidate
 
 
 @pytest.fixture
@@ -27,3 +29,9 @@ def require_tool(name: str) -> str:
     if path is None:
         pytest.skip(f"{name} is not on PATH (.ci/run installs it)")
     return path
+
+
+@pytest.fixture(scope="session")
+def kubectl_validate() -> KubectlValidate:
+    """kubectl-validate with the pinned CRDs (tests/kube_validate.py); skips when not built."""
+    return kube_validate.find()

@@ -24,7 +24,8 @@ KPS_REPO = "https://prometheus-community.github.io/helm-charts"
 # The operator's CRDs come from their own chart, as templates: Helm upgrades them with the chart
 # (a chart's crds/ folder is installed once and never upgraded). 31.0.1 carries the CRDs of
 # Prometheus Operator v0.93.1, the operator kube-prometheus-stack 88.5.3 runs (tag
-# prometheus-operator-crds-31.0.1; keep the two in step).
+# prometheus-operator-crds-31.0.1; keep the two in step, and the row in scripts/crd-sources.txt
+# from which the tests validate monitors and rules).
 PROMETHEUS_CRDS_CHART = "prometheus-operator-crds"
 PROMETHEUS_CRDS_VERSION = "31.0.1"
 PROMETHEUS_CRDS_RELEASE = "prometheus-operator-crds"

@@ -32,6 +32,7 @@ from components.monitoring_stack import (
 from mlplatform.graph import Graph
 from mlplatform.mocks import SECRET_PLACEHOLDER
 from mlplatform.plan import run_program
+from tests.kube_validate import KubectlValidate
 
 SLACK_URL = "https://hooks.slack.com/services/T000/B000/very-secret-token"
 PD_KEY = "pd-routing-key-0123456789abcdef"  # not a real key
@@ -396,3 +397,13 @@ def test_built_in_manifests_match_the_kubernetes_schema(aws: Graph, k8s_version:
                 )
             checked += 1
     assert checked >= 8
+
+
+def test_every_manifest_passes_kubectl_validate(
+    aws: Graph, local: Graph, kubectl_validate: KubectlValidate
+) -> None:
+    """PrometheusRules against prometheus-operator v0.85.0's CRD (the nearest the module proxy
+    serves to kube-prometheus-stack 79.7.1's v0.86.2); built-in kinds against Kubernetes 1.33."""
+    checked = aws.manifests() + local.manifests()
+    assert {m["kind"] for m in checked} >= {"PrometheusRule", "ConfigMap", "NetworkPolicy"}
+    kubectl_validate.assert_valid(checked)

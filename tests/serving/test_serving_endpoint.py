@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
@@ -16,6 +17,7 @@ from components.serving_endpoint import (
 )
 from mlplatform.graph import Graph
 from mlplatform.plan import run_program
+from tests.kube_validate import KubectlValidate
 from tests.serving.helpers import (
     CERT,
     HTTP_ENDPOINT,
@@ -107,6 +109,28 @@ def test_strict_validation_catches_a_typo() -> None:
     }
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(bad, K8S_VERSIONS[-1], strict=True)
+
+
+def test_every_manifest_passes_kubectl_validate(
+    graph: Graph, kubectl_validate: KubectlValidate
+) -> None:
+    """ServiceMonitor and PrometheusRule against prometheus-operator v0.85.0's CRDs (the nearest
+    served to kube-prometheus-stack 79.7.1's v0.86.2), ScaledObject against KEDA v2.21.1's."""
+    kubectl_validate.assert_valid(graph.manifests())
+
+
+def test_a_scaled_object_breaking_its_crd_is_rejected(
+    keda_aws: Graph, kubectl_validate: KubectlValidate
+) -> None:
+    so = one(keda_aws.manifests(), "ScaledObject")
+    number = copy.deepcopy(so)
+    number["spec"]["triggers"][0]["metadata"]["threshold"] = 4  # KEDA wants strings
+    no_target = copy.deepcopy(so)
+    del no_target["spec"]["scaleTargetRef"]["name"]
+    assert kubectl_validate.problems([so]) == [[]]
+    number_problems, target_problems = kubectl_validate.problems([number, no_target])
+    assert any("threshold in body must be of type string" in p for p in number_problems)
+    assert any("scaleTargetRef.name: Required value" in p for p in target_problems)
 
 
 def test_custom_resources_have_required_fields(graph: Graph) -> None:

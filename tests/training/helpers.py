@@ -1,4 +1,4 @@
-"""Shared fixtures for the training tests: pools, targets, and manifest validation."""
+"""Shared fixtures for the training tests: pools, targets, and pod template validation."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from kubernetes_validate.utils import latest_version
 
 from components.common import KubeTarget, StorageBackend
 from components.training_queues import GpuPoolCapacity
-from tests.training.crd_fields import SCHEMAS, crd_problems
 
 POOLS = (
     GpuPoolCapacity(name="a10g-spot", accelerator="nvidia-a10g", gpu_limit=4),
@@ -35,16 +34,6 @@ def minio() -> StorageBackend:
         endpoint_url="http://minio.minio.svc:9000",
         credentials_secret="minio-credentials",
     )
-
-
-def validate(manifest: dict[str, Any]) -> None:
-    """Fail unless the manifest is valid: strict OpenAPI schema for built-ins, CRD fields for CRs."""
-    key = (manifest["apiVersion"], manifest["kind"])
-    if key in SCHEMAS:
-        problems = crd_problems(manifest)
-        assert not problems, f"{key} {manifest['metadata']['name']}: {problems}"
-    else:
-        _strict(manifest)
 
 
 def validate_pod_template(template: dict[str, Any], name: str = "pod") -> None:

@@ -18,8 +18,8 @@ from components.training_queues import (
     check_pool_quotas,
     cluster_queue,
 )
-from tests.training.crd_fields import crd_problems
-from tests.training.helpers import GPU_LIMITS, POOLS, target, validate
+from tests.kube_validate import KubectlValidate
+from tests.training.helpers import GPU_LIMITS, POOLS, target
 
 TEAMS: dict[str, Any] = {
     "teams": [
@@ -187,34 +187,50 @@ def test_queue_objects_wait_for_kueue_and_local_queues_for_their_namespace(run):
     assert graph.depends_on(lq, graph.by_name("tq-cq-research"))
 
 
-def test_every_manifest_is_valid(run):
+def test_every_manifest_passes_kubectl_validate(run, kubectl_validate: KubectlValidate):
+    """Kueue objects against the CRDs of Kueue v0.17.0: the nearest release the module proxy
+    serves to the pinned chart 0.19.6 (same v1beta2 API)."""
     graph, _ = build(run)
     manifests = graph.manifests()
     kinds = {m["kind"] for m in manifests}
     assert {"ResourceFlavor", "ClusterQueue", "LocalQueue", "WorkloadPriorityClass"} <= kinds
     assert {"Namespace", "NetworkPolicy"} <= kinds
-    for manifest in manifests:
-        validate(manifest)
-    namespaces = [m for m in manifests if m["kind"] == "Namespace"]
+    kubectl_validate.assert_valid(manifests)
+
+
+def test_project_namespaces_enforce_restricted_pod_security(run):
+    graph, _ = build(run)
+    namespaces = [m for m in graph.manifests() if m["kind"] == "Namespace"]
+    assert namespaces
     assert all(
         m["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
         for m in namespaces
     )
 
 
-def test_the_crd_check_catches_a_broken_cluster_queue():
+def test_a_cluster_queue_breaking_its_crd_is_rejected(kubectl_validate: KubectlValidate):
     args = TrainingQueuesArgs.model_validate(TEAMS)
     good = cluster_queue(args.teams[0], "ml-platform")
-    assert crd_problems(good) == []
-    broken = cluster_queue(args.teams[0], "ml-platform")
-    del broken["spec"]["resourceGroups"][0]["flavors"][1]["resources"][2]["nominalQuota"]
-    broken["spec"]["cohort"] = "v1beta1-spelling"
-    problems = crd_problems(broken)
-    assert any("nominalQuota" in p for p in problems)
-    assert any("cohort" in p for p in problems)
-    reordered = cluster_queue(args.teams[0], "ml-platform")
-    reordered["spec"]["resourceGroups"][0]["flavors"][1]["resources"].reverse()
-    assert any("coveredResources" in p for p in crd_problems(reordered))
+    no_quota = cluster_queue(args.teams[0], "ml-platform")
+    del no_quota["spec"]["resourceGroups"][0]["flavors"][1]["resources"][2]["nominalQuota"]
+    v1beta1 = cluster_queue(args.teams[0], "ml-platform")
+    v1beta1["spec"]["cohort"] = v1beta1["spec"].pop("cohortName")
+    short = cluster_queue(args.teams[0], "ml-platform")
+    del short["spec"]["resourceGroups"][0]["flavors"][1]["resources"][0]  # CEL: one per resource
+    assert kubectl_validate.problems([good]) == [[]]
+    quota, spelling, size = kubectl_validate.problems([no_quota, v1beta1, short])
+    assert any("nominalQuota: Required value" in p for p in quota), quota
+    assert any("spec.cohort" in p and "unknown field" in p for p in spelling), spelling
+    assert any("same number of resources as the coveredResources" in p for p in size), size
+
+
+def test_each_flavor_lists_the_covered_resources_in_their_order():
+    """Kueue's admission webhook (not the CRD, which only counts them) requires the order."""
+    args = TrainingQueuesArgs.model_validate(TEAMS)
+    for team in args.teams:
+        (group,) = cluster_queue(team, "ml-platform")["spec"]["resourceGroups"]
+        for flavor in group["flavors"]:
+            assert [r["name"] for r in flavor["resources"]] == group["coveredResources"]
 
 
 # Validation ------------------------------------------------------------------------------------
