@@ -4,15 +4,12 @@ Charts, CRDs and values files of Go projects (Karpenter) are in their module zip
 download`` fetches a module once into the shared module cache. Without ``go`` (or offline with an
 empty cache) the tests that need them skip on a developer's machine and fail in CI (``CI=true``).
 
-``crd_validator`` checks a custom resource against a CRD's ``openAPIV3Schema`` the way the API
-server's structural schema does for the parts that matter here: types, enums, patterns, required
-fields, item and property limits, and unknown fields (an object schema with ``properties`` and
-no ``x-kubernetes-preserve-unknown-fields`` takes nothing else). CEL rules are not evaluated.
+Custom resources are validated through ``tests.kube_validate`` (kubectl-validate); this module
+is for the other files of a release: chart values and templates, and source.
 """
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
 import os
@@ -22,7 +19,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 import yaml
 
@@ -73,38 +69,3 @@ def go_module(module: str, version: str) -> Path:
 
 def load_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text())
-
-
-def _strict(schema: Any) -> Any:
-    if isinstance(schema, dict):
-        out = {k: _strict(v) for k, v in schema.items()}
-        if (
-            "properties" in out
-            and "additionalProperties" not in out
-            and not schema.get("x-kubernetes-preserve-unknown-fields")
-        ):
-            out["additionalProperties"] = False
-        if schema.get("x-kubernetes-int-or-string"):
-            out.pop("type", None)
-            out.setdefault("anyOf", [{"type": "integer"}, {"type": "string"}])
-        return out
-    if isinstance(schema, list):
-        return [_strict(v) for v in schema]
-    return schema
-
-
-def crd_validator(crd_file: Path, version: str) -> jsonschema.Draft7Validator:
-    crd = load_yaml(crd_file)
-    (served,) = [v for v in crd["spec"]["versions"] if v["name"] == version]
-    schema = copy.deepcopy(served["schema"]["openAPIV3Schema"])
-    # apiVersion/kind/metadata are the API server's; metadata is checked elsewhere.
-    schema.setdefault("properties", {})["metadata"] = {"type": "object"}
-    return jsonschema.Draft7Validator(_strict(schema))
-
-
-def crd_errors(validator: jsonschema.Draft7Validator, manifest: dict[str, Any]) -> list[str]:
-    body = {k: v for k, v in manifest.items() if k != "status"}
-    return sorted(
-        f"{'.'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
-        for e in validator.iter_errors(body)
-    )

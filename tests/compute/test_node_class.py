@@ -10,7 +10,6 @@ import pytest
 import yaml
 
 from components.gpu_node_pool import GpuNodePoolArgs, node_pool_spec
-from components.karpenter import KARPENTER_VERSION
 from components.node_class import (
     ImagePull,
     NodeStorageArgs,
@@ -19,10 +18,8 @@ from components.node_class import (
     node_class_spec,
     soci_user_data,
 )
-from tests.compute.helpers import crs, node_class
-from tests.upstream import crd_errors, crd_validator, go_module
-
-MODULE = "github.com/aws/karpenter-provider-aws"
+from tests.compute.helpers import node_class
+from tests.kube_validate import KubectlValidate
 
 
 def test_al2023_soci_is_a_nodeadm_feature_gate(dev):
@@ -90,16 +87,7 @@ def test_soci_needs_a_node_image_that_ships_it():
     assert image_pull_issues(ImagePull.STANDARD, "al2023@v20250715") == []
 
 
-# --- Against the release's CRDs ------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def karpenter_crds():
-    crds = go_module(MODULE, f"v{KARPENTER_VERSION}") / "pkg" / "apis" / "crds"
-    return {
-        "EC2NodeClass": crd_validator(crds / "karpenter.k8s.aws_ec2nodeclasses.yaml", "v1"),
-        "NodePool": crd_validator(crds / "karpenter.sh_nodepools.yaml", "v1"),
-    }
+# --- Against the release's CRDs (kubectl-validate: schemas and CEL rules) ---------------------
 
 
 def _reserved_pool() -> GpuNodePoolArgs:
@@ -120,73 +108,72 @@ def _reserved_pool() -> GpuNodePoolArgs:
     )
 
 
-def test_plan_crs_fit_the_release_crds(dev, prod, karpenter_crds):
-    checked = 0
-    for graph in (dev, prod):
-        for kind, validator in karpenter_crds.items():
-            for m in crs(graph, kind):
-                assert crd_errors(validator, m) == [], (kind, m["metadata"]["name"])
-                checked += 1
-    assert checked >= 6
+def _cr(kind: str, spec: dict) -> dict:
+    api = "karpenter.k8s.aws/v1" if kind == "EC2NodeClass" else "karpenter.sh/v1"
+    return {"apiVersion": api, "kind": kind, "metadata": {"name": "x"}, "spec": spec}
 
 
-def test_reserved_bottlerocket_class_and_pool_fit_the_crds(karpenter_crds):
+def _pool_spec(args: GpuNodePoolArgs) -> dict:
+    spec = json.loads(json.dumps(node_pool_spec(args)))
+    spec["template"]["spec"]["nodeClassRef"] = {
+        "group": "karpenter.k8s.aws",
+        "kind": "EC2NodeClass",
+        "name": "x",
+    }
+    return spec
+
+
+@pytest.mark.parametrize("alias", ["al2023@v20251112", "bottlerocket@v1.50.0"])
+def test_reserved_soci_class_and_pool_pass_the_crds(alias, kubectl_validate: KubectlValidate):
     args = _reserved_pool()
     spec = node_class_spec(
         role="r",
         cluster_name="c",
-        ami_alias="bottlerocket@v1.50.0",
+        ami_alias=alias,
         storage=args.storage,
         tags={},
         image_pull=args.image_pull,
         capacity_reservation_terms=args.reservations.terms(),
     )
-    nc = {
-        "apiVersion": "karpenter.k8s.aws/v1",
-        "kind": "EC2NodeClass",
-        "metadata": {"name": "x"},
-        "spec": spec,
-    }
-    assert crd_errors(karpenter_crds["EC2NodeClass"], nc) == []
-    pool_spec = node_pool_spec(args)
-    pool_spec["template"]["spec"]["nodeClassRef"] = {
-        "group": "karpenter.k8s.aws",
-        "kind": "EC2NodeClass",
-        "name": "x",
-    }
-    np = {
-        "apiVersion": "karpenter.sh/v1",
-        "kind": "NodePool",
-        "metadata": {"name": "x"},
-        "spec": pool_spec,
-    }
-    assert crd_errors(karpenter_crds["NodePool"], np) == []
+    blocks = GpuNodePoolArgs.model_validate(
+        {
+            "name": "h100-block",
+            "accelerator": "nvidia-h100",
+            "maxGpus": 16,
+            "reservations": {
+                "priority": "only",
+                "blocks": [
+                    {
+                        "id": "cr-0aaaaaaaaaaaaaaaa",
+                        "instanceType": "p5.48xlarge",
+                        "instances": 2,
+                        "start": "2026-12-10T11:30:00Z",
+                        "end": "2026-12-14T11:30:00Z",
+                        "teams": ["research"],
+                    }
+                ],
+            },
+        }
+    )
+    kubectl_validate.assert_valid(
+        [
+            _cr("EC2NodeClass", spec),
+            _cr("NodePool", _pool_spec(args)),
+            _cr("NodePool", _pool_spec(blocks)),
+        ]
+    )
 
 
-def test_the_crd_check_catches_what_the_api_server_would(karpenter_crds):
+def test_the_crds_refuse_what_the_api_server_would(kubectl_validate: KubectlValidate):
     args = _reserved_pool()
-    spec = node_class_spec(
+    mixed = node_class_spec(
         role="r", cluster_name="c", ami_alias="al2023@v20251112", storage=args.storage, tags={},
-        capacity_reservation_terms=[{"id": "cr-0123456789abcdef0", "owner": "x"}],
+        capacity_reservation_terms=[{"id": "cr-0123456789abcdef0", "ownerID": "123456789012"}],
     )  # fmt: skip
-    nc = {
-        "apiVersion": "karpenter.k8s.aws/v1",
-        "kind": "EC2NodeClass",
-        "metadata": {"name": "x"},
-        "spec": spec,
-    }
-    assert any("owner" in e for e in crd_errors(karpenter_crds["EC2NodeClass"], nc))
-    pool_spec = json.loads(json.dumps(node_pool_spec(args)))
-    pool_spec["disruption"]["budgets"].append({"nodes": "1", "reasons": ["Broken"]})
-    pool_spec["template"]["spec"]["nodeClassRef"] = {
-        "group": "karpenter.k8s.aws",
-        "kind": "EC2NodeClass",
-        "name": "x",
-    }
-    np = {
-        "apiVersion": "karpenter.sh/v1",
-        "kind": "NodePool",
-        "metadata": {"name": "x"},
-        "spec": pool_spec,
-    }
-    assert any("Broken" in e for e in crd_errors(karpenter_crds["NodePool"], np))
+    spec = _pool_spec(args)
+    spec["disruption"]["budgets"].append({"nodes": "1", "reasons": ["Broken"]})
+    term_problems, budget_problems = kubectl_validate.problems(
+        [_cr("EC2NodeClass", mixed), _cr("NodePool", spec)]
+    )
+    assert any("mutually exclusive" in p for p in term_problems), term_problems
+    assert any("Broken" in p for p in budget_problems), budget_problems
