@@ -28,7 +28,7 @@ when it runs, so a missed CronJob is corrected by the next deployment.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -345,7 +345,7 @@ class CapacityBlockQueues(pulumi.ComponentResource):
         frameworks: Sequence[str],
         namespace: str,
         depends_on: Sequence[pulumi.Resource] = (),
-        namespace_resources: dict[str, pulumi.Resource] | None = None,
+        namespace_resources: Mapping[str, pulumi.Resource] | None = None,
         now: datetime | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:

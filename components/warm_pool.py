@@ -106,7 +106,7 @@ class WarmPoolArgs(ArgsModel):
 
     def cron(self, at: str) -> str:
         t = _parse(at)
-        days = ",".join(str(_CRON_DAY[d]) for d in sorted(set(self.days), key=_CRON_DAY.get))
+        days = ",".join(str(n) for n in sorted({_CRON_DAY[d] for d in self.days}))
         return f"{t.minute} {t.hour} * * {days}"
 
     @property
