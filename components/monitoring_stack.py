@@ -318,6 +318,7 @@ class MonitoringStack(pulumi.ComponentResource):
             grafana_admin_secret=GRAFANA_ADMIN_SECRET,
             alertmanager_config_secret=ALERTMANAGER_CONFIG_SECRET,
             alertmanager_receivers_secret=ALERTMANAGER_RECEIVERS_SECRET,
+            karpenter_state=MetricSource.KARPENTER_STATE in self.metric_sources,
         )
         release = k8s.helm.v3.Release(
             f"{name}-kps",

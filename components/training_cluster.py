@@ -21,6 +21,7 @@ import pulumi_kubernetes as k8s
 from pydantic import Field
 
 from components.common import (
+    GPU_TOLERATION,
     NODE_MANAGED_POLICIES,
     ArgsModel,
     Environment,
@@ -57,6 +58,19 @@ def _keep(environment: Environment) -> pulumi.ResourceOptions:
     return pulumi.ResourceOptions(protect=prod, retain_on_delete=prod)
 
 
+def node_monitoring_agent_values() -> dict[str, Any]:
+    """The add-on's configuration (its charts/configuration.schema.json at v1.7.0).
+
+    The agent reads GPU health from a DCGM host engine on each GPU node, its ``dcgm-server``
+    DaemonSet (``nv-hostengine``, hostPort 5555). That DaemonSet tolerates nothing by default, so
+    on the platform's GPU nodes (tainted ``nvidia.com/gpu``) it would never run and the agent
+    would report no GPU faults at all: it gets the GPU toleration here. It stays the only
+    standalone host engine: the GPU Operator's ``dcgm`` is off (GpuSoftware), and the DCGM
+    exporter runs its own embedded engine without a port.
+    """
+    return {"dcgmAgent": {"tolerations": [dict(GPU_TOLERATION)]}}
+
+
 def managed_policy(name: str) -> str:
     return f"arn:aws:iam::aws:policy/{name}"
 
@@ -76,6 +90,9 @@ class AddonVersions(ArgsModel):
     kube_proxy: str = "v1.33.10-eksbuild.2"
     eks_pod_identity_agent: str = "v1.4.0-eksbuild.2"
     aws_ebs_csi_driver: str = "v1.66.0-eksbuild.1"
+    # The image tag the agent's own chart pins at its release v1.7.0 (aws/eks-node-monitoring-agent
+    # charts/eks-node-monitoring-agent/values.yaml, nodeAgent.image.tag), the add-on's version.
+    eks_node_monitoring_agent: str = "v1.7.0-eksbuild.1"
 
     def issues(self) -> list[Issue]:
         found = super().issues()
@@ -144,6 +161,9 @@ class TrainingClusterArgs(ArgsModel):
     grant_deployer_admin: bool = True
     log_retention_days: int = 90
     addons: AddonVersions = Field(default_factory=AddonVersions)
+    # The EKS node monitoring agent: GPU (XID, NVLink, DCGM), kernel, network and storage
+    # conditions on every node, which Karpenter's node repair acts on.
+    node_monitoring_agent: bool = True
     system_nodes: SystemNodeGroupArgs = Field(default_factory=SystemNodeGroupArgs)
     tags: dict[str, str] = Field(default_factory=dict)
 
@@ -538,6 +558,15 @@ class TrainingCluster(pulumi.ComponentResource):
             ],
         )
         self.addons = [*before_nodes, addon("coredns", v.coredns, [self.node_group]), ebs_csi]
+        if args.node_monitoring_agent:
+            self.addons.append(
+                addon(
+                    "eks-node-monitoring-agent",
+                    v.eks_node_monitoring_agent,
+                    [self.node_group],
+                    configuration_values=json.dumps(node_monitoring_agent_values(), sort_keys=True),
+                )
+            )
 
         self.kubeconfig = pulumi.Output.secret(
             kubeconfig_for(

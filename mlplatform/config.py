@@ -18,8 +18,10 @@ from typing import Any
 import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator
 
+from components.capacity_blocks import block_team_issues
 from components.common import ArgsModel, Environment, Issue, format_path
 from components.cost_guardrails import CostGuardrailsArgs
+from components.gpu_capacity import region_issues
 from components.gpu_node_pool import GpuNodePoolArgs, pool_list_issues
 from components.gpu_software import GpuSoftwareArgs
 from components.karpenter import KarpenterArgs
@@ -99,7 +101,8 @@ class PlatformConfig(ArgsModel):
     )
     gpu_pools: list[GpuNodePoolArgs] = Field(
         default_factory=list,
-        description="GPU node pools: accelerator preset, capacity types, GPU limit, EFA, time-slicing.",
+        description="GPU node pools: accelerator preset, capacity types and reservations, GPU "
+        "limit, EFA, time-slicing, image cache volume, SOCI pull, warm pool.",
     )
     gpu_software: GpuSoftwareArgs = Field(
         default_factory=GpuSoftwareArgs,
@@ -209,7 +212,11 @@ class PlatformConfig(ArgsModel):
                         f"unknown project {ep.project!r}; declared: {known}",
                     )
                 )
-        found += [i.at("gpuPools") for i in pool_list_issues(list(self.gpu_pools))]
+        found += [
+            i.at("gpuPools")
+            for i in pool_list_issues(list(self.gpu_pools), self.karpenter.ami_alias)
+        ]
+        found += block_team_issues(self.gpu_pools, self.training_queues.teams)
         found += [i.at("monitoring") for i in self.monitoring.secret_issues(self.secrets)]
         found += [
             i.at("trainingQueues")
@@ -258,6 +265,17 @@ def unmanaged_autoscaler_issues(name: str, ep: ServingEndpointArgs) -> list[Issu
             )
         )
     return found
+
+
+def reservation_issues(cfg: PlatformConfig, region: str) -> list[Issue]:
+    """Reservations in another region (or in a zone without a subnet) can never be used."""
+    zones = cfg.network.availability_zones
+    return [
+        issue.at("gpuPools", i, "reservations")
+        for i, pool in enumerate(cfg.gpu_pools)
+        if pool.reservations is not None
+        for issue in region_issues(pool.reservations, region, zones)
+    ]
 
 
 def serving_service_account(endpoint: str) -> str:
@@ -394,6 +412,10 @@ def parse_config(
         problems += _section_issues(data, broken, prefix)
     if cfg is not None:
         problems += [(format_path(i.path, prefix), i.message) for i in cfg.issues()]
+        if region:
+            problems += [
+                (format_path(i.path, prefix), i.message) for i in reservation_issues(cfg, region)
+            ]
         problems += _plaintext_secrets(cfg, secrets)
     if problems:
         raise ConfigError(stack, problems)

@@ -13,6 +13,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from components.capacity_blocks import CapacityBlockQueues, block_queues
 from components.common import Environment, KubeTarget, StorageBackend, merge_tags
 from components.cost_guardrails import CostGuardrails
 from components.gpu_node_pool import GpuNodePool
@@ -30,6 +31,7 @@ from components.serving_endpoint import ServingEndpoint
 from components.training_cluster import TrainingCluster
 from components.training_operator import TrainingOperator
 from components.training_queues import GpuPoolCapacity, TrainingQueues
+from components.warm_pool import WarmPools
 from mlplatform.config import Platform, StackSettings, serving_service_account
 
 
@@ -113,6 +115,15 @@ def _declare_aws(settings: StackSettings, provider: aws.Provider, tags: dict[str
         GpuNodePool(f"pool-{p.name}", p, karpenter=karpenter, opts=opts) for p in cfg.gpu_pools
     ]
     GpuSoftware("gpu-software", cfg.gpu_software, target=target, pools=cfg.gpu_pools, opts=opts)
+    warm = [(p.name, p.warm_pool_gpus, p.warm_pool) for p in cfg.gpu_pools if p.warm_pool]
+    if warm:
+        WarmPools(
+            "warm-pools",
+            warm,
+            target=target,
+            depends_on=[p.node_pool for p in pools if p.args.warm_pool],
+            opts=opts,
+        )
 
     lbc = LoadBalancerController(
         "load-balancer-controller",
@@ -251,6 +262,10 @@ def _declare_monitoring(settings: StackSettings, d: Declared) -> None:
         opts=d.extra.get("aws_opts"),
     )
     d.extra["monitoring"] = monitoring
+    if d.karpenter is not None:
+        d.karpenter.service_monitor(
+            "karpenter-service-monitor", monitoring.crds, namespace=cfg.monitoring.namespace
+        )
     pulumi.export("prometheusUrl", monitoring.prometheus_url)
     pulumi.export("alertmanagerUrl", monitoring.alertmanager_url)
     pulumi.export("grafanaUrl", monitoring.grafana_url)
@@ -258,6 +273,9 @@ def _declare_monitoring(settings: StackSettings, d: Declared) -> None:
 
 def workload_metric_sources(settings: StackSettings) -> set[MetricSource]:
     sources = {MetricSource.KUEUE, MetricSource.TRAINING_OPERATOR}
+    if settings.config.platform is Platform.aws:
+        # Karpenter's metrics (declared with the stack) and its EC2NodeClasses' reservations.
+        sources |= {MetricSource.KARPENTER, MetricSource.KARPENTER_STATE}
     if settings.config.serving_endpoints:
         sources.add(MetricSource.SERVING)
     return sources
@@ -353,9 +371,11 @@ def _declare_serving(settings: StackSettings, d: Declared) -> None:
 def _declare_training(settings: StackSettings, d: Declared) -> None:
     cfg = settings.config
     limits = cfg.gpu_limits()
+    # Pools on capacity blocks are reached through the blocks' own queues, not team quotas.
     capacities = [
         GpuPoolCapacity(p.name, p.accelerator.value, limits[p.name], *p.efa_node())
         for p in cfg.gpu_pools
+        if not (p.reservations and p.reservations.blocks)
     ]
     monitoring = d.extra["monitoring"]
     engine = TrainingOperator(
@@ -375,5 +395,16 @@ def _declare_training(settings: StackSettings, d: Declared) -> None:
         namespace_resources=d.namespaces.resources if d.namespaces is not None else None,
     )
     d.extra["queues"] = queues
+    blocks = block_queues(cfg.gpu_pools, cfg.training_queues.teams)
+    if blocks:
+        CapacityBlockQueues(
+            "capacity-blocks",
+            blocks,
+            target=d.target,
+            frameworks=engine.kueue_frameworks,
+            namespace=cfg.training_queues.namespace,
+            depends_on=[queues.release],
+            namespace_resources=d.namespaces.resources if d.namespaces is not None else None,
+        )
     # What a project needs to be admitted: see components.training_queues.team_contract.
     pulumi.export("trainingQueues", queues.teams)

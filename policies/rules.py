@@ -458,6 +458,87 @@ def validate_gpu_pool_limits(args: Args, report_violation: ReportViolation) -> N
             report_violation(f"GPU node group '{args.name}' must set scalingConfig.maxSize", None)
 
 
+def _reserved_only(spec: Mapping[str, Any]) -> bool:
+    for req in _as_list(_get(spec, "template", "spec", "requirements")):
+        if _get(req, "key") == "karpenter.sh/capacity-type" and _get(req, "operator") == "In":
+            return [str(v) for v in _as_list(_get(req, "values"))] == ["reserved"]
+    return False
+
+
+def _gpu_quota(queue: Mapping[str, Any], flavors: set[str]) -> bool:
+    for group in _as_list(_get(queue, "spec", "resourceGroups")):
+        for flavor in _as_list(_get(group, "flavors")):
+            if _get(flavor, "name") not in flavors:
+                continue
+            for res in _as_list(_get(flavor, "resources")):
+                quota = str(_get(res, "nominalQuota", default="0"))
+                if _get(res, "name") == "nvidia.com/gpu" and quota not in ("0", ""):
+                    return True
+    return False
+
+
+def validate_reserved_pools_queued(
+    args: StackValidationArgs, report_violation: ReportViolation
+) -> None:
+    """A NodePool that launches reserved capacity only has GPU quota in some Kueue ClusterQueue.
+
+    Nothing else is launched when its reservations are full: pods that bypass Kueue wait
+    unscheduled (a distributed job holding half its gang), while Kueue's quota would queue them.
+    """
+
+    def kind(res: Any, name: str) -> bool:
+        return str(res.resource_type).endswith(f":{name}")
+
+    flavors_by_pool: dict[str, set[str]] = {}
+    for res in args.resources:
+        if kind(res, "ResourceFlavor") and "kueue.x-k8s.io" in res.resource_type:
+            pool = _get(res.props, "spec", "nodeLabels", "mlplatform.io/pool")
+            name = _get(res.props, "metadata", "name")
+            if pool and name:
+                flavors_by_pool.setdefault(str(pool), set()).add(str(name))
+    queues = [
+        r.props
+        for r in args.resources
+        if kind(r, "ClusterQueue") and "kueue.x-k8s.io" in r.resource_type
+    ]
+    for res in args.resources:
+        if not (res.resource_type.startswith("kubernetes:karpenter.sh/") and kind(res, "NodePool")):
+            continue
+        spec = res.props.get("spec") or {}
+        if not _reserved_only(spec):
+            continue
+        pool = _get(spec, "template", "metadata", "labels", "mlplatform.io/pool") or _get(
+            res.props, "metadata", "name"
+        )
+        flavors = flavors_by_pool.get(str(pool), set())
+        if not any(_gpu_quota(q, flavors) for q in queues):
+            report_violation(
+                f"NodePool '{pool}' launches reserved capacity only, but no Kueue ClusterQueue "
+                "has GPU quota on it: when its reservations are full, pods that bypass the queue "
+                "wait unscheduled instead of queueing; give a team a quota on the pool",
+                res.urn,
+            )
+
+
+def validate_no_placement_group_on_reservations(
+    args: Args, report_violation: ReportViolation
+) -> None:
+    """A node class that uses reservations forces no placement group: reserved instances are
+    not all in one spine, and a cluster placement group then fails with insufficient capacity."""
+    if not (
+        args.resource_type.startswith("kubernetes:karpenter.k8s.aws/")
+        and args.resource_type.endswith(":EC2NodeClass")
+    ):
+        return
+    spec = args.props.get("spec") or {}
+    if _get(spec, "capacityReservationSelectorTerms") and _get(spec, "placementGroupSelector"):
+        report_violation(
+            f"EC2NodeClass '{args.name}' selects capacity reservations and forces a placement "
+            "group: launches into the reservations fail with insufficient capacity",
+            None,
+        )
+
+
 @dataclass(frozen=True)
 class _Container:
     path: str
@@ -751,6 +832,17 @@ RULES: tuple[Rule, ...] = (
         validate_imdsv2,
     ),
     Rule("gpu-pool-limits", "GPU node pools set GPU limits.", validate_gpu_pool_limits),
+    Rule(
+        "reserved-pools-queued",
+        "Node pools that launch reserved capacity only have GPU quota in a Kueue ClusterQueue.",
+        validate_reserved_pools_queued,
+        stack=True,
+    ),
+    Rule(
+        "no-placement-group-on-reservations",
+        "Node classes that use capacity reservations force no placement group.",
+        validate_no_placement_group_on_reservations,
+    ),
     Rule(
         "containers-nonroot-resources",
         "Containers run as non-root with cpu/memory requests and a memory limit.",

@@ -67,7 +67,7 @@ def test_secrets_keep_their_keys_and_lose_their_values(
     secrets = {d["metadata"]["name"]: d for d in _docs(out).values() if d["kind"] == "Secret"}
     assert set(secrets) == set(recorded)
     for name, secret in secrets.items():
-        data = secret.get("stringData")
+        data = secret.get("stringData") or {}  # a Secret with no values has none
         assert isinstance(data, dict), name
         assert sorted(data) == recorded[name].get("stringData", []), name
         assert set(data.values()) <= {"[secret]"}

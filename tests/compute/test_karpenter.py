@@ -85,12 +85,13 @@ def test_interruption_queue_encrypted_and_fed_by_eventbridge(dev):
     types = sorted(json.loads(r.inputs["eventPattern"])["detail-type"][0] for r in rules)
     assert types == [
         "AWS Health Event",
+        "EC2 Capacity Reservation Instance Interruption Warning",
         "EC2 Instance Rebalance Recommendation",
         "EC2 Instance State-change Notification",
         "EC2 Spot Instance Interruption Warning",
     ]
     targets = dev.by_type("aws:cloudwatch/eventTarget:EventTarget")
-    assert len(targets) == 4
+    assert len(targets) == 5
     assert all(t.inputs["arn"].endswith(":mlp-dev") for t in targets)
     policy = json.loads(dev.one("aws:sqs/queuePolicy:QueuePolicy").inputs["policy"])
     deny = [s for s in policy["Statement"] if s["Effect"] == "Deny"]

@@ -196,6 +196,7 @@ def test_managed_addons_pinned(dev):
         "kube-proxy",
         "eks-pod-identity-agent",
         "aws-ebs-csi-driver",
+        "eks-node-monitoring-agent",
     }
     for a in addons.values():
         assert a.inputs["addonVersion"].startswith("v") and "eksbuild" in a.inputs["addonVersion"]

@@ -62,14 +62,15 @@ def test_more_gpus_per_node_than_the_type_has():
     assert "sizes" in msgs and "12xlarge" in msgs["sizes"]
 
 
-def test_unknown_size_and_reserved_without_selector():
+def test_unknown_size_and_reserved_in_capacity_types():
     msgs = _messages(_pool(sizes=["xlarge", "huge"], capacityTypes=["reserved"]))
     assert "sizes[1]" in msgs and "48xlarge" in msgs["sizes[1]"]
-    assert "capacityReservations" in msgs
-    msgs = _messages(_pool(capacityReservations=[{"id": "cr-0123456789abcdef0"}]))
-    assert "capacityTypes" in msgs
-    msgs = _messages(_pool(capacityTypes=["reserved"], capacityReservations=[{}]))
-    assert "capacityReservations[0]" in msgs
+    # reserved capacity is configured under reservations, with its priority
+    assert "reservations" in msgs["capacityTypes"] and "'only'" in msgs["capacityTypes"]
+    msgs = _messages(_pool(reservations={}))
+    assert "reservations.select" in msgs
+    msgs = _messages(_pool(reservations={"select": [{}]}))
+    assert "exactly one of id, arn or tags" in msgs["reservations.select[0]"]
 
 
 def test_capacity_type_enum_error_lists_values():

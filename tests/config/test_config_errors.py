@@ -241,3 +241,89 @@ def test_plan_cli_exits_2_without_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
     assert "aws:region" in proc.stderr and "ml-platform:typo" in proc.stderr
     assert proc.stdout == ""
+
+
+GPU_BLOCK = {
+    "id": "cr-0aaaaaaaaaaaaaaaa",
+    "instanceType": "p5.48xlarge",
+    "instances": 2,
+    "start": "2026-12-10T11:30:00Z",
+    "end": "2026-12-14T11:30:00Z",
+    "maxRunTime": "36h",
+    "teams": ["research"],
+}
+
+
+def test_capacity_mistakes_are_reported_together_before_any_resource(tmp_path: Path) -> None:
+    config = {
+        **BASE,
+        "ml-platform:network": json.dumps({"azCount": 2, "availabilityZones": ["us-east-1a", "us-east-1b"]}),
+        "ml-platform:gpuPools": json.dumps(
+            [
+                {   # a reservation in another region, and one in a zone without a subnet
+                    "name": "a100",
+                    "accelerator": "nvidia-a100",
+                    "maxGpus": 16,
+                    "reservations": {
+                        "select": [
+                            {"arn": "arn:aws:ec2:eu-west-1:123456789012:capacity-reservation/cr-0123456789abcdef0"},
+                            {"id": "cr-0fedcba9876543210", "availabilityZone": "us-east-1f"},
+                        ]
+                    },
+                },
+                {   # a capacity block on a spot pool
+                    "name": "h100",
+                    "accelerator": "nvidia-h100",
+                    "maxGpus": 16,
+                    "capacityTypes": ["spot"],
+                    "reservations": {"blocks": [GPU_BLOCK]},
+                },
+                {   # SOCI needs a newer node image than the one pinned below
+                    "name": "l4",
+                    "accelerator": "nvidia-l4",
+                    "maxGpus": 4,
+                },
+            ]
+        ),
+        "ml-platform:karpenter": json.dumps({"amiAlias": "al2023@v20250701"}),
+        "ml-platform:trainingQueues": json.dumps(
+            {"teams": [{"name": "research", "namespaces": ["churn"],
+                        "quotas": [{"pool": "h100", "gpus": 8}]}]}
+        ),
+    }  # fmt: skip
+    got = problems(config)
+    pools = "ml-platform:gpuPools"
+    assert "names region eu-west-1" in got[f"{pools}[0].reservations.select[0].arn"]
+    assert "no subnet" in got[f"{pools}[0].reservations.select[1].availabilityZone"]
+    assert "capacity block on a spot pool" in got[f"{pools}[1].reservations.blocks"]
+    for i in range(3):
+        assert "al2023@v20250821" in got[f"{pools}[{i}].imagePull"]
+    assert "own queue" in got["ml-platform:trainingQueues.teams[0].quotas[0].pool"]
+
+    (tmp_path / "Pulumi.bad.yaml").write_text(yaml.safe_dump({"config": config}))
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlplatform.cli", "plan", "--stack", "bad", "--stacks-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and proc.stdout == ""
+    assert "capacity block on a spot pool" in proc.stderr and "eu-west-1" in proc.stderr
+
+
+def test_a_block_pool_with_its_queue_is_valid() -> None:
+    settings = parse_config(
+        "t",
+        {
+            **BASE,
+            "ml-platform:gpuPools": json.dumps(
+                [{"name": "h100", "accelerator": "nvidia-h100", "maxGpus": 16,
+                  "reservations": {"priority": "only", "blocks": [GPU_BLOCK]}}]
+            ),
+            "ml-platform:trainingQueues": json.dumps(
+                {"teams": [{"name": "research", "namespaces": ["churn"]}]}
+            ),
+        },
+    )  # fmt: skip
+    (pool,) = settings.config.gpu_pools
+    assert pool.reserved_only and pool.reservations is not None
