@@ -76,6 +76,12 @@ def expected_files(
         ".cruft.json",
         ".dockerignore",
         ".gitignore",
+        ".pre-commit-config.yaml",
+        "data/external/.gitkeep",
+        "data/interim/.gitkeep",
+        "data/processed/.gitkeep",
+        "data/raw/.gitkeep",
+        "notebooks/.gitkeep",
         ".python-version",
         "Dockerfile",
         "Makefile",
@@ -111,9 +117,11 @@ def expected_files(
     if combo["serving"] == "yes":
         files |= {f"{pkg}/serve.py", "tests/test_serve.py"}
     if combo["framework"] == "pytorch":
-        files.add("tests/test_cuda.py")
+        files |= {"tests/test_cuda.py", "tests/test_distributed.py"}
+        files |= {f"{pkg}/distributed.py", f"{pkg}/checkpoint.py"}
     if combo["ci"] == "github":
-        files |= {f".github/workflows/{n}.yml" for n in ("ci", "infra-preview", "deploy")}
+        names = ("ci", "infra-preview", "deploy", "image")
+        files |= {f".github/workflows/{n}.yml" for n in names}
     return files
 
 
