@@ -233,7 +233,10 @@ def test_images_are_signed_once_and_scanned_by_their_amd64_manifest(
     done, calls = _scan(projects, tmp_path, critical="None", signed=False)
     assert done.returncode == 0, done.stderr
     signs = [c for c in calls if c.startswith("cosign sign")]
-    assert signs == [f"cosign sign --yes {TRAINING}@{INDEX}", f"cosign sign --yes {SERVING}@{INDEX}"]
+    assert signs == [
+        f"cosign sign --yes {TRAINING}@{INDEX}",
+        f"cosign sign --yes {SERVING}@{INDEX}",
+    ]
     waits = [c for c in calls if "wait image-scan-complete" in c]
     assert len(waits) == 2 and all(f"imageDigest={AMD64}" in w for w in waits)
     assert any("--repository-name ml-platform/dev/serving" in w for w in waits)
