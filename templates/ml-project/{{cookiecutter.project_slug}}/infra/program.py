@@ -126,7 +126,8 @@ def training_command(nodes: int, gpus: int) -> list[str]:
 {%- if cookiecutter.framework == 'pytorch' %}
     if nodes > 1:
         return ["torchrun", "-m", f"{PACKAGE}.train"]
-    return ["torchrun", "--standalone", f"--nproc-per-node={max(gpus, 1)}", "-m", f"{PACKAGE}.train"]
+    per_node = f"--nproc-per-node={max(gpus, 1)}"
+    return ["torchrun", "--standalone", per_node, "-m", f"{PACKAGE}.train"]
 {%- else %}
     if nodes != 1:
         raise ValueError(f"{PROJECT}: nodes must be 1 for a scikit-learn model (got {nodes})")

@@ -195,14 +195,12 @@ def test_training_job_is_queued_and_pinned(graph: Any) -> None:
     assert pod["nodeSelector"] == {"mlplatform.io/pool": GPU_POOL, "kubernetes.io/arch": "amd64"}
     assert any(t["key"] == "nvidia.com/gpu" for t in pod["tolerations"])
 {%- endif %}
-
 {% if cookiecutter.framework == 'pytorch' %}
 
 def test_training_command_is_torchrun_on_one_node_or_many() -> None:
     module = f"{program.PACKAGE}.train"
-    assert program.training_command(1, 0) == [
-        "torchrun", "--standalone", "--nproc-per-node=1", "-m", module
-    ]
+    one = ["torchrun", "--standalone", "--nproc-per-node=1", "-m", module]
+    assert program.training_command(1, 0) == one
     assert program.training_command(1, 4)[2] == "--nproc-per-node=4"
     # On several nodes the PyTorchJob operator sets the rendezvous (PET_* variables).
     assert program.training_command(3, 2) == ["torchrun", "-m", module]

@@ -119,7 +119,9 @@ def fit(model: TorchModel, X: np.ndarray, y: np.ndarray, *, seed: int = 0) -> To
     net.mean.copy_(torch.tensor(X.mean(axis=0), dtype=torch.float32))
     net.std.copy_(torch.tensor(X.std(axis=0) + 1e-8, dtype=torch.float32))
     net.to(ctx.device)
-    opt = torch.optim.Adam(net.parameters(), lr=float(p["lr"]), weight_decay=float(p["weight_decay"]))
+    opt = torch.optim.Adam(
+        net.parameters(), lr=float(p["lr"]), weight_decay=float(p["weight_decay"])
+    )
     store = CheckpointStore.from_env()
     fprint = fingerprint(p, seed, X, y)
     start = _resume(store, net, opt, fprint)
