@@ -53,9 +53,9 @@ def setup() -> Context:
 
 
 def stop_unless_primary() -> None:
-    """After training: ranks > 0 leave the group and exit 0, so torchrun counts them as done."""
-    if context().primary:
-        return
+    """After training every rank leaves the group; ranks > 0 then exit 0 (torchrun counts them
+    as done) and rank 0 goes on to evaluate, save and upload alone."""
     if dist.is_initialized():
         dist.destroy_process_group()
-    sys.exit(0)
+    if not context().primary:
+        sys.exit(0)
