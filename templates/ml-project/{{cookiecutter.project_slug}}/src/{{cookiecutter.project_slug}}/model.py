@@ -31,10 +31,12 @@ FRAMEWORK = "pytorch"
 ARTIFACT = "model.pt"
 DEFAULT_PARAMS: dict[str, Any] = {
     "hidden": 16,
-    "epochs": 40,
+    # On the bundled sample these held-out scores match the scikit-learn variant's within about a
+    # point (mean accuracy over split seeds 0-5: 0.715 vs 0.728); more epochs overfit 300 rows.
+    "epochs": 20,
     # The global batch: each of N processes takes batch_size / N rows per step.
     "batch_size": 32,
-    "lr": 0.01,
+    "lr": 0.005,
     "weight_decay": 1e-4,
     "checkpoint_every": 1,
     # DataLoader worker processes (they need /dev/shm: the TrainingJob's shmSize).
