@@ -101,6 +101,16 @@ def test_builds_target_the_platforms_architecture_with_sbom_provenance_and_cache
     # The platform pins project workloads to the architecture the template builds for.
     arch = TrainingJobArgs.model_fields["architecture"].default
     assert arch == ServingEndpointArgs.model_fields["architecture"].default == "amd64"
+    # First a local build of the runtime image and a training run in it, as on the cluster.
+    smoke, *builds = builds
+    assert smoke["with"]["load"] is True
+    assert "push" not in smoke["with"]
+    assert smoke["with"]["target"] == "runtime"
+    (run,) = [s for s in job["steps"] if s.get("name") == "Train in the image, as on the cluster"]
+    assert job["steps"].index(smoke) < job["steps"].index(run) < job["steps"].index(builds[0])
+    for flag in ("--read-only", "--tmpfs /tmp", "--user 10001:10001", "MODEL_DIR=/tmp/models"):
+        assert flag in run["run"]
+    assert f"{smoke['with']['tags']} python -m churn_model.train --upload no" in run["run"]
     targets = {}
     for build in builds:
         w = build["with"]
