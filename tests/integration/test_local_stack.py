@@ -196,8 +196,8 @@ def test_verify_reports_what_it_can_see(
     code = cli_main(["verify", "--stack", STACK, "--outputs", str(outputs), "--format", "json"])
     report = json.loads(capsys.readouterr().out)
     status = {c["name"]: c["status"] for c in report["checks"]}
-    assert status["aws"] == "skip"
-    assert status["k8s.nodes-ready"] == "pass"
+    assert status.get("aws") == "skip", report
+    assert status.get("k8s.nodes-ready") == "pass", report
     chart_made = {"k8s.prometheus-targets", "k8s.alertmanager"}
     if cluster.stubbed:
         assert code == 1

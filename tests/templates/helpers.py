@@ -67,6 +67,12 @@ def expected_files(
         ".cruft.json",
         ".dockerignore",
         ".gitignore",
+        ".pre-commit-config.yaml",
+        "data/external/.gitkeep",
+        "data/interim/.gitkeep",
+        "data/processed/.gitkeep",
+        "data/raw/.gitkeep",
+        "notebooks/.gitkeep",
         ".python-version",
         "Dockerfile",
         "Makefile",
@@ -102,9 +108,11 @@ def expected_files(
     if combo["serving"] == "yes":
         files |= {f"{pkg}/serve.py", "tests/test_serve.py"}
     if combo["framework"] == "pytorch":
-        files.add("tests/test_cuda.py")
+        files |= {"tests/test_cuda.py", "tests/test_distributed.py"}
+        files |= {f"{pkg}/distributed.py", f"{pkg}/checkpoint.py"}
     if combo["ci"] == "github":
-        files |= {f".github/workflows/{n}.yml" for n in ("ci", "infra-preview", "deploy")}
+        names = ("ci", "infra-preview", "deploy", "image")
+        files |= {f".github/workflows/{n}.yml" for n in names}
     return files
 
 
@@ -114,9 +122,10 @@ def project_files(root: Path) -> set[str]:
 
 def uv_env(**extra: str) -> dict[str, str]:
     """Environment for uv in generated projects: this interpreter, the shared cache, no downloads."""
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT")
-    }
+    # UV_LOCKED/UV_FROZEN (set by .ci/run for this repository) are not the generated project's:
+    # its tests pass --locked where they mean it, and a fresh project locks first.
+    dropped = ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT", "UV_LOCKED", "UV_FROZEN")
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     env.update(UV_PYTHON=sys.executable, UV_PYTHON_DOWNLOADS="never", UV_NO_PROGRESS="1")
     env.update(extra)
     return env

@@ -32,7 +32,9 @@ def paths_to_remove(opts: dict) -> list:
     if opts["serving"] == "no":
         remove += [f"src/{slug}/serve.py", "tests/test_serve.py"]
     if opts["framework"] != "pytorch":
-        remove += ["tests/test_cuda.py"]
+        pkg = f"src/{slug}"
+        remove += ["tests/test_cuda.py", "tests/test_distributed.py"]
+        remove += [f"{pkg}/distributed.py", f"{pkg}/checkpoint.py"]
     if opts["ci"] == "none":
         remove += [".github"]
     return remove

@@ -61,6 +61,7 @@ class Settings:
     training_image: str
     gpu_pool: str | None
     gpus: int
+    nodes: int
     min_accuracy: str
 {%- if cookiecutter.serving == 'yes' %}
     serving_image: str
@@ -96,6 +97,7 @@ class Settings:
             training_image=training_image,
             gpu_pool=cfg.get("gpuPool") or None,
             gpus=cfg.get_int("gpus", {{ 0 if cookiecutter.accelerator == 'none' else 1 }}),
+            nodes=cfg.get_int("nodes", 1),
             min_accuracy=cfg.get("minAccuracy") or "0.7",
 {%- if cookiecutter.serving == 'yes' %}
             serving_image=serving_image,
@@ -114,6 +116,24 @@ def ecr_repository_arn(url: str, partition: str = "aws") -> str:
     if not m:
         raise ValueError(f"not an ECR repository URL: {url!r}")
     return f"arn:{partition}:ecr:{m['region']}:{m['account']}:repository/{m['repo']}"
+
+
+def training_command(nodes: int, gpus: int) -> list[str]:
+    """The training job's command: {% if cookiecutter.framework == 'pytorch' %}torchrun, one process per GPU (one on CPU). One node is
+    standalone; on more, the PyTorchJob's operator gives each pod torchrun's rendezvous
+    (PET_NNODES, PET_NODE_RANK, PET_MASTER_ADDR...).{% else %}one process (scikit-learn does not
+    train across nodes: keep nodes at 1).{% endif %}"""
+{%- if cookiecutter.framework == 'pytorch' %}
+    if nodes > 1:
+        return ["torchrun", "-m", f"{PACKAGE}.train"]
+    per_node = f"--nproc-per-node={max(gpus, 1)}"
+    return ["torchrun", "--standalone", per_node, "-m", f"{PACKAGE}.train"]
+{%- else %}
+    if nodes != 1:
+        raise ValueError(f"{PROJECT}: nodes must be 1 for a scikit-learn model (got {nodes})")
+    del gpus
+    return ["python", "-m", f"{PACKAGE}.train"]
+{%- endif %}
 
 
 def platform_problems(s: Settings, outputs: dict[str, Any]) -> list[str]:
@@ -323,9 +343,10 @@ def deploy(s: Settings) -> dict[str, Any]:
             namespace=s.namespace,
             queue=s.team,  # the LocalQueue above
             image=s.training_image,
-            command=["python", "-m", f"{PACKAGE}.train"],
+            command=training_command(s.nodes, s.gpus),
             args=["--min-accuracy", s.min_accuracy, "--upload", "yes"],
             service_account_name=TRAINER_SA,
+            nodes=s.nodes,
             gpus_per_node=s.gpus,
             pool=s.gpu_pool if s.gpus > 0 else None,
             cpu="4" if s.gpus > 0 else "2",

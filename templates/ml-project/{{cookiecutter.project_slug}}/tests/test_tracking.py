@@ -20,7 +20,9 @@ class FakeMlflow(types.ModuleType):
         flavor = types.SimpleNamespace(log_model=self._log_model)
         self.sklearn = self.pytorch = flavor
 
-    def _log_model(self, model: Any, path: str, registered_model_name: str | None) -> None:
+    def _log_model(
+        self, model: Any, path: str, registered_model_name: str | None, **kwargs: Any
+    ) -> None:
         self.calls.append(("log_model", (path, registered_model_name)))
 
     def set_experiment(self, name: str) -> None:

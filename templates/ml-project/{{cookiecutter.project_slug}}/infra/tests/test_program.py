@@ -73,6 +73,7 @@ def settings(**overrides: Any) -> program.Settings:
         "training_image": f"{REGISTRY}/ml-platform/dev/training:{NS}-abc123",
         "gpu_pool": GPU_POOL or None,
         "gpus": {{ 0 if cookiecutter.accelerator == 'none' else 1 }},
+        "nodes": 1,
         "min_accuracy": "0.7",
 {%- if cookiecutter.serving == 'yes' %}
         "serving_image": f"{REGISTRY}/ml-platform/dev/serving:{NS}-abc123",
@@ -179,7 +180,7 @@ def test_training_job_is_queued_and_pinned(graph: Any) -> None:
     pod = job["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["image"] == f"{REGISTRY}/ml-platform/dev/training:{NS}-abc123"
-    assert container["command"] == ["python", "-m", f"{program.PACKAGE}.train"]
+    assert container["command"] == program.training_command(1, {{ 0 if cookiecutter.accelerator == 'none' else 1 }})
     assert container["args"] == ["--min-accuracy", "0.7", "--upload", "yes"]
     assert pod["serviceAccountName"] == f"{NS}-trainer"
     env = {e["name"]: e.get("value") for e in container["env"]}
@@ -193,6 +194,33 @@ def test_training_job_is_queued_and_pinned(graph: Any) -> None:
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert pod["nodeSelector"] == {"mlplatform.io/pool": GPU_POOL, "kubernetes.io/arch": "amd64"}
     assert any(t["key"] == "nvidia.com/gpu" for t in pod["tolerations"])
+{%- endif %}
+{% if cookiecutter.framework == 'pytorch' %}
+
+def test_training_command_is_torchrun_on_one_node_or_many() -> None:
+    module = f"{program.PACKAGE}.train"
+    one = ["torchrun", "--standalone", "--nproc-per-node=1", "-m", module]
+    assert program.training_command(1, 0) == one
+    assert program.training_command(1, 4)[2] == "--nproc-per-node=4"
+    # On several nodes the PyTorchJob operator sets the rendezvous (PET_* variables).
+    assert program.training_command(3, 2) == ["torchrun", "-m", module]
+
+
+def test_more_than_one_node_is_a_pytorchjob() -> None:
+    graph = run(settings(nodes=2))
+    assert manifests(graph, "Job") == []
+    (job,) = manifests(graph, "PyTorchJob")
+    replicas = job["spec"]["pytorchReplicaSpecs"]
+    assert (replicas["Master"]["replicas"], replicas["Worker"]["replicas"]) == (1, 1)
+    (container,) = replicas["Master"]["template"]["spec"]["containers"]
+    assert container["command"] == ["torchrun", "-m", f"{program.PACKAGE}.train"]
+    assert job["spec"]["nprocPerNode"] == "1"
+{%- else %}
+
+def test_scikit_learn_trains_on_one_node() -> None:
+    assert program.training_command(1, 0) == ["python", "-m", f"{program.PACKAGE}.train"]
+    with pytest.raises(ValueError, match="nodes must be 1"):
+        program.training_command(2, 0)
 {%- endif %}
 {%- if cookiecutter.serving == 'yes' %}
 

@@ -40,6 +40,7 @@ def train(
     X_train, X_test, y_train, y_test = train_test_split(data, test_fraction, seed)
     merged = {**model_lib.DEFAULT_PARAMS, **(params or {})}
     model = model_lib.fit(model_lib.build(merged), X_train, y_train, seed=seed)
+    model_lib.stop_unless_primary()  # torchrun ranks > 0 exit here; rank 0 evaluates and saves
     metrics = evaluate(model, X_test, y_test)
     version = save_version(
         model, model_dir, MODEL_NAME, metrics=metrics, params=merged, data_sha256=data.sha256
