@@ -2,21 +2,18 @@
 
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
+from {{ cookiecutter.project_slug }} import storage
 from {{ cookiecutter.project_slug }}.registry import (
     list_versions,
     load_version,
     read_metadata,
 )
 from {{ cookiecutter.project_slug }}.settings import MODEL_NAME
-from {{ cookiecutter.project_slug }} import storage
 from {{ cookiecutter.project_slug }}.storage import (
     AliasMovedError,
     VersionExistsError,
@@ -31,43 +28,7 @@ from {{ cookiecutter.project_slug }}.storage import (
 from {{ cookiecutter.project_slug }}.train import TrainResult, train
 from {{ cookiecutter.project_slug }}.train import main as train_main
 
-BUCKET = "ml-platform-models-test"
-PREFIX = "projects/{{ cookiecutter.project_slug.replace('_', '-') }}/"
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
-    for key, value in {
-        "AWS_ENDPOINT_URL": s3_endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "{{ cookiecutter.aws_region }}",
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    client = boto3.client("s3")
-    for bucket in client.list_buckets().get("Buckets", []):
-        objects = client.list_objects_v2(Bucket=bucket["Name"]).get("Contents", [])
-        for obj in objects:
-            client.delete_object(Bucket=bucket["Name"], Key=obj["Key"])
-        client.delete_bucket(Bucket=bucket["Name"])
-    if "{{ cookiecutter.aws_region }}" == "us-east-1":
-        client.create_bucket(Bucket=BUCKET)
-    else:
-        client.create_bucket(
-            Bucket=BUCKET,
-            CreateBucketConfiguration={"LocationConstraint": "{{ cookiecutter.aws_region }}"},
-        )
-    return client
+from .conftest import BUCKET, PREFIX
 
 
 def test_round_trip_through_s3(s3: Any, trained: TrainResult, tmp_path: Path) -> None:

@@ -51,11 +51,13 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2):  # noqa: S310
+                with urllib.request.urlopen(f"{url}/health", timeout=2):
                     break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("mlflow server did not start:\n" + (root / "server.log").read_text())
+                    pytest.fail(
+                        "mlflow server did not start:\n" + (root / "server.log").read_text()
+                    )
                 time.sleep(1)
         yield url
     finally:
@@ -65,7 +67,9 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def tracking_uri(mlflow_server: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> str:
+def tracking_uri(
+    mlflow_server: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> str:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", request.node.name)
     mlflow.set_tracking_uri(mlflow_server)
@@ -73,7 +77,7 @@ def tracking_uri(mlflow_server: str, monkeypatch: pytest.MonkeyPatch, request: p
 
 
 def test_client_and_server_are_the_same_minor_version(tracking_uri: str) -> None:
-    with urllib.request.urlopen(f"{tracking_uri}/version", timeout=5) as resp:  # noqa: S310
+    with urllib.request.urlopen(f"{tracking_uri}/version", timeout=5) as resp:
         server = resp.read().decode().strip()
     assert server.split(".")[:2] == mlflow.__version__.split(".")[:2]
 
@@ -98,7 +102,9 @@ def test_training_logs_the_run_and_registers_the_version(
     assert tracking.registered_version(result.version.version) == mv.version
 
 
-def test_alias_follows_the_bucket_version(tracking_uri: str, tiny_csv: Path, tmp_path: Path) -> None:
+def test_alias_follows_the_bucket_version(
+    tracking_uri: str, tiny_csv: Path, tmp_path: Path
+) -> None:
     first = train(data_path=tiny_csv, model_dir=tmp_path, run_id="r1")
     second = train(data_path=tiny_csv, model_dir=tmp_path, run_id="r2", seed=1)
     client = mlflow.MlflowClient()

@@ -112,4 +112,5 @@ def test_unwritable_model_dir_fails_before_training(
     finally:
         locked.chmod(0o755)
     err = capsys.readouterr().err
-    assert f"MODEL_DIR={locked / 'models'}" in err and "set MODEL_DIR under /tmp" in err
+    assert f"MODEL_DIR={locked / 'models'}" in err
+    assert "set MODEL_DIR under /tmp" in err

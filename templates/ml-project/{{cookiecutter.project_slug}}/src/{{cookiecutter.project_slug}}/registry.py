@@ -103,11 +103,13 @@ def save_version(
             try:
                 os.rename(tmp, base / str(version))
                 break
-            except OSError:
+            except OSError as exc:
                 if not (base / str(version)).exists():
                     raise
                 if wanted is not None:
-                    raise FileExistsError(f"{base / str(version)} exists: versions are immutable")
+                    raise FileExistsError(
+                        f"{base / str(version)} exists: versions are immutable"
+                    ) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
