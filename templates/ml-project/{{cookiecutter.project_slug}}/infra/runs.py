@@ -1,0 +1,219 @@
+"""Training runs of {{ cookiecutter.project_name }}: one manifest builder for every way a run starts.
+
+A run is a uniquely named Job (a ``PyTorchJob`` with ``nodes > 1``) rendered by the platform's
+``TrainingJob`` builders, so placement (queue, pool, architecture) and hardening (non-root,
+read-only root filesystem, ``/tmp`` scratch) are the platform's. The infra program declares what
+lives on: the namespace, the queue, the access, the schedule (a CronJob whose job template is
+:func:`job_manifest`'s); ``submit.py`` creates one-off runs from the same :class:`RunSpec`, which
+the program exports as ``trainingRun``.
+
+Each run gets: ``RUN_ID`` (the Job's name), ``MODEL_DIR`` under the writable ``/tmp``, the data
+(``--data s3://...``), the platform's ``MLFLOW_TRACKING_URI`` and the project's MLflow user from the
+``mlflow-tracking`` Secret the platform keeps in project namespaces. Finished Jobs are deleted after
+``ttl_seconds``: the history is in MLflow and in the model bucket, not in the cluster.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from components.common import InvalidArgsError, StorageBackend
+from components.training_job import (
+    JOB_CONTAINER,
+    PYTORCH_CONTAINER,
+    SCRATCH_DIR,
+    TrainingJobArgs,
+    batch_job,
+    pytorch_job,
+)
+
+MLFLOW_SECRET = "mlflow-tracking"  # noqa: S105 - the Secret's name, kept by the platform
+MODEL_DIR = f"{SCRATCH_DIR}/models"
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"  # set on a Job's pods (Kubernetes >= 1.27)
+DAY_S = 24 * 3600
+_NAME_MAX = 52  # a CronJob's name + its 11-character suffix stays within 63
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What every run of this project shares (the program exports it as ``trainingRun``)."""
+
+    project: str
+    package: str
+    namespace: str
+    queue: str
+    service_account: str
+    image: str
+    bucket: str
+    region: str | None
+    data: str
+    min_accuracy: str
+    nodes: int = 1
+    gpus_per_node: int = 0
+    pool: str | None = None
+    cpu: str = "2"
+    memory: str = "4Gi"
+    shm_size: str | None = None
+    mlflow_tracking_uri: str | None = None
+    ttl_seconds: int = 7 * DAY_S
+    extra_args: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_output(cls, value: dict[str, Any]) -> RunSpec:
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(f"trainingRun has unknown keys {unknown}: redeploy the infra program")
+        return cls(**value)
+
+    def to_output(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def data_uri(self) -> str:
+        """``data`` as a URI: relative paths are under this project's prefix in the bucket."""
+        if self.data.startswith("s3://") or not self.data:
+            return self.data
+        return f"s3://{self.bucket}/projects/{self.project}/{self.data.lstrip('/')}"
+
+
+def run_name(project: str, now: datetime | None = None, suffix: str | None = None) -> str:
+    """``<project>-<UTC time>-<random>``: unique, sortable, a valid Job name."""
+    when = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
+    tail = suffix or secrets.token_hex(3)
+    return f"{project[: _NAME_MAX - len(when) - len(tail) - 2]}-{when}-{tail}".replace("--", "-")
+
+
+def train_args(
+    spec: RunSpec, params: dict[str, str] | None = None, seed: int | None = None
+) -> list[str]:
+    args = ["--min-accuracy", spec.min_accuracy, "--upload", "yes"]
+    if spec.data_uri():
+        args = ["--data", spec.data_uri(), *args]
+    if seed is not None:
+        args += ["--seed", str(seed)]
+    for key, value in sorted((params or {}).items()):
+        args += ["--param", f"{key}={value}"]
+    return [*args, *spec.extra_args]
+
+
+def job_args(spec: RunSpec, name: str, args: list[str], *, ttl: bool = True) -> TrainingJobArgs:
+    return TrainingJobArgs(
+        name=name,
+        project=spec.project,
+        namespace=spec.namespace,
+        queue=spec.queue,
+        image=spec.image,
+        command=["python", "-m", f"{spec.package}.train"],
+        args=args,
+        env={"MODEL_DIR": MODEL_DIR},
+        service_account_name=spec.service_account,
+        nodes=spec.nodes,
+        gpus_per_node=spec.gpus_per_node,
+        pool=spec.pool if spec.gpus_per_node > 0 else None,
+        cpu=spec.cpu,
+        memory=spec.memory,
+        shm_size=spec.shm_size,
+        ttl_seconds_after_finished=spec.ttl_seconds if ttl else None,
+    )
+
+
+def storage(spec: RunSpec) -> StorageBackend:
+    return StorageBackend(kind="s3", bucket=spec.bucket, region=spec.region)
+
+
+def _run_env(spec: RunSpec, name: str, distributed: bool, tracking_uri: Any) -> list[dict]:
+    env: list[dict[str, Any]] = []
+    if distributed:
+        env.append({"name": "RUN_ID", "value": name})
+    else:
+        # The Job's own name: a CronJob's runs are named by the controller, not here.
+        label = f"metadata.labels['{JOB_NAME_LABEL}']"
+        env.append({"name": "RUN_ID", "valueFrom": {"fieldRef": {"fieldPath": label}}})
+    if tracking_uri:
+        env.append({"name": "MLFLOW_TRACKING_URI", "value": tracking_uri})
+        for var, key in (
+            ("MLFLOW_TRACKING_USERNAME", "username"),
+            ("MLFLOW_TRACKING_PASSWORD", "password"),
+        ):
+            ref = {"name": MLFLOW_SECRET, "key": key, "optional": True}
+            env.append({"name": var, "valueFrom": {"secretKeyRef": ref}})
+    return env
+
+
+def job_manifest(
+    spec: RunSpec,
+    name: str,
+    args: list[str],
+    *,
+    tracking_uri: Any = None,
+    ttl: bool = True,
+) -> dict[str, Any]:
+    """The run's Job (or PyTorchJob), as the platform's TrainingJob renders it, plus the run's
+    identity and tracking. ``tracking_uri``: defaults to the spec's (a program passes an Output)."""
+    a = job_args(spec, name, args, ttl=ttl)
+    found = a.issues()
+    if found:
+        raise InvalidArgsError("TrainingJob", found)
+    backend = storage(spec)
+    # StorageBackend.uri's layout, as a plain string: a run's checkpoints are its own.
+    checkpoint = f"s3://{spec.bucket}/{backend.project_prefix(spec.project)}checkpoints/{name}"
+    manifest = (pytorch_job if a.distributed else batch_job)(a, checkpoint, backend)
+    extra = _run_env(spec, name, a.distributed, tracking_uri or spec.mlflow_tracking_uri)
+    if a.distributed:
+        for replica in manifest["spec"]["pytorchReplicaSpecs"].values():
+            _append_env(replica["template"], PYTORCH_CONTAINER, extra)
+    else:
+        _append_env(manifest["spec"]["template"], JOB_CONTAINER, extra)
+    return manifest
+
+
+def _append_env(template: dict[str, Any], container: str, env: list[dict[str, Any]]) -> None:
+    for c in template["spec"]["containers"]:
+        if c["name"] == container:
+            c["env"] = [*c["env"], *env]
+
+
+_CRON_FIELD = re.compile(r"^[\d*/,\-A-Za-z?]+$")
+
+
+def schedule_problem(schedule: str) -> str | None:
+    """Why a cron expression is not one Kubernetes accepts (five fields, or a @macro)."""
+    if schedule in ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@hourly"):
+        return None
+    fields = schedule.split()
+    if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
+        return (
+            f"trainingSchedule: {schedule!r} is not a five-field cron expression (e.g. '0 3 * * 1')"
+        )
+    return None
+
+
+def cron_job(spec: RunSpec, schedule: str, tracking_uri: Any = None) -> dict[str, Any]:
+    """Scheduled retraining: a CronJob whose Jobs are this project's runs (Kueue admits each)."""
+    name = f"{spec.project[: _NAME_MAX - len('-scheduled')]}-scheduled"
+    job = job_manifest(spec, name, train_args(spec), tracking_uri=tracking_uri)
+    if job["kind"] != "Job":
+        raise ValueError("trainingSchedule: scheduled runs are single-node Jobs; set nodes: 1")
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {
+            "name": name,
+            "namespace": spec.namespace,
+            "labels": job["metadata"]["labels"],
+        },
+        "spec": {
+            "schedule": schedule,
+            "timeZone": "Etc/UTC",
+            # A run still queued or training when the next is due: skip the next, never stack.
+            "concurrencyPolicy": "Forbid",
+            "startingDeadlineSeconds": 3600,
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 3,
+            "jobTemplate": {"metadata": {"labels": job["metadata"]["labels"]}, "spec": job["spec"]},
+        },
+    }
