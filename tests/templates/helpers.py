@@ -85,6 +85,7 @@ def expected_files(
         f"{pkg}/data.py",
         f"{pkg}/evaluate.py",
         f"{pkg}/model.py",
+        f"{pkg}/promote.py",
         f"{pkg}/registry.py",
         f"{pkg}/sample_data/churn.csv",
         f"{pkg}/settings.py",
@@ -94,6 +95,7 @@ def expected_files(
         "tests/__init__.py",
         "tests/conftest.py",
         "tests/test_data.py",
+        "tests/test_promote.py",
         "tests/test_registry.py",
         "tests/test_settings.py",
         "tests/test_storage.py",
@@ -104,16 +106,20 @@ def expected_files(
         "infra/__main__.py",
         "infra/program.py",
         "infra/pyproject.toml",
+        "infra/runs.py",
+        "infra/submit.py",
         "infra/tests/__init__.py",
         "infra/tests/conftest.py",
         "infra/tests/test_program.py",
+        "infra/tests/test_submit.py",
     }
     if combo["serving"] == "yes":
         files |= {f"{pkg}/serve.py", "tests/test_serve.py"}
     if combo["framework"] == "pytorch":
         files.add("tests/test_cuda.py")
     if combo["ci"] == "github":
-        files |= {f".github/workflows/{n}.yml" for n in ("ci", "infra-preview", "deploy")}
+        workflows = ("ci", "infra-preview", "deploy", "train", "promote")
+        files |= {f".github/workflows/{n}.yml" for n in workflows}
     return files
 
 

@@ -61,6 +61,7 @@ def test_sklearn_project_suite_passes(tmp_path: Path, serving: str) -> None:
     }
     expected = {
         "test_data",
+        "test_promote",
         "test_registry",
         "test_settings",
         "test_storage",

@@ -440,6 +440,7 @@ def deploy(s: Settings) -> dict[str, Any]:
         "namespace": s.namespace,
         "trainingRun": run_spec.apply(lambda spec: spec.to_output()),
         "trainingSchedule": s.training_schedule or "",
+        "trainingImage": s.training_image,
         "roleArns": access.role_arns,
     }
     if s.training_schedule:
@@ -455,7 +456,8 @@ def deploy(s: Settings) -> dict[str, Any]:
 {%- if cookiecutter.serving == 'yes' %}
 
     # No champion yet: no endpoint. One that started without a model would only answer 503.
-    outputs["servingModelVersion"] = s.model_version or ""
+    outputs["servingImage"] = s.serving_image
+    outputs["servingModelVersion"] = s.model_version or "none"
     outputs["servingUrl"] = ""
     if s.model_version is not None:
         canary = None

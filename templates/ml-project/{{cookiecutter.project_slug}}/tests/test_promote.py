@@ -94,6 +94,7 @@ def test_promote_then_refuse_a_worse_model_then_roll_back(
         out = capsys.readouterr().out
         return code, json.loads(out) if out else None
 
+    assert run("show") == (0, None)  # no champion yet: null, and success
     code, first = run("promote", "--candidate", str(good), "--holdout", str(holdout))
     assert code == 0, first
     assert first["promoted"] is True

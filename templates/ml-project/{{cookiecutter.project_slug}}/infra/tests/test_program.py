@@ -309,6 +309,7 @@ def test_first_deploy_declares_no_endpoint_until_a_champion_exists() -> None:
     assert manifests(first, "Deployment") == []
     assert first.by_type("mlplatform:serving:ServingEndpoint") == []
     assert first.outputs["servingUrl"] == ""
+    assert first.outputs["servingModelVersion"] == "none"
     assert first.outputs["platformCheck"] == "ok"
     assert manifests(first, "LocalQueue")  # the rest of the project is there
 

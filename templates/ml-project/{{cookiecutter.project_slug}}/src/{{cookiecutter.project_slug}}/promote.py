@@ -142,9 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     s3 = client()
     where = (s3, settings.model_bucket, settings.model_prefix, MODEL_NAME, args.alias)
     if args.command == "show":
+        # null before the first promotion; any error (no access, no bucket) fails instead, so a
+        # workflow never mistakes "cannot read" for "no champion" and removes the endpoint.
         record, _ = read_alias(*where)
         print(json.dumps(record))
-        return 0 if record else 1
+        return 0
     if args.command == "rollback":
         record, etag = read_alias(*where)
         if not record or not record.get("previous"):
