@@ -182,3 +182,20 @@ def test_training_reads_data_from_s3(
     assert report["metrics"]["n"] > 0
     metadata = json.loads((Path(report["path"]) / "metadata.json").read_text())
     assert metadata["data_sha256"] == hashlib.sha256(tiny_csv.read_bytes()).hexdigest()
+
+
+def test_a_tracking_server_that_is_down_does_not_cost_the_model(
+    s3: Any,
+    tiny_csv: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pytest.importorskip("mlflow", reason="the mlflow extra is not installed (uv sync)")
+    monkeypatch.setenv("MODEL_BUCKET", BUCKET)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    assert train_main(["--data", str(tiny_csv)]) == 3
+    out = capsys.readouterr()
+    assert "version 1 is saved, but logging to MLflow failed" in out.err
+    assert remote_versions(s3, BUCKET, PREFIX, MODEL_NAME) == [1]

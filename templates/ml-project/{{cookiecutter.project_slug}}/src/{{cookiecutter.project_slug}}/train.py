@@ -58,7 +58,12 @@ def fit_and_evaluate(
 
 
 def save(
-    fitted: Fitted, model_dir: Path, *, run_id: str | None = None, version: int | None = None
+    fitted: Fitted,
+    model_dir: Path,
+    *,
+    run_id: str | None = None,
+    version: int | None = None,
+    track: bool = True,
 ) -> TrainResult:
     saved = save_version(
         fitted.model,
@@ -70,15 +75,21 @@ def save(
         run_id=run_id,
         version=version,
     )
+    result = TrainResult(saved, fitted.metrics, model_lib.device())
+    return log(fitted, result, run_id) if track else result
+
+
+def log(fitted: Fitted, result: TrainResult, run_id: str | None) -> TrainResult:
+    """Log the run to MLflow (when MLFLOW_TRACKING_URI is set)."""
     mlflow_run_id = tracking.log_training(
         fitted.model,
         params=fitted.params,
         metrics=fitted.metrics,
-        version_dir=saved.path,
-        version=saved.version,
+        version_dir=result.version.path,
+        version=result.version.version,
         run_id=run_id,
     )
-    return TrainResult(saved, fitted.metrics, model_lib.device(), mlflow_run_id)
+    return TrainResult(result.version, result.metrics, result.device, mlflow_run_id)
 
 
 def train(
@@ -170,12 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         version = claim_version(
             s3, settings.model_bucket, settings.model_prefix, MODEL_NAME, settings.run_id
         )
-    result = save(fitted, settings.model_dir, run_id=settings.run_id, version=version)
-    report.update(
-        version=result.version.version,
-        path=str(result.version.path),
-        mlflow_run_id=result.mlflow_run_id,
-    )
+    result = save(fitted, settings.model_dir, run_id=settings.run_id, version=version, track=False)
+    report.update(version=result.version.version, path=str(result.version.path))
+    # The bucket first: a tracking server that is down must not cost the model.
     if upload:
         assert settings.model_bucket is not None
         report["uploaded"] = upload_version(
@@ -186,6 +194,13 @@ def main(argv: list[str] | None = None) -> int:
             MODEL_NAME,
             result.version.version,
         )
+    try:
+        report["mlflow_run_id"] = log(fitted, result, settings.run_id).mlflow_run_id
+    except Exception as exc:
+        print(json.dumps(report, indent=2))
+        saved = result.version.version
+        print(f"version {saved} is saved, but logging to MLflow failed: {exc}", file=sys.stderr)
+        return 3
     print(json.dumps(report, indent=2))
     return 0
 
