@@ -208,3 +208,26 @@ def test_the_check_catches_a_missing_or_unsourced_variable(
     u_step["env"]["TRAINING_IMAGE"] = "${{ steps.image.outputs.training }}"
     (problem,) = pulumi_env_problems(unsourced, required)
     assert "does not write output 'training'" in problem
+
+
+def test_the_mlflow_client_matches_the_platforms_server(project: Path) -> None:
+    """The project's MLflow client is pinned to the minor version of the server the platform runs
+    (a newer client calls APIs an older server answers with 404)."""
+    import tomllib
+
+    from components.model_registry import MLFLOW_IMAGE
+
+    server = re.search(r":v(\d+)\.(\d+)\.(\d+)", MLFLOW_IMAGE)
+    assert server, MLFLOW_IMAGE
+    major, minor = int(server[1]), int(server[2])
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    (client,) = [
+        r for r in pyproject["project"]["optional-dependencies"]["mlflow"] if r.startswith("mlflow")
+    ]
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    spec = Requirement(client).specifier
+    assert Version(f"{major}.{minor}.0") in spec
+    assert Version(f"{major}.{minor + 1}.0") not in spec
+    assert Version(f"{major}.{minor - 1}.99") not in spec
