@@ -74,7 +74,8 @@ def required_variables(infra: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str
 
 
 def _outputs_written(step: dict[str, Any]) -> set[str]:
-    return set(re.findall(r'echo "([\w-]+)=.*>> "\$GITHUB_OUTPUT"', step.get("run", "")))
+    run = step.get("run", "")
+    return set(re.findall(r'echo "([\w-]+)=', run)) if '"$GITHUB_OUTPUT"' in run else set()
 
 
 def _source_problem(
