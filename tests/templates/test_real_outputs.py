@@ -252,3 +252,30 @@ def test_the_same_project_runs_on_another_stack_with_that_stacks_file(
     assert graph.outputs["platformCheck"] == "ok"
     (lq,) = _by_kind(graph.manifests(), "LocalQueue")
     assert lq["spec"]["clusterQueue"] == "applied"
+
+
+@pytest.mark.parametrize("version", ["1.31.0", "1.34.0"])
+def test_runs_pass_the_kubernetes_schema(
+    tmp_path: Path, plans: dict[str, dict[str, Any]], version: str
+) -> None:
+    """The schedule's CronJob and a run as `submit.py` renders it from the real `trainingRun`."""
+    import kubernetes_validate
+
+    root, graph = deploy(tmp_path, plans["prod"], {"project_name": "Fraud Scorer"})
+    (cron,) = _by_kind(graph.manifests(), "CronJob")
+    kubernetes_validate.validate(cron, version, strict=True)
+    infra = root / "infra"
+    sys.path.insert(0, str(infra))
+    sys.modules.pop("runs", None)
+    try:
+        import runs  # the project's own module, as submit.py imports it
+
+        spec = runs.RunSpec.from_output(graph.outputs["trainingRun"])
+        name = runs.run_name(spec.project)
+        job = runs.job_manifest(spec, name, runs.train_args(spec, {"C": "0.5"}, seed=1))
+    finally:
+        sys.path.remove(str(infra))
+        sys.modules.pop("runs", None)
+    kubernetes_validate.validate(job, version, strict=True)
+    assert job["metadata"]["name"] == name
+    assert spec.mlflow_tracking_uri == plans["prod"]["outputs"]["mlflowTrackingUri"]
