@@ -21,7 +21,7 @@ import pytest
 from tests.templates.helpers import REPO, bake, missing, uv_env
 
 pytestmark = pytest.mark.slow
-SUITE_TIMEOUT_S = 600
+SUITE_TIMEOUT_S = 900  # the suites start a real MLflow server (about a minute under load)
 
 
 def _uv() -> str:
