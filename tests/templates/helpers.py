@@ -7,7 +7,9 @@ import json
 import os
 import sys
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from cookiecutter.main import cookiecutter
@@ -104,6 +106,7 @@ def expected_files(
         "infra/Pulumi.yaml",
         f"infra/Pulumi.{stack}.yaml",
         "infra/__main__.py",
+        "infra/observability.py",
         "infra/program.py",
         "infra/pyproject.toml",
         "infra/runs.py",
@@ -135,3 +138,34 @@ def uv_env(**extra: str) -> dict[str, str]:
     env.update(UV_PYTHON=sys.executable, UV_PYTHON_DOWNLOADS="never", UV_NO_PROGRESS="1")
     env.update(extra)
     return env
+
+
+# The infra program's sibling modules: each project's own, never another project's cached copy.
+INFRA_MODULES = ("runs", "observability")
+
+
+@contextmanager
+def infra_on_path(infra: Path) -> Iterator[None]:
+    """``infra/`` importable as `pulumi up` sees it (program.py imports its siblings)."""
+    sys.path.insert(0, str(infra))
+    for sibling in INFRA_MODULES:
+        sys.modules.pop(sibling, None)
+    try:
+        yield
+    finally:
+        sys.path.remove(str(infra))
+        for sibling in INFRA_MODULES:
+            sys.modules.pop(sibling, None)
+
+
+def import_program(infra: Path, name: str) -> ModuleType:
+    """A generated ``infra/program.py`` as module ``name``."""
+    import importlib.util
+
+    with infra_on_path(infra):
+        spec = importlib.util.spec_from_file_location(name, infra / "program.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up while the class is built
+        spec.loader.exec_module(module)
+        return module

@@ -12,8 +12,6 @@ and the runs log to the stack's MLflow.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -25,6 +23,7 @@ from mlplatform.graph import Graph
 from mlplatform.new_project import new_project, offer_from_plan
 from mlplatform.plan import run_program
 from tests.shipped import shipped_plan
+from tests.templates.helpers import import_program, infra_on_path
 
 CASES = [
     # stack, options, the pool new-project must pick
@@ -42,19 +41,7 @@ def plans() -> dict[str, dict[str, Any]]:
 
 
 def _import_program(infra: Path, name: str) -> ModuleType:
-    # program.py imports its sibling runs.py, as `pulumi up` does: this project's, not another's.
-    sys.path.insert(0, str(infra))
-    sys.modules.pop("runs", None)
-    try:
-        spec = importlib.util.spec_from_file_location(name, infra / "program.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up while the class is built
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(infra))
-        sys.modules.pop("runs", None)
+    return import_program(infra, name)
 
 
 def stack_config(infra: Path, stack: str, extra: dict[str, str]) -> tuple[str, dict[str, str]]:
@@ -264,18 +251,12 @@ def test_runs_pass_the_kubernetes_schema(
     root, graph = deploy(tmp_path, plans["prod"], {"project_name": "Fraud Scorer"})
     (cron,) = _by_kind(graph.manifests(), "CronJob")
     kubernetes_validate.validate(cron, version, strict=True)
-    infra = root / "infra"
-    sys.path.insert(0, str(infra))
-    sys.modules.pop("runs", None)
-    try:
+    with infra_on_path(root / "infra"):
         import runs  # the project's own module, as submit.py imports it
 
         spec = runs.RunSpec.from_output(graph.outputs["trainingRun"])
         name = runs.run_name(spec.project)
         job = runs.job_manifest(spec, name, runs.train_args(spec, {"C": "0.5"}, seed=1))
-    finally:
-        sys.path.remove(str(infra))
-        sys.modules.pop("runs", None)
     kubernetes_validate.validate(job, version, strict=True)
     assert job["metadata"]["name"] == name
     assert spec.mlflow_tracking_uri == plans["prod"]["outputs"]["mlflowTrackingUri"]

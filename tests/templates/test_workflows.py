@@ -10,19 +10,16 @@ file must not set the config key (config wins over the environment).
 from __future__ import annotations
 
 import copy
-import importlib.util
 import os
 import re
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pulumi
 import pytest
 import yaml
 
-from tests.templates.helpers import bake
+from tests.templates.helpers import bake, import_program
 
 REQUIRED = re.compile(r"(\w+) \(or ([A-Z][A-Z0-9_]+)\): not set")
 STEP_OUTPUT = re.compile(r"^\$\{\{\s*steps\.([\w-]+)\.outputs\.([\w-]+)\s*\}\}$")
@@ -45,25 +42,9 @@ class _EmptyConfig:
         return default
 
 
-def _program(infra: Path, name: str) -> ModuleType:
-    sys.path.insert(0, str(infra))  # program.py imports its sibling runs.py, as `pulumi up` does
-    try:
-        for sibling in ("runs", "program"):
-            sys.modules.pop(sibling, None)
-        spec = importlib.util.spec_from_file_location(name, infra / "program.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(infra))
-        sys.modules.pop("runs", None)
-
-
 def required_variables(infra: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """{config key: environment variable} the program cannot run without."""
-    program = _program(infra, f"program_{infra.parent.name}_{id(infra)}")
+    program = import_program(infra, f"program_{infra.parent.name}_{id(infra)}")
     for var in list(os.environ):
         if var.endswith(("_IMAGE", "_VERSION")):
             monkeypatch.delenv(var)
