@@ -39,7 +39,7 @@ def training_alert_rules(namespace: str) -> dict[str, Any]:
                             "summary": f"{PROJECT} training job failed",
                             "description": (
                                 f"Job {alert_template('$labels.job_name')} in {namespace} "
-                                "failed; see `make logs RUN=<name>` or `kubectl logs job/<name>`."
+                                "failed; see `kubectl logs job/<name>`."
                             ),
                         },
                     }

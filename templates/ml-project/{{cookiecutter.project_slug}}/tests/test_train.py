@@ -114,3 +114,22 @@ def test_unwritable_model_dir_fails_before_training(
     err = capsys.readouterr().err
     assert f"MODEL_DIR={locked / 'models'}" in err
     assert "set MODEL_DIR under /tmp" in err
+
+
+def test_evaluate_scores_the_held_out_rows_only(
+    tiny_csv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from {{ cookiecutter.project_slug }}.evaluate import main as evaluate_main
+
+    assert main(["--data", str(tiny_csv), "--seed", "2"]) == 0
+    trained = json.loads(capsys.readouterr().out)
+    assert evaluate_main(["--train-data", str(tiny_csv)]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    # The same rows the run held out: the same metrics, and as many rows.
+    assert scored["n"] == trained["metrics"]["n"] < len(load_dataset(tiny_csv))
+    assert scored["accuracy"] == pytest.approx(trained["metrics"]["accuracy"])
+    # Other data than it was trained on: refused, not silently scored on training rows.
+    assert evaluate_main([]) == 2
+    assert "trained on other data" in capsys.readouterr().err
+    assert evaluate_main(["--data", str(tiny_csv)]) == 0  # an explicit CSV is scored whole
+    assert json.loads(capsys.readouterr().out)["n"] == len(load_dataset(tiny_csv))

@@ -73,9 +73,11 @@ def save_version(
     data_sha256: str,
     run_id: str | None = None,
     version: int | None = None,
+    split: dict[str, Any] | None = None,
 ) -> ModelVersion:
     """Save a new version: ``version`` when given (claimed elsewhere; refused if taken here),
-    otherwise the next free number."""
+    otherwise the next free number. ``split``: how the held-out rows were chosen (seed and
+    fraction), so ``evaluate`` can score on them alone."""
     base = Path(root) / name
     base.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".incoming-", dir=base))
@@ -96,6 +98,7 @@ def save_version(
                 "params": params,
                 "data_sha256": data_sha256,
                 "run_id": run_id,
+                "split": split,
                 "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "python": platform.python_version(),
             }

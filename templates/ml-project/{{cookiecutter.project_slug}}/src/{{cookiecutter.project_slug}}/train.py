@@ -42,6 +42,7 @@ class Fitted:
     params: dict[str, Any]
     metrics: dict[str, float]
     data_sha256: str
+    split: dict[str, Any]
 
 
 def fit_and_evaluate(
@@ -54,7 +55,8 @@ def fit_and_evaluate(
     X_train, X_test, y_train, y_test = train_test_split(data, test_fraction, seed)
     merged = {**model_lib.DEFAULT_PARAMS, **(params or {})}
     model = model_lib.fit(model_lib.build(merged), X_train, y_train, seed=seed)
-    return Fitted(model, merged, evaluate(model, X_test, y_test), data.sha256)
+    split = {"seed": seed, "test_fraction": test_fraction}
+    return Fitted(model, merged, evaluate(model, X_test, y_test), data.sha256, split)
 
 
 def save(
@@ -74,6 +76,7 @@ def save(
         data_sha256=fitted.data_sha256,
         run_id=run_id,
         version=version,
+        split=fitted.split,
     )
     result = TrainResult(saved, fitted.metrics, model_lib.device())
     return log(fitted, result, run_id) if track else result
