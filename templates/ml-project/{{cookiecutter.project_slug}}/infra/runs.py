@@ -125,14 +125,16 @@ def storage(spec: RunSpec) -> StorageBackend:
     return StorageBackend(kind="s3", bucket=spec.bucket, region=spec.region)
 
 
-def _run_env(spec: RunSpec, name: str, distributed: bool, tracking_uri: Any) -> list[dict]:
+def _run_id(name: str, distributed: bool) -> dict[str, Any]:
+    if distributed:  # the operator's pods carry no Job name label; the name is known here
+        return {"name": "RUN_ID", "value": name}
+    # The Job's own name: a CronJob's runs are named by the controller, not here.
+    label = f"metadata.labels['{JOB_NAME_LABEL}']"
+    return {"name": "RUN_ID", "valueFrom": {"fieldRef": {"fieldPath": label}}}
+
+
+def _tracking_env(tracking_uri: Any) -> list[dict]:
     env: list[dict[str, Any]] = []
-    if distributed:
-        env.append({"name": "RUN_ID", "value": name})
-    else:
-        # The Job's own name: a CronJob's runs are named by the controller, not here.
-        label = f"metadata.labels['{JOB_NAME_LABEL}']"
-        env.append({"name": "RUN_ID", "valueFrom": {"fieldRef": {"fieldPath": label}}})
     if tracking_uri:
         env.append({"name": "MLFLOW_TRACKING_URI", "value": tracking_uri})
         for var, key in (
@@ -162,19 +164,29 @@ def job_manifest(
     # StorageBackend.uri's layout, as a plain string: a run's checkpoints are its own.
     checkpoint = f"s3://{spec.bucket}/{backend.project_prefix(spec.project)}checkpoints/{name}"
     manifest = (pytorch_job if a.distributed else batch_job)(a, checkpoint, backend)
-    extra = _run_env(spec, name, a.distributed, tracking_uri or spec.mlflow_tracking_uri)
+    run_id = _run_id(name, a.distributed)
+    tracking = _tracking_env(tracking_uri or spec.mlflow_tracking_uri)
     if a.distributed:
         for replica in manifest["spec"]["pytorchReplicaSpecs"].values():
-            _append_env(replica["template"], PYTORCH_CONTAINER, extra)
+            _add_env(replica["template"], PYTORCH_CONTAINER, run_id, tracking)
     else:
-        _append_env(manifest["spec"]["template"], JOB_CONTAINER, extra)
+        _add_env(manifest["spec"]["template"], JOB_CONTAINER, run_id, tracking)
     return manifest
 
 
-def _append_env(template: dict[str, Any], container: str, env: list[dict[str, Any]]) -> None:
+def _add_env(
+    template: dict[str, Any], container: str, run_id: dict[str, Any], tracking: list[dict]
+) -> None:
+    """RUN_ID first, so CHECKPOINT_URI can name it: each run (a scheduled one too, whose name
+    the CronJob controller picks) checkpoints under its own ``checkpoints/<run>``."""
     for c in template["spec"]["containers"]:
-        if c["name"] == container:
-            c["env"] = [*c["env"], *env]
+        if c["name"] != container:
+            continue
+        env = [dict(e) for e in c["env"]]
+        for e in env:
+            if e["name"] == "CHECKPOINT_URI":
+                e["value"] = e["value"].rsplit("/", 1)[0] + "/$(RUN_ID)"
+        c["env"] = [run_id, *env, *tracking]
 
 
 _CRON_FIELD = re.compile(r"^[\d*/,\-A-Za-z?]+$")

@@ -194,15 +194,18 @@ def _env(container: dict[str, Any]) -> dict[str, Any]:
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
 
 
-def _check_run_pod(pod: dict[str, Any], checkpoint_name: str) -> None:
+def _check_run_pod(pod: dict[str, Any]) -> None:
     (container,) = pod["containers"]
     assert container["image"] == TRAINING_IMAGE
     assert container["command"] == ["python", "-m", f"{program.PACKAGE}.train"]
     assert pod["serviceAccountName"] == f"{NS}-trainer"
     env = _env(container)
+    # Each run checkpoints under its own name (Kubernetes expands $(RUN_ID), defined before).
     assert env["CHECKPOINT_URI"] == (
-        f"s3://ml-platform-models-dev/projects/{NS}/checkpoints/{checkpoint_name}"
+        f"s3://ml-platform-models-dev/projects/{NS}/checkpoints/$(RUN_ID)"
     )
+    names = [e["name"] for e in container["env"]]
+    assert names.index("RUN_ID") < names.index("CHECKPOINT_URI")
     # The root filesystem is read-only: models go to the /tmp scratch volume.
     scratch = {m["mountPath"] for m in container["volumeMounts"]}
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
@@ -236,7 +239,7 @@ def test_scheduled_runs_are_queued_hardened_and_tracked(graph: Any) -> None:
     assert job["suspend"] is True  # Kueue admits it
     assert job["ttlSecondsAfterFinished"] == 7 * 24 * 3600  # history lives in MLflow and S3
     pod = job["template"]["spec"]
-    _check_run_pod(pod, f"{NS}-scheduled")
+    _check_run_pod(pod)
     env = _env(pod["containers"][0])
     # Each scheduled Job's own (controller-made) name is its run id.
     assert env["RUN_ID"] == {
@@ -258,7 +261,7 @@ def test_submitted_runs_are_unique_and_rendered_by_the_platform(graph: Any) -> N
     assert job["metadata"]["name"] == name
     assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == TEAM
     assert job["spec"]["suspend"] is True
-    _check_run_pod(job["spec"]["template"]["spec"], name)
+    _check_run_pod(job["spec"]["template"]["spec"])
     assert job["spec"]["template"]["spec"]["containers"][0]["args"][-6:] == [
         "--upload", "yes", "--seed", "3", "--param", "C=0.5",
     ]  # fmt: skip
