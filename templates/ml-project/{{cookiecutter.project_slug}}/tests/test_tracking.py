@@ -47,6 +47,8 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
+        # No background job runner (a dozen huey workers): the tests need the API only.
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
         start_new_session=True,  # its own process group: the server's workers stop with it
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
