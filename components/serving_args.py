@@ -156,6 +156,9 @@ class ProbeArgs(ArgsModel):
     startup_timeout_seconds: int = Field(default=600, ge=10)  # model download/load budget
     period_seconds: int = Field(default=10, ge=1)
     failure_threshold: int = Field(default=3, ge=1)
+    # Liveness path when the server has one apart from readiness (the project template's
+    # ``/livez``): a pod without a model is then kept out of traffic, not restarted in a loop.
+    liveness_path: str | None = Field(default=None, pattern=r"^/[A-Za-z0-9._~/-]*$")
 
 
 class ShutdownArgs(ArgsModel):

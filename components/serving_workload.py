@@ -184,7 +184,7 @@ class WorkloadBuilder(PlanBase):
                 "timeoutSeconds": 5,
             },
             "livenessProbe": {
-                "httpGet": probe_http,
+                "httpGet": {**probe_http, "path": a.probes.liveness_path or self.health_path},
                 "periodSeconds": period * 2,
                 "failureThreshold": a.probes.failure_threshold,
                 "timeoutSeconds": 5,

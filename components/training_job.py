@@ -287,7 +287,13 @@ def batch_job(
             **_ttl(args),
             # A preempted or evicted pod is not the program's failure: don't spend a retry on it.
             "podFailurePolicy": {
-                "rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]
+                "rules": [
+                    {
+                        "action": "Ignore",
+                        # status is required by the API schema (1.31, 1.34), whatever its default.
+                        "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+                    }
+                ]
             },
             "template": pod_template(args, JOB_CONTAINER, "Never", checkpoint_uri, storage, efa),
         },

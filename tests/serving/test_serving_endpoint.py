@@ -231,6 +231,17 @@ def test_probes_hit_the_runtime_health_path(http_aws: Graph, vllm_aws: Graph) ->
         assert startup["periodSeconds"] * startup["failureThreshold"] >= 600
 
 
+def test_liveness_can_have_its_own_path() -> None:
+    """A server that says "alive" apart from "ready" is not restarted for lacking a model."""
+    args = endpoint_args(HTTP_ENDPOINT, probes={"livenessPath": "/livez"})
+    c = pod_specs(run_program(endpoint_program("fraud-scorer", args)))[0]["containers"][0]
+    assert c["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
+    assert c["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["startupProbe"]["httpGet"]["path"] == "/healthz"
+    with pytest.raises(ValueError, match="livenessPath"):
+        endpoint_args(HTTP_ENDPOINT, probes={"livenessPath": "livez"})
+
+
 def test_zone_spread(graph: Graph) -> None:
     for spec in pod_specs(graph):
         keys = {t["topologyKey"] for t in spec["topologySpreadConstraints"]}

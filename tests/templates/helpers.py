@@ -7,7 +7,9 @@ import json
 import os
 import sys
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from cookiecutter.main import cookiecutter
@@ -82,6 +84,7 @@ def expected_files(
         f"{pkg}/data.py",
         f"{pkg}/evaluate.py",
         f"{pkg}/model.py",
+        f"{pkg}/promote.py",
         f"{pkg}/registry.py",
         f"{pkg}/sample_data/churn.csv",
         f"{pkg}/settings.py",
@@ -91,6 +94,7 @@ def expected_files(
         "tests/__init__.py",
         "tests/conftest.py",
         "tests/test_data.py",
+        "tests/test_promote.py",
         "tests/test_registry.py",
         "tests/test_settings.py",
         "tests/test_storage.py",
@@ -99,11 +103,15 @@ def expected_files(
         "infra/Pulumi.yaml",
         f"infra/Pulumi.{stack}.yaml",
         "infra/__main__.py",
+        "infra/observability.py",
         "infra/program.py",
         "infra/pyproject.toml",
+        "infra/runs.py",
+        "infra/submit.py",
         "infra/tests/__init__.py",
         "infra/tests/conftest.py",
         "infra/tests/test_program.py",
+        "infra/tests/test_submit.py",
     }
     if combo["serving"] == "yes":
         files |= {f"{pkg}/serve.py", "tests/test_serve.py"}
@@ -111,8 +119,8 @@ def expected_files(
         files |= {"tests/test_cuda.py", "tests/test_distributed.py"}
         files |= {f"{pkg}/distributed.py", f"{pkg}/checkpoint.py"}
     if combo["ci"] == "github":
-        names = ("ci", "infra-preview", "deploy", "image")
-        files |= {f".github/workflows/{n}.yml" for n in names}
+        workflows = ("ci", "infra-preview", "deploy", "image", "train", "promote")
+        files |= {f".github/workflows/{n}.yml" for n in workflows}
     return files
 
 
@@ -129,3 +137,34 @@ def uv_env(**extra: str) -> dict[str, str]:
     env.update(UV_PYTHON=sys.executable, UV_PYTHON_DOWNLOADS="never", UV_NO_PROGRESS="1")
     env.update(extra)
     return env
+
+
+# The infra program's sibling modules: each project's own, never another project's cached copy.
+INFRA_MODULES = ("runs", "observability")
+
+
+@contextmanager
+def infra_on_path(infra: Path) -> Iterator[None]:
+    """``infra/`` importable as `pulumi up` sees it (program.py imports its siblings)."""
+    sys.path.insert(0, str(infra))
+    for sibling in INFRA_MODULES:
+        sys.modules.pop(sibling, None)
+    try:
+        yield
+    finally:
+        sys.path.remove(str(infra))
+        for sibling in INFRA_MODULES:
+            sys.modules.pop(sibling, None)
+
+
+def import_program(infra: Path, name: str) -> ModuleType:
+    """A generated ``infra/program.py`` as module ``name``."""
+    import importlib.util
+
+    with infra_on_path(infra):
+        spec = importlib.util.spec_from_file_location(name, infra / "program.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up while the class is built
+        spec.loader.exec_module(module)
+        return module

@@ -20,7 +20,7 @@ from tests.conftest import missing_tool
 from tests.templates.helpers import REPO, bake, uv_env
 
 pytestmark = pytest.mark.slow
-SUITE_TIMEOUT_S = 600
+SUITE_TIMEOUT_S = 900  # the suites start a real MLflow server (about a minute under load)
 # The PyTorch suite runs torchrun, a killed-and-resumed run and DDP on CPU: about 4 minutes on an
 # idle 2-core machine, several times that on a loaded one. A bound, not a timing assertion.
 TORCH_SUITE_TIMEOUT_S = 1800
@@ -63,6 +63,7 @@ def test_sklearn_project_suite_passes(tmp_path: Path, serving: str) -> None:
     }
     expected = {
         "test_data",
+        "test_promote",
         "test_registry",
         "test_settings",
         "test_storage",

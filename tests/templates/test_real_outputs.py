@@ -3,16 +3,15 @@
 For dev and prod: the stack's offline plan is built, `new_project` generates a project from what
 it offers, and the generated `infra/` program runs under mocks with its own stack file's config
 (as `pulumi up --stack <stack>` would read it) and its `StackReference` answered by the plan's
-real outputs, not by stand-ins. The training job must then be admissible: its LocalQueue sits in
-the project's namespace and points at a ClusterQueue of the plan whose namespaceSelector selects
-that namespace, its GPU pool is a flavor of that queue, and its images come from the stack's
-registries.
+real outputs, not by stand-ins. The training runs (the schedule's, and those ``submit.py``
+renders from the ``trainingRun`` output) must then be admissible: the LocalQueue sits in the
+project's namespace and points at a ClusterQueue of the plan whose namespaceSelector selects that
+namespace, the GPU pool is a flavor of that queue, the images come from the stack's registries,
+and the runs log to the stack's MLflow.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -24,6 +23,7 @@ from mlplatform.graph import Graph
 from mlplatform.new_project import new_project, offer_from_plan
 from mlplatform.plan import run_program
 from tests.shipped import shipped_plan
+from tests.templates.helpers import import_program, infra_on_path
 
 CASES = [
     # stack, options, the pool new-project must pick
@@ -41,12 +41,7 @@ def plans() -> dict[str, dict[str, Any]]:
 
 
 def _import_program(infra: Path, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, infra / "program.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+    return import_program(infra, name)
 
 
 def stack_config(infra: Path, stack: str, extra: dict[str, str]) -> tuple[str, dict[str, str]]:
@@ -72,8 +67,11 @@ def deploy(tmp_path: Path, plan: dict[str, Any], options: dict[str, str]) -> tup
     infra = root / "infra"
     registries = plan["outputs"]["ecrRepositories"]
     images = {
-        "trainingImage": f"{registries['training']}:{root.name}-abc123",
-        "servingImage": f"{registries['serving']}:{root.name}-abc123",
+        "trainingImage": f"{registries['training']}@sha256:{'a' * 64}",
+        "servingImage": f"{registries['serving']}@sha256:{'b' * 64}",
+        # The deploy workflow passes the champion; the schedule makes a run visible in the plan.
+        "modelVersion": "1",
+        "trainingSchedule": "0 3 * * 1",
     }
     name, config = stack_config(infra, plan["stack"], images)
     program = _import_program(infra, f"program_{plan['stack']}_{root.name}")
@@ -110,7 +108,13 @@ def test_generated_project_runs_on_the_stacks_real_outputs(
     )
 
     project = graph.manifests()
-    (job,) = _by_kind(project, "Job")
+    assert _by_kind(project, "Job") == []  # deploying never trains
+    (cron,) = _by_kind(project, "CronJob")
+    job = {
+        "metadata": cron["spec"]["jobTemplate"]["metadata"],
+        "spec": cron["spec"]["jobTemplate"]["spec"],
+    }
+    job["metadata"]["namespace"] = cron["metadata"]["namespace"]
     (lq,) = _by_kind(project, "LocalQueue")
     (namespace,) = _by_kind(project, "Namespace")
     assert namespace["metadata"]["name"] == ns == lq["metadata"]["namespace"]
@@ -139,10 +143,15 @@ def test_generated_project_runs_on_the_stacks_real_outputs(
     # Images come from the stack's registries, the only ones its roles may pull.
     registries = plan["outputs"]["ecrRepositories"]
     (container,) = pod["containers"]
-    assert container["image"].startswith(registries["training"] + ":")
+    assert container["image"].startswith(registries["training"] + "@sha256:")
     for deployment in _by_kind(project, "Deployment"):
         for c in deployment["spec"]["template"]["spec"]["containers"]:
-            assert c["image"].startswith(registries["serving"] + ":")
+            assert c["image"].startswith(registries["serving"] + "@sha256:")
+    # Runs log to the stack's MLflow, as the project's user.
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+    assert env["MLFLOW_TRACKING_URI"] == plan["outputs"]["mlflowTrackingUri"]
+    assert env["MLFLOW_TRACKING_PASSWORD"]["secretKeyRef"]["name"] == "mlflow-tracking"
+    assert env["MODEL_DIR"].startswith("/tmp/")
 
     # Pod Identity binds the project's accounts, which the project declares, on this cluster.
     accounts = {
@@ -178,6 +187,7 @@ def test_the_preview_check_refuses_an_image_from_elsewhere(
         {
             "trainingImage": "docker.io/library/python:3.12",
             "servingImage": f"{plan['outputs']['ecrRepositories']['serving']}:1",
+            "modelVersion": "none",
         },
     )
     program = _import_program(infra, "program_dev_elsewhere")
@@ -218,6 +228,7 @@ def test_the_same_project_runs_on_another_stack_with_that_stacks_file(
     images = {
         "trainingImage": f"{registries['training']}:1",
         "servingImage": f"{registries['serving']}:1",
+        "modelVersion": "none",
     }
     name, config = stack_config(infra, "prod", images)
     program = _import_program(infra, "program_prod_churn_forecast")
@@ -228,3 +239,24 @@ def test_the_same_project_runs_on_another_stack_with_that_stacks_file(
     assert graph.outputs["platformCheck"] == "ok"
     (lq,) = _by_kind(graph.manifests(), "LocalQueue")
     assert lq["spec"]["clusterQueue"] == "applied"
+
+
+@pytest.mark.parametrize("version", ["1.31.0", "1.34.0"])
+def test_runs_pass_the_kubernetes_schema(
+    tmp_path: Path, plans: dict[str, dict[str, Any]], version: str
+) -> None:
+    """The schedule's CronJob and a run as `submit.py` renders it from the real `trainingRun`."""
+    import kubernetes_validate
+
+    root, graph = deploy(tmp_path, plans["prod"], {"project_name": "Fraud Scorer"})
+    (cron,) = _by_kind(graph.manifests(), "CronJob")
+    kubernetes_validate.validate(cron, version, strict=True)
+    with infra_on_path(root / "infra"):
+        import runs  # the project's own module, as submit.py imports it
+
+        spec = runs.RunSpec.from_output(graph.outputs["trainingRun"])
+        name = runs.run_name(spec.project)
+        job = runs.job_manifest(spec, name, runs.train_args(spec, {"C": "0.5"}, seed=1))
+    kubernetes_validate.validate(job, version, strict=True)
+    assert job["metadata"]["name"] == name
+    assert spec.mlflow_tracking_uri == plans["prod"]["outputs"]["mlflowTrackingUri"]

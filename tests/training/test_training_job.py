@@ -164,7 +164,7 @@ def test_cpu_only_job_has_no_gpu_placement(run):
 def test_preempted_pods_do_not_use_up_retries(run):
     job = build(run, job_args())
     assert job["spec"]["podFailurePolicy"]["rules"] == [
-        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
     ]
 
 

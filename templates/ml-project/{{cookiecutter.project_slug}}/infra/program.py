@@ -1,13 +1,16 @@
 """{{ cookiecutter.project_name }} on the ML platform.
 
 Reads the platform stack's outputs through a ``pulumi.StackReference`` and declares, with the
-platform's own components: the project's namespace (labelled so that its team's Kueue
-ClusterQueue admits it) and the namespace's LocalQueue, its ``ProjectAccess`` (service accounts
-and Pod Identity roles scoped to ``projects/<project>/`` in the model bucket), the
-``TrainingJob``{% if cookiecutter.serving == 'yes' %}, the ``ServingEndpoint`` (which brings its
-ServiceMonitor and SLO burn-rate alerts){% endif %}, a Grafana dashboard and a training-failure
-alert. ``platformCheck`` fails the preview, naming what to change, when the platform does not
-offer what this project asks for (see ``mlplatform.contract``).
+platform's own components, what lives on between runs: the project's namespace (labelled so that
+its team's Kueue ClusterQueue admits it) and the namespace's LocalQueue, its ``ProjectAccess``
+(service accounts and Pod Identity roles scoped to ``projects/<project>/`` in the model bucket),
+the retraining schedule (a CronJob, when ``trainingSchedule`` is set){% if cookiecutter.serving == 'yes' %}, the ``ServingEndpoint`` (which
+brings its ServiceMonitor and SLO burn-rate alerts) once a champion exists{% endif %}, a Grafana
+dashboard and alerts. Training runs are not declared here: ``make submit`` (``submit.py``), the
+``train`` workflow and the schedule start uniquely named Jobs from the ``trainingRun`` output
+(see ``runs.py``), so a merge never retrains and runs never replace each other.
+``platformCheck`` fails the preview, naming what to change, when the platform does not offer what
+this project asks for (see ``mlplatform.contract``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-from components.common import RESTRICTED_NAMESPACE_LABELS, KubeTarget, StorageBackend
+from components.common import RESTRICTED_NAMESPACE_LABELS, KubeTarget{% if cookiecutter.serving == 'yes' %}, StorageBackend{% endif %}
 from components.monitoring_stack import dashboard_configmap, prometheus_rule
 from components.project_access import (
     AccessGrant,
@@ -30,6 +33,7 @@ from components.project_access import (
     StoreRefs,
 )
 {%- if cookiecutter.serving == 'yes' %}
+from components.serving_args import CanaryArgs, ProbeArgs
 from components.serving_endpoint import (
     AutoscalingArgs,
     IngressArgs,
@@ -38,15 +42,19 @@ from components.serving_endpoint import (
     ServingEndpointArgs,
 )
 {%- endif %}
-from components.training_job import TrainingJob, TrainingJobArgs
 from components.training_queues import KUEUE_API_VERSION
 from mlplatform.contract import ContractError, project_problems, validate_outputs
+from observability import {% if cookiecutter.serving == 'yes' %}canary_alert_rules, {% endif %}dashboard, training_alert_rules
+from runs import RunSpec, cron_job, schedule_problem
+from runs import training_command as run_command
 
 PROJECT = "{{ cookiecutter.project_slug.replace('_', '-') }}"
 PACKAGE = "{{ cookiecutter.project_slug }}"
 TRAINER_SA = f"{PROJECT}-trainer"
 SERVER_SA = f"{PROJECT}-server"
 PROJECT_LABEL = "mlplatform.io/project"
+# Training data, relative to the project's prefix in the model bucket (or a full s3:// URI).
+DEFAULT_DATA = "data/train.csv"
 _ECR_URL = re.compile(
     r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/(?P<repo>.+)$"
 )
@@ -61,34 +69,68 @@ class Settings:
     training_image: str
     gpu_pool: str | None
     gpus: int
-    nodes: int
     min_accuracy: str
+    nodes: int = 1
+    training_data: str = DEFAULT_DATA
+    training_schedule: str | None = None
 {%- if cookiecutter.serving == 'yes' %}
-    serving_image: str
-    min_replicas: int
-    max_replicas: int
-    model_version: str | None
-    ingress_host: str | None
-    certificate_arn: str | None
+    serving_image: str = ""
+    min_replicas: int = 1
+    max_replicas: int = 3
+    # The champion's version; None: no champion yet, so no endpoint (nothing to serve).
+    model_version: str | None = None
+    canary_version: str | None = None
+    canary_weight: int = 10
+    ingress_host: str | None = None
+    certificate_arn: str | None = None
 {%- endif %}
 
     @classmethod
     def from_config(cls) -> Settings:
+        """The stack's config; every problem at once, naming the key, before any resource."""
         cfg = pulumi.Config()
         aws_cfg = pulumi.Config("aws")
-        # CI passes image references through the environment (see .github/workflows).
+        problems: list[str] = []
+        # CI passes digest-pinned image references (repo@sha256:...) through the environment.
         training_image = cfg.get("trainingImage") or os.environ.get("TRAINING_IMAGE", "")
-        missing = [] if training_image else ["trainingImage (or TRAINING_IMAGE)"]
+        if not training_image:
+            problems.append("trainingImage (or TRAINING_IMAGE): not set")
 {%- if cookiecutter.serving == 'yes' %}
         serving_image = cfg.get("servingImage") or os.environ.get("SERVING_IMAGE", "")
         if not serving_image:
-            missing.append("servingImage (or SERVING_IMAGE)")
-{%- endif %}
-        if missing:
-            raise ValueError(
-                f"{PROJECT}: set {', '.join(missing)} to an image pushed to the platform's "
-                "registry, e.g. `pulumi config set trainingImage <repo-url>:<tag>`"
+            problems.append("servingImage (or SERVING_IMAGE): not set")
+        # The champion alias, resolved by the workflows (`make champion`); "none" before the
+        # first promotion. Unset is an error, not "no endpoint": a forgotten variable must never
+        # delete a serving endpoint.
+        model_version = cfg.get("modelVersion") or os.environ.get("MODEL_VERSION", "")
+        canary = cfg.get("canaryModelVersion") or os.environ.get("CANARY_MODEL_VERSION") or None
+        if not model_version:
+            problems.append(
+                "modelVersion (or MODEL_VERSION): not set; the workflows pass the champion "
+                "(`make champion`), `none` before the first promotion"
             )
+        elif model_version != "none" and not model_version.isdigit():
+            problems.append(f"modelVersion: {model_version!r} is not a version number or none")
+        if canary is not None and not canary.isdigit():
+            problems.append(f"canaryModelVersion: {canary!r} is not a version number")
+        if canary is not None and model_version == "none":
+            problems.append("canaryModelVersion: a canary needs a champion to compare with")
+        canary_weight = cfg.get_int("canaryWeight", 10)
+        if not 1 <= canary_weight <= 50:
+            problems.append(f"canaryWeight: {canary_weight} is not between 1 and 50 (percent)")
+{%- endif %}
+        nodes = cfg.get_int("nodes", 1)
+        if nodes < 1:
+            problems.append(f"nodes: {nodes} must be at least 1")
+        schedule = cfg.get("trainingSchedule") or None
+        if schedule is not None:
+            problem = schedule_problem(schedule)
+            if problem:
+                problems.append(problem)
+            elif nodes > 1:
+                problems.append("trainingSchedule: scheduled runs are single-node; set nodes: 1")
+        if problems:
+            raise ValueError(f"{PROJECT}: invalid config:\n  - " + "\n  - ".join(problems))
         return cls(
             platform_stack=cfg.require("platformStack"),
             region=aws_cfg.get("region") or "{{ cookiecutter.aws_region }}",
@@ -97,13 +139,17 @@ class Settings:
             training_image=training_image,
             gpu_pool=cfg.get("gpuPool") or None,
             gpus=cfg.get_int("gpus", {{ 0 if cookiecutter.accelerator == 'none' else 1 }}),
-            nodes=cfg.get_int("nodes", 1),
-            min_accuracy=cfg.get("minAccuracy") or "0.7",
+            min_accuracy=cfg.get("minAccuracy") or "0.6",
+            nodes=nodes,
+            training_data=cfg.get("trainingData") or DEFAULT_DATA,
+            training_schedule=schedule,
 {%- if cookiecutter.serving == 'yes' %}
             serving_image=serving_image,
             min_replicas=cfg.get_int("minReplicas", {{ cookiecutter.serving_min_replicas or 1 }}),
             max_replicas=cfg.get_int("maxReplicas", {{ cookiecutter.serving_max_replicas or 3 }}),
-            model_version=cfg.get("modelVersion") or None,
+            model_version=None if model_version == "none" else model_version,
+            canary_version=canary,
+            canary_weight=canary_weight,
             ingress_host=cfg.get("ingressHost") or None,
             certificate_arn=cfg.get("certificateArn") or None,
 {%- endif %}
@@ -119,21 +165,11 @@ def ecr_repository_arn(url: str, partition: str = "aws") -> str:
 
 
 def training_command(nodes: int, gpus: int) -> list[str]:
-    """The training job's command: {% if cookiecutter.framework == 'pytorch' %}torchrun, one process per GPU (one on CPU). One node is
-    standalone; on more, the PyTorchJob's operator gives each pod torchrun's rendezvous
-    (PET_NNODES, PET_NODE_RANK, PET_MASTER_ADDR...).{% else %}one process (scikit-learn does not
-    train across nodes: keep nodes at 1).{% endif %}"""
-{%- if cookiecutter.framework == 'pytorch' %}
-    if nodes > 1:
-        return ["torchrun", "-m", f"{PACKAGE}.train"]
-    per_node = f"--nproc-per-node={max(gpus, 1)}"
-    return ["torchrun", "--standalone", per_node, "-m", f"{PACKAGE}.train"]
-{%- else %}
-    if nodes != 1:
-        raise ValueError(f"{PROJECT}: nodes must be 1 for a scikit-learn model (got {nodes})")
-    del gpus
-    return ["python", "-m", f"{PACKAGE}.train"]
-{%- endif %}
+    """This project's training command (``runs.training_command``); refuses what cannot run."""
+    try:
+        return run_command(nodes, gpus, PACKAGE)
+    except ValueError as exc:
+        raise ValueError(f"{PROJECT}: {exc}") from None
 
 
 def platform_problems(s: Settings, outputs: dict[str, Any]) -> list[str]:
@@ -162,104 +198,33 @@ def team_value(queues: Any, team: str, key: str, default: Any) -> Any:
     return entry.get(key, default) if isinstance(entry, dict) else default
 
 
-def selector(**labels: str) -> str:
-    """A PromQL label selector, e.g. {namespace="x",handler="/predict"}."""
-    return "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
-
-
-def selector_re(**labels: str) -> str:
-    return "{" + ",".join(f'{k}=~"{v}"' for k, v in labels.items()) + "}"
-
-
-def alert_template(expr: str) -> str:
-    """Prometheus alert templating: the double braces are built here, not written literally."""
-    return "{" * 2 + f" {expr} " + "}" * 2
-
-
-def training_alert_rules(namespace: str) -> dict[str, Any]:
-    failed = "kube_job_status_failed" + selector(namespace=namespace)[:-1]
-    failed += "," + selector_re(job_name=f"{PROJECT}-train.*")[1:]
-    return {
-        "groups": [
-            {
-                "name": f"{PROJECT}-training",
-                "rules": [
-                    {
-                        "alert": "ProjectTrainingJobFailed",
-                        "expr": f"{failed} > 0",
-                        "for": "1m",
-                        "labels": {"severity": "warning", "project": PROJECT},
-                        "annotations": {
-                            "summary": f"{PROJECT} training job failed",
-                            "description": (
-                                f"Job {alert_template('$labels.job_name')} in {namespace} "
-                                "failed; see `kubectl logs job/<name>`."
-                            ),
-                        },
-                    }
-                ],
-            }
-        ]
-    }
-
-
-def dashboard(namespace: str) -> dict[str, Any]:
-    def panel(pid: int, title: str, expr: str, unit: str, x: int, y: int) -> dict[str, Any]:
-        return {
-            "id": pid,
-            "type": "timeseries",
-            "title": title,
-            "datasource": {"type": "prometheus", "uid": "prometheus"},
-            "gridPos": {"h": 8, "w": 12, "x": x, "y": y},
-            "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
-            "targets": [{"expr": expr, "refId": "A"}],
-        }
-
-    ns = selector(namespace=namespace)
-{%- if cookiecutter.serving == 'yes' %}
-    predict = selector(namespace=namespace, handler="/predict")
-{%- endif %}
-    panels = [
-{%- if cookiecutter.serving == 'yes' %}
-        panel(
-            1,
-            "Requests per second by status",
-            f"sum by (status) (rate(http_requests_total{predict}[5m]))",
-            "reqps",
-            0,
-            0,
-        ),
-        panel(
-            2,
-            "p99 latency",
-            f"histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{predict}[5m])))",
-            "s",
-            12,
-            0,
-        ),
-{%- endif %}
-        panel(
-            3,
-            "Training jobs (succeeded - failed)",
-            f"sum by (job_name) (kube_job_status_succeeded{ns} - kube_job_status_failed{ns})",
-            "short",
-            0,
-            8,
-        ),
-        panel(4, "GPU utilisation", f"avg by (pod) (DCGM_FI_DEV_GPU_UTIL{ns})", "percent", 12, 8),
-    ]
-    return {
-        "title": PROJECT,
-        "uid": PROJECT[:40],
-        "tags": ["mlplatform", PROJECT],
-        "schemaVersion": 39,
-        "time": {"from": "now-6h", "to": "now"},
-        "panels": panels,
-    }
-
-
 def _k8s_body(manifest: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in manifest.items() if k not in ("apiVersion", "kind")}
+
+
+def run_spec_for(s: Settings, bucket: str, tracking_uri: str | None) -> RunSpec:
+    """What every training run of this project shares, from the settings and the platform."""
+    training_command(s.nodes, s.gpus)  # refuses a node count this framework cannot use
+    gpu = s.gpus > 0
+    return RunSpec(
+        project=PROJECT,
+        package=PACKAGE,
+        namespace=s.namespace,
+        queue=s.team,  # the LocalQueue this program declares
+        service_account=TRAINER_SA,
+        image=s.training_image,
+        bucket=bucket,
+        region=s.region,
+        data=s.training_data,
+        min_accuracy=s.min_accuracy,
+        nodes=s.nodes,
+        gpus_per_node=s.gpus,
+        pool=s.gpu_pool if gpu else None,
+        cpu="4" if gpu else "2",
+        memory="16Gi" if gpu else "4Gi",
+        shm_size="2Gi" if gpu else None,
+        mlflow_tracking_uri=tracking_uri or None,
+    )
 
 
 def deploy(s: Settings) -> dict[str, Any]:
@@ -273,9 +238,11 @@ def deploy(s: Settings) -> dict[str, Any]:
         namespace=s.namespace,
     )
     target = KubeTarget(provider=provider, cluster_name=cluster_name, on_aws=True)
+{%- if cookiecutter.serving == 'yes' %}
     storage = StorageBackend(
         kind="s3", bucket=platform.require_output("modelBucket"), region=s.region
     )
+{%- endif %}
     k8s_opts = pulumi.ResourceOptions(provider=provider)
 
     queues = platform.require_output("trainingQueues")
@@ -335,61 +302,72 @@ def deploy(s: Settings) -> dict[str, Any]:
         tags={PROJECT_LABEL: PROJECT},
     )
 
-    training = TrainingJob(
-        f"{PROJECT}-train",
-        TrainingJobArgs(
-            name=f"{PROJECT}-train",
-            project=PROJECT,
-            namespace=s.namespace,
-            queue=s.team,  # the LocalQueue above
-            image=s.training_image,
-            command=training_command(s.nodes, s.gpus),
-            args=["--min-accuracy", s.min_accuracy, "--upload", "yes"],
-            service_account_name=TRAINER_SA,
-            nodes=s.nodes,
-            gpus_per_node=s.gpus,
-            pool=s.gpu_pool if s.gpus > 0 else None,
-            cpu="4" if s.gpus > 0 else "2",
-            memory="16Gi" if s.gpus > 0 else "4Gi",
-            shm_size="2Gi" if s.gpus > 0 else None,
-        ),
-        target=target,
-        storage=storage,
-        depends_on=[local_queue, access, *deps],
-    )
+    # Runs are started by submit.py, the train workflow and the schedule, all from this spec.
+    run_spec = pulumi.Output.all(
+        bucket=platform.require_output("modelBucket"),
+        tracking=platform.get_output("mlflowTrackingUri"),
+    ).apply(lambda v: run_spec_for(s, v["bucket"], v["tracking"]))
     outputs: dict[str, Any] = {
         "namespace": s.namespace,
-        "trainingJob": training.job_name,
-        "checkpointUri": training.checkpoint_uri,
+        "trainingRun": run_spec.apply(lambda spec: spec.to_output()),
+        "trainingSchedule": s.training_schedule or "",
+        "trainingImage": s.training_image,
         "roleArns": access.role_arns,
     }
+    if s.training_schedule:
+        schedule = s.training_schedule
+        cron = run_spec.apply(lambda spec: cron_job(spec, schedule))
+        k8s.batch.v1.CronJob(
+            f"{PROJECT}-schedule",
+            metadata=cron.apply(lambda c: c["metadata"]),
+            spec=cron.apply(lambda c: c["spec"]),
+            opts=pulumi.ResourceOptions(provider=provider, depends_on=[local_queue, access, *deps]),
+        )
+    rule_groups = training_alert_rules(s.namespace)["groups"]
 {%- if cookiecutter.serving == 'yes' %}
 
-    endpoint = ServingEndpoint(
-        PROJECT,
-        ServingEndpointArgs(
-            project=PROJECT,
-            image=s.serving_image,
-            model=ModelSource(path=f"models/{PACKAGE}", version=s.model_version),
-            namespace=s.namespace,
-            create_namespace=False,
-            autoscaling=AutoscalingArgs(min_replicas=s.min_replicas, max_replicas=s.max_replicas),
-            ingress=IngressArgs(
-                enabled=s.ingress_host is not None,
-                host=s.ingress_host,
-                certificate_arn=s.certificate_arn,
+    # No champion yet: no endpoint. One that started without a model would only answer 503.
+    outputs["servingImage"] = s.serving_image
+    outputs["servingModelVersion"] = s.model_version or "none"
+    outputs["servingUrl"] = ""
+    if s.model_version is not None:
+        canary = None
+        if s.canary_version is not None:
+            canary = CanaryArgs(
+                model=ModelSource(path=f"models/{PACKAGE}", version=s.canary_version),
+                weight=s.canary_weight,
+            )
+            rule_groups += canary_alert_rules(s.namespace)["groups"]
+        endpoint = ServingEndpoint(
+            PROJECT,
+            ServingEndpointArgs(
+                project=PROJECT,
+                image=s.serving_image,
+                model=ModelSource(path=f"models/{PACKAGE}", version=s.model_version),
+                canary=canary,
+                namespace=s.namespace,
+                create_namespace=False,
+                autoscaling=AutoscalingArgs(
+                    min_replicas=s.min_replicas, max_replicas=s.max_replicas
+                ),
+                ingress=IngressArgs(
+                    enabled=s.ingress_host is not None,
+                    host=s.ingress_host,
+                    certificate_arn=s.certificate_arn,
+                ),
+                # /healthz is readiness (503 until the model loads); /livez says the process runs.
+                probes=ProbeArgs(liveness_path="/livez"),
             ),
-        ),
-        target=target,
-        service_account_name=SERVER_SA,
-        storage=storage,
-        depends_on=[access, *deps],
-    )
-    outputs["servingUrl"] = endpoint.url
-    outputs["servingInternalUrl"] = endpoint.internal_url
+            target=target,
+            service_account_name=SERVER_SA,
+            storage=storage,
+            depends_on=[access, *deps],
+        )
+        outputs["servingUrl"] = endpoint.url
+        outputs["servingInternalUrl"] = endpoint.internal_url
 {%- endif %}
 
-    rule = prometheus_rule(f"{PROJECT}-training", s.namespace, training_alert_rules(s.namespace))
+    rule = prometheus_rule(f"{PROJECT}-training", s.namespace, {"groups": rule_groups})
     k8s.apiextensions.CustomResource(
         f"{PROJECT}-training-alerts",
         api_version=rule["apiVersion"],

@@ -306,5 +306,7 @@ def test_unloadable_model_reports_503_with_reason(tmp_path: Path) -> None:
             assert r.status_code == 503
             assert "no saved versions" in r.json()["reason"]
             assert client.post("/predict", json={"instances": [GOOD]}).status_code == 503
+            # Liveness stays green: restarting the pod would not bring the model.
+            assert client.get("/livez").status_code == 200
     finally:
         stop()

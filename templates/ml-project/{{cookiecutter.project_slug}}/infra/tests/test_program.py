@@ -19,6 +19,7 @@ contract = pytest.importorskip(
 plan = pytest.importorskip("mlplatform.plan", reason="the platform library is not installed")
 
 import program  # noqa: E402
+import runs  # noqa: E402
 
 ACCOUNT = "123456789012"
 REGION = "{{ cookiecutter.aws_region }}"
@@ -28,6 +29,7 @@ TEAM = "{{ cookiecutter.team }}"
 GPU_POOL = "{{ cookiecutter.gpu_pool }}"
 TEAM_LABEL = "mlplatform.io/team"
 NS = program.PROJECT
+TRAINING_IMAGE = f"{REGISTRY}/ml-platform/dev/training@sha256:{'a' * 64}"
 ACCELERATOR = "{{ cookiecutter.accelerator }}"
 TEAM_POOLS: dict[str, Any] = {GPU_POOL: {"accelerator": ACCELERATOR, "gpus": 2}} if GPU_POOL else {}
 PLATFORM_OUTPUTS: dict[str, Any] = {
@@ -70,18 +72,16 @@ def settings(**overrides: Any) -> program.Settings:
         "region": REGION,
         "team": TEAM,
         "namespace": NS,
-        "training_image": f"{REGISTRY}/ml-platform/dev/training:{NS}-abc123",
+        "training_image": TRAINING_IMAGE,
         "gpu_pool": GPU_POOL or None,
         "gpus": {{ 0 if cookiecutter.accelerator == 'none' else 1 }},
-        "nodes": 1,
-        "min_accuracy": "0.7",
+        "min_accuracy": "0.6",
+        "training_schedule": "0 3 * * 1",
 {%- if cookiecutter.serving == 'yes' %}
-        "serving_image": f"{REGISTRY}/ml-platform/dev/serving:{NS}-abc123",
+        "serving_image": f"{REGISTRY}/ml-platform/dev/serving@sha256:{'b' * 64}",
         "min_replicas": 1,
         "max_replicas": 3,
-        "model_version": None,
-        "ingress_host": None,
-        "certificate_arn": None,
+        "model_version": "3",
 {%- endif %}
     }
     return program.Settings(**{**base, **overrides})
@@ -140,12 +140,16 @@ def test_local_queue_points_at_the_team_cluster_queue(graph: Any) -> None:
     assert lq["apiVersion"] == "kueue.x-k8s.io/v1beta2"
     assert lq["metadata"]["namespace"] == NS
     assert lq["spec"]["clusterQueue"] == PLATFORM_OUTPUTS["trainingQueues"][TEAM]["clusterQueue"]
-    (job,) = manifests(graph, "Job")
-    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == lq["metadata"]["name"]
-    assert job["metadata"]["namespace"] == NS
+    (cron,) = manifests(graph, "CronJob")
+    labels = cron["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+    template_labels = cron["spec"]["jobTemplate"]["metadata"]["labels"]
+    assert template_labels["kueue.x-k8s.io/queue-name"] == lq["metadata"]["name"]
+    assert labels["app.kubernetes.io/part-of"] == NS
     (ns,) = graph.by_type("kubernetes:core/v1:Namespace")
     (queue,) = graph.by_type("kubernetes:kueue.x-k8s.io/v1beta2:LocalQueue")
+    (cron_res,) = graph.by_type("kubernetes:batch/v1:CronJob")
     assert graph.depends_on(queue, ns)
+    assert graph.depends_on(cron_res, queue)
 
 
 def test_project_access_grants_pod_identity_on_project_prefix_only(graph: Any) -> None:
@@ -174,18 +178,48 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def test_training_job_is_queued_and_pinned(graph: Any) -> None:
-    (job,) = manifests(graph, "Job")
-    assert job["spec"]["suspend"] is True
-    pod = job["spec"]["template"]["spec"]
+def test_deploying_starts_no_training_run(graph: Any) -> None:
+    """A merge deploys; it does not retrain. Runs come from submit.py and the schedule."""
+    assert manifests(graph, "Job") == []
+    assert manifests(graph, "PyTorchJob") == []
+    assert graph.outputs["trainingSchedule"] == "0 3 * * 1"
+    assert manifests(run(settings(training_schedule=None)), "CronJob") == []
+
+
+def run_spec(graph: Any) -> runs.RunSpec:
+    return runs.RunSpec.from_output(graph.outputs["trainingRun"])
+
+
+def _env(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def _check_run_pod(pod: dict[str, Any]) -> None:
     (container,) = pod["containers"]
-    assert container["image"] == f"{REGISTRY}/ml-platform/dev/training:{NS}-abc123"
+    assert container["image"] == TRAINING_IMAGE
     assert container["command"] == program.training_command(1, {{ 0 if cookiecutter.accelerator == 'none' else 1 }})
-    assert container["args"] == ["--min-accuracy", "0.7", "--upload", "yes"]
     assert pod["serviceAccountName"] == f"{NS}-trainer"
-    env = {e["name"]: e.get("value") for e in container["env"]}
-    checkpoints = f"s3://ml-platform-models-dev/projects/{NS}/checkpoints/{NS}-train"
-    assert env["CHECKPOINT_URI"] == checkpoints
+    env = _env(container)
+    # Each run checkpoints under its own name (Kubernetes expands $(RUN_ID), defined before).
+    assert env["CHECKPOINT_URI"] == (
+        f"s3://ml-platform-models-dev/projects/{NS}/checkpoints/$(RUN_ID)"
+    )
+    names = [e["name"] for e in container["env"]]
+    assert names.index("RUN_ID") < names.index("CHECKPOINT_URI")
+    # The root filesystem is read-only: models go to the /tmp scratch volume.
+    scratch = {m["mountPath"] for m in container["volumeMounts"]}
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert env["MODEL_DIR"].startswith("/tmp/")
+    assert "/tmp" in scratch
+    assert env["HOME"] == "/tmp"
+    assert env["MLFLOW_TRACKING_URI"] == PLATFORM_OUTPUTS["mlflowTrackingUri"]
+    for var, key in (
+        ("MLFLOW_TRACKING_USERNAME", "username"),
+        ("MLFLOW_TRACKING_PASSWORD", "password"),
+    ):
+        assert env[var] == {
+            "secretKeyRef": {"name": "mlflow-tracking", "key": key, "optional": True}
+        }
 {%- if cookiecutter.accelerator == 'none' %}
     assert "nvidia.com/gpu" not in container["resources"]["limits"]
     # the image is built for amd64: the job stays on amd64 nodes (no GPU pool selector)
@@ -206,10 +240,10 @@ def test_training_command_is_torchrun_on_one_node_or_many() -> None:
     assert program.training_command(3, 2) == ["torchrun", "-m", module]
 
 
-def test_more_than_one_node_is_a_pytorchjob() -> None:
-    graph = run(settings(nodes=2))
-    assert manifests(graph, "Job") == []
-    (job,) = manifests(graph, "PyTorchJob")
+def test_more_than_one_node_is_a_pytorchjob_under_torchrun(graph: Any) -> None:
+    spec = runs.RunSpec(**{**run_spec(graph).to_output(), "nodes": 2})
+    job = runs.job_manifest(spec, "churn-x", runs.train_args(spec))
+    assert job["kind"] == "PyTorchJob"
     replicas = job["spec"]["pytorchReplicaSpecs"]
     assert (replicas["Master"]["replicas"], replicas["Worker"]["replicas"]) == (1, 1)
     (container,) = replicas["Master"]["template"]["spec"]["containers"]
@@ -222,22 +256,114 @@ def test_scikit_learn_trains_on_one_node() -> None:
     with pytest.raises(ValueError, match="nodes must be 1"):
         program.training_command(2, 0)
 {%- endif %}
+
+
+def test_scheduled_runs_are_queued_hardened_and_tracked(graph: Any) -> None:
+    (cron,) = manifests(graph, "CronJob")
+    assert cron["spec"]["schedule"] == "0 3 * * 1"
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    job = cron["spec"]["jobTemplate"]["spec"]
+    assert job["suspend"] is True  # Kueue admits it
+    assert job["ttlSecondsAfterFinished"] == 7 * 24 * 3600  # history lives in MLflow and S3
+    pod = job["template"]["spec"]
+    _check_run_pod(pod)
+    env = _env(pod["containers"][0])
+    # Each scheduled Job's own (controller-made) name is its run id.
+    assert env["RUN_ID"] == {
+        "fieldRef": {"fieldPath": "metadata.labels['batch.kubernetes.io/job-name']"}
+    }
+    args = pod["containers"][0]["args"]
+    assert args[:2] == ["--data", f"s3://ml-platform-models-dev/projects/{NS}/data/train.csv"]
+    assert args[2:] == ["--min-accuracy", "0.6", "--upload", "yes"]
+
+
+def test_submitted_runs_are_unique_and_rendered_by_the_platform(graph: Any) -> None:
+    spec = run_spec(graph)
+    names = {runs.run_name(spec.project) for _ in range(20)}
+    assert len(names) == 20
+    name = sorted(names)[0]
+    assert len(name) <= 63
+    job = runs.job_manifest(spec, name, runs.train_args(spec, {"C": "0.5"}, seed=3))
+    assert job["kind"] == "Job"
+    assert job["metadata"]["name"] == name
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == TEAM
+    assert job["spec"]["suspend"] is True
+    _check_run_pod(job["spec"]["template"]["spec"])
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"][-6:] == [
+        "--upload", "yes", "--seed", "3", "--param", "C=0.5",
+    ]  # fmt: skip
+
+
+{% if cookiecutter.framework == 'pytorch' -%}
+def test_multi_node_runs_are_pytorch_jobs(graph: Any) -> None:
+    spec = runs.RunSpec(**{**run_spec(graph).to_output(), "nodes": 3})
+    job = runs.job_manifest(spec, "churn-x", runs.train_args(spec))
+    assert job["kind"] == "PyTorchJob"
+    replicas = job["spec"]["pytorchReplicaSpecs"]
+    assert (replicas["Master"]["replicas"], replicas["Worker"]["replicas"]) == (1, 2)
+    for replica in replicas.values():
+        env = _env(replica["template"]["spec"]["containers"][0])
+        assert env["RUN_ID"] == "churn-x"  # the operator's pods carry no Job name label
+        assert env["MODEL_DIR"].startswith("/tmp/")
+
+
+{% endif -%}
+def test_run_spec_refuses_unknown_keys(graph: Any) -> None:
+    with pytest.raises(ValueError, match=r"unknown keys \['surprise'\]"):
+        runs.RunSpec.from_output({**graph.outputs["trainingRun"], "surprise": 1})
+
+
 {%- if cookiecutter.serving == 'yes' %}
 
 
-def test_serving_endpoint_serves_the_project_model(graph: Any) -> None:
+def test_serving_endpoint_serves_the_champion(graph: Any) -> None:
     (deploy,) = [d for d in manifests(graph, "Deployment") if d["metadata"]["name"] == NS]
     assert deploy["metadata"]["namespace"] == NS
     (container,) = deploy["spec"]["template"]["spec"]["containers"]
-    assert container["image"] == f"{REGISTRY}/ml-platform/dev/serving:{NS}-abc123"
+    assert container["image"] == f"{REGISTRY}/ml-platform/dev/serving@sha256:{'b' * 64}"
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["MODEL_BUCKET"] == "ml-platform-models-dev"
     assert env["MODEL_PREFIX"] == f"projects/{NS}/"
+    # Every replica loads the same, pinned version: the champion the workflow resolved.
+    assert env["MODEL_VERSION"] == "3"
+    assert graph.outputs["servingModelVersion"] == "3"
     assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    # A pod without its model is taken out of traffic, not restarted in a loop.
+    assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
     (hpa,) = manifests(graph, "HorizontalPodAutoscaler")
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 3)
     # The endpoint lives in the project's namespace: it must not declare a second one.
     assert [m["metadata"]["name"] for m in manifests(graph, "Namespace")] == [NS]
+
+
+def test_first_deploy_declares_no_endpoint_until_a_champion_exists() -> None:
+    first = run(settings(model_version=None))
+    assert manifests(first, "Deployment") == []
+    assert first.by_type("mlplatform:serving:ServingEndpoint") == []
+    assert first.outputs["servingUrl"] == ""
+    assert first.outputs["servingModelVersion"] == "none"
+    assert first.outputs["platformCheck"] == "ok"
+    assert manifests(first, "LocalQueue")  # the rest of the project is there
+
+
+def test_canary_serves_the_candidate_beside_the_champion() -> None:
+    g = run(settings(canary_version="4", canary_weight=20))
+    versions = {
+        d["metadata"]["name"]: {
+            e["name"]: e.get("value") for e in d["spec"]["template"]["spec"]["containers"][0]["env"]
+        }["MODEL_VERSION"]
+        for d in manifests(g, "Deployment")
+    }
+    assert versions == {NS: "3", f"{NS}-canary": "4"}
+    alerts = {
+        r["alert"]: r
+        for m in manifests(g, "PrometheusRule")
+        for grp in m["spec"]["groups"]
+        for r in grp["rules"]
+        if "alert" in r
+    }
+    assert alerts["ProjectCanaryErrors"]["labels"]["track"] == "canary"
+    assert f'service="{NS}-canary"' in alerts["ProjectCanaryErrors"]["expr"]
 
 
 def test_slo_alerts_use_the_apps_metric_names(graph: Any) -> None:
@@ -299,19 +425,59 @@ def test_missing_image_is_explained(monkeypatch: pytest.MonkeyPatch) -> None:
     import pulumi
 
     monkeypatch.setattr(pulumi, "Config", lambda *_a, **_k: _EmptyConfig())
-    with pytest.raises(ValueError, match=r"set trainingImage \(or TRAINING_IMAGE\)"):
+    with pytest.raises(ValueError, match=r"trainingImage \(or TRAINING_IMAGE\): not set"):
         program.Settings.from_config()
 
 
+def test_every_config_problem_is_reported_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pulumi
+
+    values = {
+        "trainingImage": TRAINING_IMAGE,
+        "trainingSchedule": "every monday",
+        "nodes": "0",
+{%- if cookiecutter.serving == 'yes' %}
+        "servingImage": TRAINING_IMAGE,
+        "modelVersion": "latest",
+        "canaryModelVersion": "v2",
+{%- endif %}
+    }
+    monkeypatch.setattr(pulumi, "Config", lambda *_a, **_k: _EmptyConfig(values))
+    with pytest.raises(ValueError, match="invalid config") as err:
+        program.Settings.from_config()
+    message = str(err.value)
+    assert "trainingSchedule: 'every monday' is not a five-field cron" in message
+    assert "nodes: 0 must be at least 1" in message
+{%- if cookiecutter.serving == 'yes' %}
+    assert "modelVersion: 'latest' is not a version number or none" in message
+    assert "canaryModelVersion: 'v2' is not a version number" in message
+{%- endif %}
+{%- if cookiecutter.serving == 'yes' %}
+
+
+def test_an_unset_model_version_never_removes_the_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pulumi
+
+    monkeypatch.delenv("MODEL_VERSION", raising=False)
+    values = {"trainingImage": TRAINING_IMAGE, "servingImage": TRAINING_IMAGE}
+    monkeypatch.setattr(pulumi, "Config", lambda *_a, **_k: _EmptyConfig(values))
+    with pytest.raises(ValueError, match=r"modelVersion \(or MODEL_VERSION\): not set"):
+        program.Settings.from_config()
+{%- endif %}
+
+
 class _EmptyConfig:
-    def get(self, _key: str) -> None:
-        return None
+    def __init__(self, values: dict[str, str] | None = None) -> None:
+        self.values = values or {}
+
+    def get(self, key: str) -> str | None:
+        return self.values.get(key)
 
     def require(self, key: str) -> str:
-        raise AssertionError(f"{key} is read after the images are checked")
+        raise AssertionError(f"{key} is read after the config is checked")
 
     def get_bool(self, _key: str, default: bool) -> bool:
         return default
 
-    def get_int(self, _key: str, default: int) -> int:
-        return default
+    def get_int(self, key: str, default: int) -> int:
+        return int(self.values[key]) if key in self.values else default

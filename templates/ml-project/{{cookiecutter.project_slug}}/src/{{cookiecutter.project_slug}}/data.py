@@ -81,7 +81,12 @@ def parse_csv(text: str) -> Dataset:
 
 
 def load_dataset(path: str | Path | None = None) -> Dataset:
-    """Load a CSV with the FEATURES and TARGET columns; the bundled sample when path is None."""
+    """Load a CSV with the FEATURES and TARGET columns: a local path, ``s3://bucket/key`` (the
+    platform's model bucket, under this project's prefix), or the bundled sample when None."""
+    if isinstance(path, str) and path.startswith("s3://"):
+        from .storage import client, read_s3_uri  # boto3 only when data lives in S3
+
+        return parse_csv(read_s3_uri(client(), path).decode("utf-8"))
     return parse_csv(Path(path or sample_path()).read_text(encoding="utf-8"))
 
 

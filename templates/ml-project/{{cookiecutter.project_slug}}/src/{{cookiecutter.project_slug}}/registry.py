@@ -1,7 +1,8 @@
 """Versioned model storage on the local filesystem.
 
 Layout: ``<root>/<name>/<version>/`` holding the model artifact and ``metadata.json``. Versions are
-increasing integers. A version is written to a temporary directory and renamed into place, so a
+increasing integers: the next free one locally, or the number a run claimed in the model bucket
+(:func:`storage.claim_version`), which is what keeps two runs on two pods apart. A version is written to a temporary directory and renamed into place, so a
 crash never leaves a half-written version that ``latest`` would pick up. The artifact's sha256 is
 recorded and checked on load, so a corrupted or swapped file is refused before it is unpickled.
 """
@@ -70,15 +71,22 @@ def save_version(
     metrics: dict[str, float],
     params: dict[str, Any],
     data_sha256: str,
+    run_id: str | None = None,
+    version: int | None = None,
+    split: dict[str, Any] | None = None,
 ) -> ModelVersion:
+    """Save a new version: ``version`` when given (claimed elsewhere; refused if taken here),
+    otherwise the next free number. ``split``: how the held-out rows were chosen (seed and
+    fraction), so ``evaluate`` can score on them alone."""
     base = Path(root) / name
     base.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".incoming-", dir=base))
     try:
         artifact = model_lib.save(model, tmp)
         # Claim the next number atomically: rename fails if another writer took it first.
+        wanted = version
         while True:
-            version = (list_versions(root, name) or [0])[-1] + 1
+            version = wanted or (list_versions(root, name) or [0])[-1] + 1
             metadata = {
                 "name": name,
                 "version": version,
@@ -89,6 +97,8 @@ def save_version(
                 "metrics": metrics,
                 "params": params,
                 "data_sha256": data_sha256,
+                "run_id": run_id,
+                "split": split,
                 "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "python": platform.python_version(),
             }
@@ -96,9 +106,13 @@ def save_version(
             try:
                 os.rename(tmp, base / str(version))
                 break
-            except OSError:
+            except OSError as exc:
                 if not (base / str(version)).exists():
                     raise
+                if wanted is not None:
+                    raise FileExistsError(
+                        f"{base / str(version)} exists: versions are immutable"
+                    ) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

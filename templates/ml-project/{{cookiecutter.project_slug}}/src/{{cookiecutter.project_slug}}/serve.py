@@ -1,8 +1,11 @@
-"""Online predictions: FastAPI app with /predict, /healthz and Prometheus /metrics.
+"""Online predictions: FastAPI app with /predict, /healthz, /livez and Prometheus /metrics.
 
 Run locally with ``make serve``. At startup the app loads ``MODEL_VERSION`` (default: latest) from
 ``MODEL_DIR``; when ``MODEL_BUCKET`` is set it first downloads that version from the platform's
-model bucket. Metric names follow the platform's SLO rules: ``http_requests_total`` and
+model bucket. On the platform the endpoint pins ``MODEL_VERSION`` to the ``champion`` alias, so every
+replica serves the same version. ``/healthz`` is readiness (503 until a model is loaded: no
+traffic); ``/livez`` is liveness (200 while the process answers), so a pod whose model failed to
+load says why in ``/healthz`` instead of being restarted in a loop. Metric names follow the platform's SLO rules: ``http_requests_total`` and
 ``http_request_duration_seconds``, labelled by method, handler (the route template, never the raw
 path, to bound cardinality) and status code.
 
@@ -314,6 +317,11 @@ def create_app(loader: Callable[[], tuple[Any, ModelVersion]] = _default_loader)
             "probabilities": [round(p, 6) for p in probabilities],
         }
         return Response(pydantic_core.to_json(content), media_type="application/json")
+
+    # Registered after /predict, so the router tries /predict's route no later than before.
+    @app.get("/livez")
+    async def livez() -> JSONResponse:
+        return JSONResponse(content={"status": "alive"})
 
     openapi = app.openapi
 

@@ -1,13 +1,21 @@
 """Train, evaluate, save a new model version; log to MLflow and upload to S3 when configured.
 
-Usage: ``python -m {{ cookiecutter.project_slug }}.train --data data.csv --min-accuracy 0.7``
+Usage: ``python -m {{ cookiecutter.project_slug }}.train --data data.csv --min-accuracy 0.6``
+(``--data`` also takes ``s3://<bucket>/<key>``).
+
+With a model bucket, the version number is claimed in the bucket before anything is saved (see
+:mod:`.storage`), so concurrent runs on different pods get different versions and never overwrite
+each other. ``--min-accuracy`` is a floor against broken runs; whether a version is better than the
+one in production is decided by ``promote`` on held-out data, against the current champion.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +36,66 @@ class TrainResult:
     mlflow_run_id: str | None = None
 
 
+@dataclass(frozen=True)
+class Fitted:
+    model: Any
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    data_sha256: str
+    split: dict[str, Any]
+
+
+def fit_and_evaluate(
+    data_path: str | Path | None,
+    params: dict[str, Any] | None = None,
+    seed: int = 0,
+    test_fraction: float = 0.25,
+) -> Fitted:
+    data = load_dataset(data_path)
+    X_train, X_test, y_train, y_test = train_test_split(data, test_fraction, seed)
+    merged = {**model_lib.DEFAULT_PARAMS, **(params or {})}
+    model = model_lib.fit(model_lib.build(merged), X_train, y_train, seed=seed)
+    model_lib.stop_unless_primary()  # torchrun ranks > 0 exit here; rank 0 evaluates and saves
+    split = {"seed": seed, "test_fraction": test_fraction}
+    return Fitted(model, merged, evaluate(model, X_test, y_test), data.sha256, split)
+
+
+def save(
+    fitted: Fitted,
+    model_dir: Path,
+    *,
+    run_id: str | None = None,
+    version: int | None = None,
+    track: bool = True,
+) -> TrainResult:
+    saved = save_version(
+        fitted.model,
+        model_dir,
+        MODEL_NAME,
+        metrics=fitted.metrics,
+        params=fitted.params,
+        data_sha256=fitted.data_sha256,
+        run_id=run_id,
+        version=version,
+        split=fitted.split,
+    )
+    result = TrainResult(saved, fitted.metrics, model_lib.device())
+    return log(fitted, result, run_id) if track else result
+
+
+def log(fitted: Fitted, result: TrainResult, run_id: str | None) -> TrainResult:
+    """Log the run to MLflow (when MLFLOW_TRACKING_URI is set)."""
+    mlflow_run_id = tracking.log_training(
+        fitted.model,
+        params=fitted.params,
+        metrics=fitted.metrics,
+        version_dir=result.version.path,
+        version=result.version.version,
+        run_id=run_id,
+    )
+    return TrainResult(result.version, result.metrics, result.device, mlflow_run_id)
+
+
 def train(
     *,
     data_path: str | Path | None = None,
@@ -35,20 +103,9 @@ def train(
     params: dict[str, Any] | None = None,
     seed: int = 0,
     test_fraction: float = 0.25,
+    run_id: str | None = None,
 ) -> TrainResult:
-    data = load_dataset(data_path)
-    X_train, X_test, y_train, y_test = train_test_split(data, test_fraction, seed)
-    merged = {**model_lib.DEFAULT_PARAMS, **(params or {})}
-    model = model_lib.fit(model_lib.build(merged), X_train, y_train, seed=seed)
-    model_lib.stop_unless_primary()  # torchrun ranks > 0 exit here; rank 0 evaluates and saves
-    metrics = evaluate(model, X_test, y_test)
-    version = save_version(
-        model, model_dir, MODEL_NAME, metrics=metrics, params=merged, data_sha256=data.sha256
-    )
-    run_id = tracking.log_training(
-        model, params=merged, metrics=metrics, version_dir=version.path, version=version.version
-    )
-    return TrainResult(version, metrics, model_lib.device(), run_id)
+    return save(fit_and_evaluate(data_path, params, seed, test_fraction), model_dir, run_id=run_id)
 
 
 def _param(text: str) -> tuple[str, Any]:
@@ -61,9 +118,27 @@ def _param(text: str) -> tuple[str, Any]:
         return key, raw
 
 
+def writable_problem(model_dir: Path) -> str | None:
+    """Why ``model_dir`` cannot hold new versions, before an hour of training is spent."""
+    existing = next((p for p in (model_dir, *model_dir.parents) if p.exists()), None)
+    if existing is not None and os.access(existing, os.W_OK):
+        try:
+            model_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=model_dir):
+                return None
+        except OSError as exc:
+            reason = exc.strerror
+    else:
+        reason = "not writable"
+    return (
+        f"MODEL_DIR={model_dir} is {reason}: on the platform the root filesystem is read-only "
+        "and only /tmp is writable; set MODEL_DIR under /tmp"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", help="training CSV (default: the bundled sample)")
+    parser.add_argument("--data", help="training CSV, local or s3:// (default: the bundled sample)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--param", type=_param, action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument(
@@ -77,40 +152,59 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     settings = Settings.from_env()
-    result = train(
-        data_path=args.data, model_dir=settings.model_dir, params=dict(args.param), seed=args.seed
-    )
-    report: dict[str, Any] = {
-        "model": MODEL_NAME,
-        "version": result.version.version,
-        "path": str(result.version.path),
-        "device": result.device,
-        "metrics": result.metrics,
-        "mlflow_run_id": result.mlflow_run_id,
-    }
-    # The quality gate runs before the upload: a model below the bar never reaches the bucket.
-    if result.metrics["accuracy"] < args.min_accuracy:
-        print(json.dumps(report, indent=2))
-        print(
-            f"accuracy {result.metrics['accuracy']:.3f} is below --min-accuracy "
-            f"{args.min_accuracy}; not uploading",
-            file=sys.stderr,
-        )
-        return 1
     if args.upload == "yes" and not settings.model_bucket:
         print("--upload yes needs MODEL_BUCKET", file=sys.stderr)
         return 2
-    if settings.model_bucket and args.upload != "no":
-        from .storage import client, upload_version
+    problem = writable_problem(settings.model_dir)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
+    fitted = fit_and_evaluate(args.data, dict(args.param), args.seed)
+    report: dict[str, Any] = {
+        "model": MODEL_NAME,
+        "run_id": settings.run_id,
+        "device": model_lib.device(),
+        "metrics": fitted.metrics,
+    }
+    # The floor runs before anything is saved: a broken model never reaches the bucket.
+    if fitted.metrics["accuracy"] < args.min_accuracy:
+        print(json.dumps(report, indent=2))
+        print(
+            f"accuracy {fitted.metrics['accuracy']:.3f} is below --min-accuracy "
+            f"{args.min_accuracy}; not saving",
+            file=sys.stderr,
+        )
+        return 1
+    upload = bool(settings.model_bucket) and args.upload != "no"
+    version = None
+    if upload:
+        from .storage import claim_version, client, upload_version
 
+        s3 = client()
+        assert settings.model_bucket is not None
+        version = claim_version(
+            s3, settings.model_bucket, settings.model_prefix, MODEL_NAME, settings.run_id
+        )
+    result = save(fitted, settings.model_dir, run_id=settings.run_id, version=version, track=False)
+    report.update(version=result.version.version, path=str(result.version.path))
+    # The bucket first: a tracking server that is down must not cost the model.
+    if upload:
+        assert settings.model_bucket is not None
         report["uploaded"] = upload_version(
-            client(),
+            s3,
             settings.model_dir,
             settings.model_bucket,
             settings.model_prefix,
             MODEL_NAME,
             result.version.version,
         )
+    try:
+        report["mlflow_run_id"] = log(fitted, result, settings.run_id).mlflow_run_id
+    except Exception as exc:
+        print(json.dumps(report, indent=2))
+        saved = result.version.version
+        print(f"version {saved} is saved, but logging to MLflow failed: {exc}", file=sys.stderr)
+        return 3
     print(json.dumps(report, indent=2))
     return 0
 
