@@ -61,6 +61,8 @@ class RunSpec:
     mlflow_tracking_uri: str | None = None
     ttl_seconds: int = 7 * DAY_S
     extra_args: list[str] = field(default_factory=list)
+    # The program to run; default ``python -m <package>.train`` (torchrun for DDP runs).
+    command: list[str] = field(default_factory=list)
 
     @classmethod
     def from_output(cls, value: dict[str, Any]) -> RunSpec:
@@ -107,7 +109,7 @@ def job_args(spec: RunSpec, name: str, args: list[str], *, ttl: bool = True) -> 
         namespace=spec.namespace,
         queue=spec.queue,
         image=spec.image,
-        command=["python", "-m", f"{spec.package}.train"],
+        command=spec.command or ["python", "-m", f"{spec.package}.train"],
         args=args,
         env={"MODEL_DIR": MODEL_DIR},
         service_account_name=spec.service_account,

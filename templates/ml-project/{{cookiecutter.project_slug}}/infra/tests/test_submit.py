@@ -112,6 +112,15 @@ def test_multi_node_runs_go_to_the_training_operator(
     assert request["body"]["kind"] == "PyTorchJob"
 
 
+def test_the_spec_names_the_program(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "run.json"
+    torchrun = ["torchrun", "--standalone", "--nproc-per-node=1", "-m", "churn.train"]
+    path.write_text(json.dumps({**SPEC, "command": torchrun}))
+    assert submit.main(["--spec", str(path), "--dry-run", "--name", "churn-2"]) == 0
+    manifest = json.loads(capsys.readouterr().out)
+    assert manifest["spec"]["template"]["spec"]["containers"][0]["command"] == torchrun
+
+
 def test_dry_run_prints_and_creates_nothing(
     spec_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
