@@ -13,6 +13,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from components.ci_runners import CiRunners
 from components.common import Environment, KubeTarget, StorageBackend, merge_tags
 from components.cost_guardrails import CostGuardrails
 from components.gpu_node_pool import GpuNodePool
@@ -100,6 +101,8 @@ def _declare_aws(settings: StackSettings, provider: aws.Provider, tags: dict[str
     pools = [
         GpuNodePool(f"pool-{p.name}", p, karpenter=karpenter, opts=opts) for p in cfg.gpu_pools
     ]
+    if cfg.ci.enabled:
+        _declare_ci(settings, network, cluster, tags, opts)
     GpuSoftware("gpu-software", cfg.gpu_software, target=target, pools=cfg.gpu_pools, opts=opts)
 
     lbc = LoadBalancerController(
@@ -164,6 +167,42 @@ def _declare_aws(settings: StackSettings, provider: aws.Provider, tags: dict[str
             "store": store,
             "access": access,
             "guardrails": guardrails,
+        },
+    )
+
+
+def _declare_ci(
+    settings: StackSettings,
+    network: Network,
+    cluster: TrainingCluster,
+    tags: dict[str, str],
+    opts: pulumi.ResourceOptions,
+) -> None:
+    """Runners in this stack's VPC: the workflows' cluster jobs run there (see docs/ci.md)."""
+    cfg = settings.config
+    runners = CiRunners(
+        "ci-runners",
+        cfg.ci,
+        project_name=cfg.ci.project_for(cluster.name),
+        vpc_id=network.vpc_id,
+        private_subnet_ids=network.private_subnet_ids,
+        cluster_security_group_id=cluster.cluster_security_group_id,
+        # Who deployed what is audit data: kept as long as the control plane's audit log.
+        log_retention_days=cfg.cluster.log_retention_days,
+        network_anchor=network.teardown_anchor,
+        tags=tags,
+        opts=opts,
+    )
+    # What a workflow (this repository's, or a generated project's) needs to run on them.
+    pulumi.export(
+        "ciRunner",
+        {
+            "project": runners.project_name,
+            "label": runners.label,
+            "repository": cfg.ci.repository,
+            "securityGroupId": runners.security_group_id,
+            "deployRoleArn": cfg.ci.deploy_role_arn,
+            "previewRoleArn": cfg.ci.preview_role_arn,
         },
     )
 
