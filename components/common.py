@@ -376,7 +376,29 @@ def container_security_context(uid: int = 10001, read_only_root: bool = True) ->
     }
 
 
+# Workloads state the CPU architectures their images are built for (see the README's
+# "Where workloads run"): a pod never lands on a node its image cannot execute on.
+ARCH_LABEL = "kubernetes.io/arch"
+ARCHITECTURES = ("amd64", "arm64")
+
+
+def arch_selector(architectures: Iterable[str]) -> dict[str, str]:
+    """The nodeSelector that keeps a pod on nodes its image runs on: none for a multi-arch
+    image (every node qualifies), the one architecture otherwise."""
+    archs = sorted(set(architectures))
+    if not archs:
+        raise ValueError("an image runs on at least one architecture")
+    if set(archs) >= set(ARCHITECTURES):
+        return {}
+    if len(archs) > 1:
+        raise ValueError(f"unknown architectures {archs}; known: {list(ARCHITECTURES)}")
+    return {ARCH_LABEL: archs[0]}
+
+
 GPU_RESOURCE = "nvidia.com/gpu"
+# EFA devices (the EFA device plugin): Karpenter attaches EFA interfaces only to nodes launched
+# for pods that request them.
+EFA_RESOURCE = "vpc.amazonaws.com/efa"
 GPU_TAINT = {"key": GPU_RESOURCE, "value": "true", "effect": "NoSchedule"}
 GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
 POOL_LABEL = "mlplatform.io/pool"
@@ -390,14 +412,20 @@ DO_NOT_DISRUPT = {"karpenter.sh/do-not-disrupt": "true"}
 class KubeTarget:
     """Where Kubernetes objects go, and what they must wait for.
 
-    On AWS, ``depends_on`` holds the EKS cluster and its system node group, so every object is
-    created after them and destroyed before them. On the local stack it is empty.
+    On AWS, ``depends_on`` holds the EKS cluster, its system node group, the admin access entries
+    and the default StorageClass, so every object is created after them and destroyed before
+    them. On the local stack it is empty.
     """
 
     provider: Any  # pulumi_kubernetes.Provider (typed loosely to keep this module import-light)
     depends_on: tuple[Any, ...] = ()
     cluster_name: Any = None  # pulumi.Input[str] on AWS (for Pod Identity), None locally
     on_aws: bool = True
+    # The StorageClass claims name (the cluster's default); None: the cluster's own default.
+    storage_class: str | None = None
+    # Whether the cluster's CNI enforces NetworkPolicy: components declare policies only then,
+    # so a policy in the plan is never a claim without effect.
+    network_policy: bool = True
 
 
 @dataclass(frozen=True)

@@ -252,9 +252,8 @@ class CostGuardrails(pulumi.ComponentResource):
             cost_filters=cost_filters(args),
             notifications=budget_notifications(args, topic.arn),
             tags=tags,
-            # Budgets validates its SNS subscriber when the budget is created: the topic policy
-            # that admits budgets.amazonaws.com (and its use of the key) must exist first.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[topic_policy_res]),
+            # The topic policy must admit Budgets before it validates the subscriber.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[topic, topic_policy_res]),
         )
 
         self.budget_name = pulumi.Output.from_input(budget_name)

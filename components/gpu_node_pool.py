@@ -6,11 +6,21 @@ drift replacement is blocked by a zero budget, and nodes do not expire by defaul
 still carry the `karpenter.sh/do-not-disrupt: "true"` pod annotation (components.common.
 DO_NOT_DISRUPT), which also protects them from voluntary disruption when a pool's policy is
 loosened. Spot interruptions cannot be prevented, only announced: checkpoint.
+
+Broken nodes are the exception. With Karpenter's node repair on (KarpenterArgs.node_repair), a
+node whose GPU, kernel, network or storage conditions stay bad is replaced even under running
+jobs, one node per pool at a time (the ``Unhealthy`` budget), after a bounded drain: a GPU with a
+fatal XID is not going to finish the job. ``karpenter.sh/do-not-repair: "true"`` on a node keeps
+repair away from it (while someone debugs it, say).
+
+Reserved capacity (ODCRs, Capacity Blocks) is in components.gpu_capacity; the volume, image cache
+and SOCI parallel pull in components.node_class; a working-hours warm pool in
+components.warm_pool.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -26,7 +36,10 @@ from components.common import (
     Issue,
     check_min_max,
 )
+from components.gpu_capacity import ReservationPriority, ReservedCapacityArgs
 from components.karpenter import DURATION, GENERAL_POOL, CapacityType, Karpenter
+from components.node_class import ImagePull, NodeStorageArgs, image_pull_issues
+from components.warm_pool import WarmPoolArgs
 
 EFA_LABEL = "mlplatform.io/efa"
 TIME_SLICING_LABEL = "nvidia.com/device-plugin.config"
@@ -46,11 +59,17 @@ class AcceleratorPreset:
     family: str
     gpu_memory_gib: int
     sizes: dict[str, int]  # instance size -> GPUs per node
-    efa_sizes: frozenset[str] = frozenset()  # sizes with an EFA interface
+    # Size -> EFA interfaces it takes (EC2 DescribeInstanceTypes NetworkInfo.EfaInfo.
+    # MaximumEfaInterfaces): the `vpc.amazonaws.com/efa` devices a node advertises.
+    efa_interfaces: dict[str, int] = field(default_factory=dict)
 
     @property
     def max_gpus_per_node(self) -> int:
         return max(self.sizes.values())
+
+    @property
+    def efa_sizes(self) -> frozenset[str]:
+        return frozenset(self.efa_interfaces)
 
     @property
     def efa(self) -> bool:
@@ -80,34 +99,12 @@ PRESETS: dict[Accelerator, AcceleratorPreset] = {
     Accelerator.NVIDIA_L4: AcceleratorPreset("g6", 24, dict(_G_SIZES)),
     Accelerator.NVIDIA_L40S: AcceleratorPreset("g6e", 48, dict(_G_SIZES)),
     Accelerator.NVIDIA_A100: AcceleratorPreset(
-        "p4d", 40, {"24xlarge": 8}, efa_sizes=frozenset({"24xlarge"})
+        "p4d", 40, {"24xlarge": 8}, efa_interfaces={"24xlarge": 4}
     ),
     Accelerator.NVIDIA_H100: AcceleratorPreset(
-        "p5", 80, {"48xlarge": 8}, efa_sizes=frozenset({"48xlarge"})
+        "p5", 80, {"48xlarge": 8}, efa_interfaces={"48xlarge": 32}
     ),
 }
-
-
-class CapacityReservation(ArgsModel):
-    """Select ODCRs or capacity blocks by id, or by tags (optionally of another account)."""
-
-    id: str | None = Field(default=None, pattern=r"^cr-[0-9a-f]{17}$")
-    tags: dict[str, str] | None = None
-    owner_id: str | None = Field(default=None, pattern=r"^\d{12}$")
-
-    def issues(self) -> list[Issue]:
-        found = super().issues()
-        if (self.id is None) == (self.tags is None):
-            found.append(Issue((), "set exactly one of id or tags"))
-        return found
-
-    def term(self) -> dict[str, Any]:
-        if self.id is not None:
-            return {"id": self.id}
-        term: dict[str, Any] = {"tags": dict(self.tags or {})}
-        if self.owner_id:
-            term["ownerID"] = self.owner_id
-        return term
 
 
 class GpuNodePoolArgs(ArgsModel):
@@ -118,16 +115,20 @@ class GpuNodePoolArgs(ArgsModel):
     min_gpus_per_node: int = 1
     max_gpus_per_node: int | None = None  # None: the family's largest node
     sizes: list[str] | None = None  # e.g. ["xlarge", "2xlarge"]; None: every size in range
+    # Where nodes come from when no reservation has room (or always, without reservations).
     capacity_types: list[CapacityType] = Field(
         default_factory=lambda: [CapacityType.ON_DEMAND], min_length=1
     )
-    capacity_reservations: list[CapacityReservation] = Field(default_factory=list)
+    # ODCRs and Capacity Blocks used before capacityTypes (priority first), or alone (only).
+    reservations: ReservedCapacityArgs | None = None
     efa: bool = False
     time_slicing_replicas: int | None = None
     consolidate_after: str = Field(default="10m", pattern=DURATION)
     # Never by default: expiry replaces nodes even under running jobs.
     expire_after: str = Field(default="Never", pattern=DURATION)
-    root_volume_gib: int = Field(default=200, ge=50, le=16384)
+    storage: NodeStorageArgs = Field(default_factory=lambda: NodeStorageArgs())
+    image_pull: ImagePull = ImagePull.SOCI_PARALLEL
+    warm_pool: WarmPoolArgs | None = None
     weight: int | None = Field(default=None, ge=1, le=100)
     labels: dict[str, str] = Field(default_factory=dict)
     tags: dict[str, str] = Field(default_factory=dict)
@@ -154,6 +155,135 @@ class GpuNodePoolArgs(ArgsModel):
             and (not self.efa or s in preset.efa_sizes)
         ]
         return [f"{preset.family}.{s}" for s in chosen]
+
+    def efa_node(self) -> tuple[int, int]:
+        """(GPUs, EFA interfaces) of this pool's nodes; (0, 0) without EFA. EFA pools launch
+        one size per family (the only one with EFA), so every node is alike."""
+        if not self.efa:
+            return 0, 0
+        preset = self.preset
+        size = min(
+            (t.split(".", 1)[1] for t in self.instance_types()),
+            key=lambda s: preset.sizes[s],
+            default=None,
+        )
+        if size is None:
+            return 0, 0
+        return preset.sizes[size], preset.efa_interfaces[size]
+
+    @property
+    def effective_capacity_types(self) -> list[str]:
+        """The NodePool's karpenter.sh/capacity-type values: reserved first when it has any."""
+        if self.reservations is None:
+            return [c.value for c in self.capacity_types]
+        if self.reservations.priority is ReservationPriority.ONLY:
+            return [CapacityType.RESERVED.value]
+        return [CapacityType.RESERVED.value, *(c.value for c in self.capacity_types)]
+
+    @property
+    def reserved_only(self) -> bool:
+        return (
+            self.reservations is not None and self.reservations.priority is ReservationPriority.ONLY
+        )
+
+    def _block_pool_issues(self, res: ReservedCapacityArgs) -> list[Issue]:
+        """A pool with capacity blocks runs on them alone: every node is a block node, reached
+        through the blocks' own Kueue queues, whose run-time check keeps jobs inside a block."""
+        if CapacityType.SPOT in self.capacity_types:
+            return [
+                Issue(
+                    ("reservations", "blocks"),
+                    "a capacity block on a spot pool: block-sized jobs would land on "
+                    "interruptible nodes whenever the block is full or over; a block pool uses "
+                    "its blocks only (reservations.priority 'only', no capacityTypes)",
+                )
+            ]
+        found = []
+        if res.priority is not ReservationPriority.ONLY:
+            found.append(
+                Issue(
+                    ("reservations", "priority"),
+                    "must be 'only' on a pool with blocks: a pool that also launches on-demand "
+                    "nodes would mix them with block nodes, and jobs admitted for one could be "
+                    "placed on the other without the block's run-time check",
+                )
+            )
+        if res.select:
+            found.append(
+                Issue(
+                    ("reservations", "select"),
+                    "a pool with blocks takes no other reservations; give the ODCRs a pool "
+                    "of their own",
+                )
+            )
+        return found
+
+    def _reservation_issues(self) -> list[Issue]:
+        found: list[Issue] = []
+        if CapacityType.RESERVED in self.capacity_types:
+            found.append(
+                Issue(
+                    ("capacityTypes",),
+                    "list only spot and on-demand here; reserved capacity comes from "
+                    "reservations (priority 'first' puts it before these, 'only' uses nothing "
+                    "else)",
+                )
+            )
+        res = self.reservations
+        if res is None:
+            return found
+        if res.priority is ReservationPriority.ONLY and "capacity_types" in self.model_fields_set:
+            found.append(
+                Issue(
+                    ("capacityTypes",),
+                    "has no effect with reservations.priority 'only' (nothing but the "
+                    "reservations is used); remove it or use priority 'first'",
+                )
+            )
+        types = self.instance_types()
+        if res.blocks:
+            found += self._block_pool_issues(res)
+        for i, block in enumerate(res.blocks):
+            if types and block.instance_type not in types:
+                found.append(
+                    Issue(
+                        ("reservations", "blocks", i, "instanceType"),
+                        f"the pool launches {types}, got {block.instance_type!r}",
+                    )
+                )
+        return found
+
+    @property
+    def warm_pool_gpus(self) -> int:
+        """GPUs each warm-pool placeholder holds (one placeholder per node)."""
+        if self.warm_pool is None:
+            return 0
+        return self.warm_pool.gpus_per_node or self.min_gpus_per_node
+
+    def _warm_pool_issues(self) -> list[Issue]:
+        warm = self.warm_pool
+        if warm is None:
+            return []
+        found: list[Issue] = []
+        gpus = self.warm_pool_gpus
+        high = min(self.effective_max_gpus_per_node, self.preset.max_gpus_per_node)
+        if warm.gpus_per_node is not None and not self.min_gpus_per_node <= gpus <= high:
+            found.append(
+                Issue(
+                    ("warmPool", "gpusPerNode"),
+                    f"must fit one node of the pool ({self.min_gpus_per_node} to {high} GPUs), "
+                    f"got {gpus}",
+                )
+            )
+        if warm.nodes * gpus > self.max_gpus:
+            found.append(
+                Issue(
+                    ("warmPool", "nodes"),
+                    f"{warm.nodes} warm nodes x {gpus} GPUs exceeds the pool's maxGpus "
+                    f"({self.max_gpus}): Karpenter would never start them all",
+                )
+            )
+        return found
 
     def issues(self) -> list[Issue]:
         found = super().issues()
@@ -202,19 +332,7 @@ class GpuNodePoolArgs(ArgsModel):
                     + f"; sizes and GPUs: {preset.sizes}",
                 )
             )
-        reserved = CapacityType.RESERVED in self.capacity_types
-        if reserved and not self.capacity_reservations:
-            found.append(
-                Issue(
-                    ("capacityReservations",),
-                    "must select at least one reservation (id or tags) when capacityTypes "
-                    "includes 'reserved'",
-                )
-            )
-        if self.capacity_reservations and not reserved:
-            found.append(
-                Issue(("capacityTypes",), "must include 'reserved' to use capacityReservations")
-            )
+        found += self._reservation_issues()
         if self.time_slicing_replicas is not None:
             if not 2 <= self.time_slicing_replicas <= 16:
                 found.append(
@@ -231,6 +349,7 @@ class GpuNodePoolArgs(ArgsModel):
                         "training pool",
                     )
                 )
+        found += self._warm_pool_issues()
         if self.name == GENERAL_POOL:
             found.append(Issue(("name",), f"{GENERAL_POOL!r} is the CPU pool's name"))
         for key in self.labels:
@@ -260,7 +379,7 @@ def node_pool_spec(args: GpuNodePoolArgs) -> dict[str, Any]:
         {
             "key": "karpenter.sh/capacity-type",
             "operator": "In",
-            "values": [c.value for c in args.capacity_types],
+            "values": args.effective_capacity_types,
         },
         {"key": "karpenter.k8s.aws/instance-family", "operator": "In", "values": [preset.family]},
         {
@@ -286,6 +405,9 @@ def node_pool_spec(args: GpuNodePoolArgs) -> dict[str, Any]:
                 # Drift (a new AMI or node class) waits for nodes to empty, never evicts.
                 {"nodes": "0", "reasons": ["Drifted", "Underutilized"]},
                 {"nodes": "100%", "reasons": ["Empty"]},
+                # Node repair: one broken node per pool at a time (Karpenter also stops
+                # repairing a pool with more than 20% of its nodes unhealthy).
+                {"nodes": "1", "reasons": ["Unhealthy"]},
             ],
         },
         # No cpu/memory floor exists on a NodePool: with no pods, it scales to zero nodes.
@@ -317,11 +439,11 @@ class GpuNodePool(pulumi.ComponentResource):
         self.node_class = karpenter.node_class(
             f"{name}-nodeclass",
             class_name,
-            # Large root volume with faster throughput: CUDA images run to tens of GB.
-            root_volume_gib=args.root_volume_gib,
-            throughput_mibps=500,
+            # The image and model cache: CUDA images run to tens of GB.
+            storage=args.storage,
+            image_pull=args.image_pull,
             tags={**args.tags, POOL_LABEL: args.name, ACCELERATOR_LABEL: args.accelerator.value},
-            capacity_reservation_terms=[r.term() for r in args.capacity_reservations] or None,
+            capacity_reservation_terms=args.reservations.terms() if args.reservations else None,
             parent=self,
         )
         self.node_pool = karpenter.node_pool(
@@ -335,13 +457,28 @@ class GpuNodePool(pulumi.ComponentResource):
         self.register_outputs({"poolName": args.name, "accelerator": args.accelerator.value})
 
 
-def pool_list_issues(pools: list[GpuNodePoolArgs]) -> list[Issue]:
-    """Checks across pools (NodePool names are cluster-wide): call on the config's pool list."""
+def pool_list_issues(pools: list[GpuNodePoolArgs], ami_alias: str | None = None) -> list[Issue]:
+    """Checks across pools (NodePool names are cluster-wide): call on the config's pool list.
+
+    ``ami_alias`` (Karpenter's node image) decides whether a pool's imagePull is available."""
     found: list[Issue] = []
     seen: dict[str, int] = {}
+    blocks: dict[str, int] = {}
     for i, pool in enumerate(pools):
         if pool.name in seen:
             found.append(Issue((i, "name"), f"duplicates pool {seen[pool.name]} ({pool.name!r})"))
         seen.setdefault(pool.name, i)
         found += [issue.at(i) for issue in pool.issues()]
+        if ami_alias is not None:
+            found += [issue.at(i) for issue in image_pull_issues(pool.image_pull, ami_alias)]
+        for j, block in enumerate(pool.reservations.blocks if pool.reservations else []):
+            if block.id in blocks and blocks[block.id] != i:
+                found.append(
+                    Issue(
+                        (i, "reservations", "blocks", j, "id"),
+                        f"{block.id} is already a block of pool {blocks[block.id]}: one block "
+                        "feeds one pool (and one Kueue queue)",
+                    )
+                )
+            blocks.setdefault(block.id, i)
     return found

@@ -31,7 +31,7 @@ from components.common import (
     service_trust_policy,
 )
 from components.karpenter_policy import controller_policy, interruption_key_policy
-from components.network import DISCOVERY_TAG
+from components.node_class import AMI_ALIAS, ImagePull, NodeStorageArgs, node_class_spec
 from components.training_cluster import SYSTEM_LABEL, managed_policy
 
 CHART = "oci://public.ecr.aws/karpenter/karpenter"
@@ -46,8 +46,6 @@ KARPENTER_VERSION = "1.15.2"
 KARPENTER_API = "karpenter.sh/v1"
 NODECLASS_API = "karpenter.k8s.aws/v1"
 SERVICE_ACCOUNT = "karpenter"
-# A pinned alias: `@latest` would roll every node whenever AWS publishes an AMI.
-_AMI_ALIAS = re.compile(r"^(al2023@v\d{8}|bottlerocket@v\d+\.\d+\.\d+)$")
 DURATION = r"^(Never|([0-9]+(s|m|h))+)$"
 GENERAL_POOL = "general"
 
@@ -56,6 +54,22 @@ class CapacityType(StrEnum):
     SPOT = "spot"
     ON_DEMAND = "on-demand"
     RESERVED = "reserved"
+
+
+class NodeRepair(StrEnum):
+    """What Karpenter does with a node whose health conditions stay bad (its NodeRepair gate).
+
+    The conditions come from the kubelet (Ready) and the EKS node monitoring agent
+    (AcceleratedHardwareReady with the XID in its reason, KernelReady, NetworkingReady,
+    StorageReady); the tolerations before acting are Karpenter's own (10 minutes for GPU faults,
+    30 for the rest: cloudprovider.RepairPolicies at v1.15.2).
+    """
+
+    OFF = "off"
+    REPLACE = "replace"  # replace the node (drained within the policy's grace period)
+    # Reboot in place for reboot-clearable GPU XIDs, replace otherwise (rebootForRepair, alpha;
+    # needs ec2:RebootInstances). Keeps a scarce or reserved instance instead of re-buying it.
+    REBOOT_OR_REPLACE = "reboot-or-replace"
 
 
 class CpuPoolArgs(ArgsModel):
@@ -95,6 +109,13 @@ class CpuPoolArgs(ArgsModel):
         return found
 
 
+class QueueEncryption(StrEnum):
+    """How the interruption queue is encrypted at rest."""
+
+    KMS = "kms"  # a customer-managed key (what the compliance profiles require)
+    SQS_MANAGED = "sqs-managed"  # SSE-SQS: no key to pay for ($1/month); the events are EC2's
+
+
 class KarpenterArgs(ArgsModel):
     environment: Environment = Environment.DEV
     chart_version: str = Field(default=KARPENTER_VERSION, pattern=r"^1\.\d+\.\d+$")
@@ -102,12 +123,15 @@ class KarpenterArgs(ArgsModel):
     replicas: int | None = None  # None: 1 in dev (one system node), 2 in prod
     ami_alias: str = "al2023@v20251112"
     interruption_queue: bool = True
+    # None: SQS-managed in dev (the queue holds only EC2's spot and health notices), KMS in prod
+    queue_encryption: QueueEncryption | None = None
+    node_repair: NodeRepair = NodeRepair.REPLACE
     cpu_pool: CpuPoolArgs = Field(default_factory=CpuPoolArgs)
     tags: dict[str, str] = Field(default_factory=dict)
 
     def issues(self) -> list[Issue]:
         found = super().issues()
-        if not _AMI_ALIAS.match(self.ami_alias):
+        if not AMI_ALIAS.match(self.ami_alias):
             found.append(
                 Issue(
                     ("amiAlias",),
@@ -125,53 +149,50 @@ class KarpenterArgs(ArgsModel):
             return self.replicas
         return 2 if self.environment is Environment.PROD else 1
 
+    @property
+    def effective_queue_encryption(self) -> QueueEncryption:
+        if self.queue_encryption is not None:
+            return self.queue_encryption
+        prod = self.environment is Environment.PROD
+        return QueueEncryption.KMS if prod else QueueEncryption.SQS_MANAGED
 
-def node_class_spec(
-    *,
-    role: Any,
-    cluster_name: str,
-    ami_alias: str,
-    root_volume_gib: int,
-    tags: dict[str, str],
-    throughput_mibps: int = 125,
-    capacity_reservation_terms: list[dict[str, Any]] | None = None,
-    kms_key_id: Any = None,
-) -> dict[str, Any]:
-    """The spec of an EC2NodeClass: discovered subnets/SGs, IMDSv2 only, encrypted gp3 root
-    (with ``kms_key_id``, the customer-managed key instead of the account's aws/ebs key)."""
-    selector = [{"tags": {DISCOVERY_TAG: cluster_name}}]
-    spec: dict[str, Any] = {
-        "role": role,
-        "amiSelectorTerms": [{"alias": ami_alias}],
-        "subnetSelectorTerms": selector,
-        "securityGroupSelectorTerms": selector,
-        "metadataOptions": {
-            "httpEndpoint": "enabled",
-            "httpProtocolIPv6": "disabled",
-            # Hop limit 1: pods cannot reach the node's credentials; they use Pod Identity.
-            "httpPutResponseHopLimit": 1,
-            "httpTokens": "required",
+
+def feature_gate_settings(args: KarpenterArgs) -> dict[str, Any]:
+    """The chart's settings.featureGates and settings.awsFeatureGates (v1.15.2 values.yaml)."""
+    repair = args.node_repair is not NodeRepair.OFF
+    return {
+        "featureGates": {
+            "reservedCapacity": True,
+            "nodeRepair": repair,
+            # A broken node in a full reservation could never be replaced first (the replacement
+            # has nowhere to launch): terminate it first there. Only acts when capacity is short.
+            "terminateFirstRepair": repair,
         },
-        "blockDeviceMappings": [
-            {
-                "deviceName": "/dev/xvda",
-                "ebs": {
-                    "volumeSize": f"{root_volume_gib}Gi",
-                    "volumeType": "gp3",
-                    "iops": 3000,
-                    "throughput": throughput_mibps,
-                    "encrypted": True,
-                    "deleteOnTermination": True,
-                },
-            }
-        ],
-        "tags": dict(tags),
+        "awsFeatureGates": {"rebootForRepair": args.node_repair is NodeRepair.REBOOT_OR_REPLACE},
     }
-    if capacity_reservation_terms:
-        spec["capacityReservationSelectorTerms"] = capacity_reservation_terms
-    if kms_key_id is not None:
-        spec["blockDeviceMappings"][0]["ebs"]["kmsKeyID"] = kms_key_id
-    return spec
+
+
+# The chart's Service (templates/service.yaml at v1.15.2): selector labels and the port name.
+METRICS_SERVICE_LABELS = {
+    "app.kubernetes.io/name": "karpenter",
+    "app.kubernetes.io/instance": "karpenter",
+}
+METRICS_PORT = "http-metrics"
+
+
+def service_monitor(namespace: str, monitor_namespace: str) -> dict[str, Any]:
+    """Scrapes the controller in ``namespace``; the monitor itself lives in ``monitor_namespace``
+    (the monitoring stack's), since nothing of ours belongs in kube-system (trivy KSV-0037)."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": {"name": "karpenter", "namespace": monitor_namespace},
+        "spec": {
+            "namespaceSelector": {"matchNames": [namespace]},
+            "selector": {"matchLabels": dict(METRICS_SERVICE_LABELS)},
+            "endpoints": [{"port": METRICS_PORT, "path": "/metrics", "interval": "30s"}],
+        },
+    }
 
 
 # EventBridge patterns whose events Karpenter acts on before AWS reclaims or stops an instance.
@@ -180,6 +201,12 @@ INTERRUPTION_EVENTS: dict[str, dict[str, Any]] = {
     "spot": {"source": ["aws.ec2"], "detail-type": ["EC2 Spot Instance Interruption Warning"]},
     "rebalance": {"source": ["aws.ec2"], "detail-type": ["EC2 Instance Rebalance Recommendation"]},
     "state": {"source": ["aws.ec2"], "detail-type": ["EC2 Instance State-change Notification"]},
+    # An interruptible ODCR's owner reclaiming capacity (the upstream template's
+    # CapacityReservationInterruptionRule; parsed by Karpenter's capacityreservationinterruption).
+    "reservation": {
+        "source": ["aws.ec2"],
+        "detail-type": ["EC2 Capacity Reservation Instance Interruption Warning"],
+    },
 }
 
 
@@ -251,26 +278,17 @@ class Karpenter(pulumi.ComponentResource):
         self.queue_name = None
         if args.interruption_queue:
             prod = args.environment is Environment.PROD
-            queue_key = aws.kms.Key(
-                f"{name}-interruptions-key",
-                description=f"Karpenter {cluster_name}: interruption queue",
-                enable_key_rotation=True,
-                deletion_window_in_days=7,
-                policy=pulumi.Output.all(partition, ident.account_id, region).apply(
-                    lambda a: json.dumps(
-                        interruption_key_policy(partition=a[0], account_id=a[1], region=a[2]),
-                        sort_keys=True,
-                    )
-                ),
-                tags=self._tags,
-                # Kept in prod like every prod key (the policy pack requires it).
-                opts=pulumi.ResourceOptions(parent=self, protect=prod, retain_on_delete=prod),
+            queue_key = (
+                self._queue_key(name, cluster_name, partition, ident.account_id, region, prod)
+                if args.effective_queue_encryption is QueueEncryption.KMS
+                else None
             )
             self.queue = aws.sqs.Queue(
                 f"{name}-interruptions",
                 name=cluster_name,
                 message_retention_seconds=300,
-                kms_master_key_id=queue_key.arn,
+                kms_master_key_id=queue_key.arn if queue_key is not None else None,
+                sqs_managed_sse_enabled=True if queue_key is None else None,
                 tags=self._tags,
                 opts=child,
             )
@@ -346,6 +364,7 @@ class Karpenter(pulumi.ComponentResource):
                     account=a[2],
                     queue_arn=a[3],
                     node_role_arn=a[4],
+                    reboot=args.node_repair is NodeRepair.REBOOT_OR_REPLACE,
                 )
             )
         )
@@ -362,15 +381,13 @@ class Karpenter(pulumi.ComponentResource):
             service_account=SERVICE_ACCOUNT,
             role_arn=controller_role.arn,
             tags=self._tags,
-            opts=child,
+            # Credentials are issued when the pod starts: with the role's permissions in place.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[controller_policy_res]),
         )
 
         # Only values known at preview: Karpenter looks the endpoint up itself (eks:DescribeCluster),
         # and unknown Helm values would make every preview show a diff (pulumi-kubernetes#758).
-        settings: dict[str, Any] = {
-            "clusterName": cluster_name,
-            "featureGates": {"reservedCapacity": True},
-        }
+        settings: dict[str, Any] = {"clusterName": cluster_name, **feature_gate_settings(args)}
         if self.queue is not None:
             settings["interruptionQueue"] = cluster_name
         values: dict[str, Any] = {
@@ -426,7 +443,7 @@ class Karpenter(pulumi.ComponentResource):
         self.default_node_class = self.node_class(
             f"{name}-default-nodeclass",
             "default",
-            root_volume_gib=args.cpu_pool.root_volume_gib,
+            storage=NodeStorageArgs(volume_gib=args.cpu_pool.root_volume_gib, throughput_mibps=125),
             tags={},
         )
         cpu = args.cpu_pool
@@ -481,6 +498,25 @@ class Karpenter(pulumi.ComponentResource):
         )
 
     # Building blocks GpuNodePool reuses ---------------------------------------------------
+    def _queue_key(
+        self, name: str, cluster_name: str, partition: Any, account_id: Any, region: Any, prod: bool
+    ) -> aws.kms.Key:
+        return aws.kms.Key(
+            f"{name}-interruptions-key",
+            description=f"Karpenter {cluster_name}: interruption queue",
+            enable_key_rotation=True,
+            deletion_window_in_days=7,
+            policy=pulumi.Output.all(partition, account_id, region).apply(
+                lambda a: json.dumps(
+                    interruption_key_policy(partition=a[0], account_id=a[1], region=a[2]),
+                    sort_keys=True,
+                )
+            ),
+            tags=self._tags,
+            # Kept in prod like every prod key (the policy pack requires it).
+            opts=pulumi.ResourceOptions(parent=self, protect=prod, retain_on_delete=prod),
+        )
+
     def k8s_opts(self, parent: pulumi.Resource, *extra: pulumi.Resource) -> pulumi.ResourceOptions:
         """Options for a Karpenter CR: after the cluster, nodes and the controller (so it is
         deleted first, while the controller still runs to drain and terminate its nodes)."""
@@ -495,9 +531,9 @@ class Karpenter(pulumi.ComponentResource):
         resource_name: str,
         class_name: str,
         *,
-        root_volume_gib: int,
+        storage: NodeStorageArgs,
         tags: dict[str, str],
-        throughput_mibps: int = 125,
+        image_pull: ImagePull = ImagePull.STANDARD,
         capacity_reservation_terms: list[dict[str, Any]] | None = None,
         parent: pulumi.Resource | None = None,
     ) -> k8s.apiextensions.CustomResource:
@@ -510,13 +546,29 @@ class Karpenter(pulumi.ComponentResource):
                 role=self.node_role_name,
                 cluster_name=self.cluster_name,
                 ami_alias=self.args.ami_alias,
-                root_volume_gib=root_volume_gib,
+                storage=storage,
                 tags=merge_tags(self._tags, tags),
-                throughput_mibps=throughput_mibps,
+                image_pull=image_pull,
                 capacity_reservation_terms=capacity_reservation_terms,
                 kms_key_id=self.ebs_kms_key_arn,
             ),
             opts=self.k8s_opts(parent or self),
+        )
+
+    def service_monitor(
+        self, resource_name: str, monitoring_crds: pulumi.Resource, *, namespace: str
+    ) -> k8s.apiextensions.CustomResource:
+        """Scrape the controller's metrics (node repairs, disruptions). Declared by the platform
+        once the Prometheus Operator CRDs exist: the chart's own ServiceMonitor renders only if
+        they are installed before it, and Karpenter comes first."""
+        monitor = service_monitor(self.args.namespace, namespace)
+        return k8s.apiextensions.CustomResource(
+            resource_name,
+            api_version=monitor["apiVersion"],
+            kind=monitor["kind"],
+            metadata=monitor["metadata"],
+            spec=monitor["spec"],
+            opts=self.k8s_opts(self, monitoring_crds),
         )
 
     def node_pool(

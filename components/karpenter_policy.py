@@ -13,13 +13,15 @@ def controller_policy(
     account: str,
     queue_arn: str | None,
     node_role_arn: str,
+    reboot: bool = False,
 ) -> dict[str, Any]:
     """Karpenter's controller permissions, scoped to this cluster's tags where EC2 allows it.
 
     The statements of the CloudFormation template Karpenter's getting-started guide ships
     (website/content/en/v1.14/.../cloudformation.yaml, the newest in aws/karpenter-provider-aws),
-    checked against every AWS API call in the v1.15.2 module's pkg/: the same calls, plus
-    ec2:RebootInstances, made only by node repair, which the platform leaves off.
+    checked against every AWS API call in the v1.15.2 module's pkg/: the same calls, and
+    ec2:RebootInstances when ``reboot`` (node repair's alpha rebootForRepair gate, the only
+    caller: pkg/providers/instance Reboot), on this cluster's Karpenter instances only.
     """
     arn = f"arn:{partition}"
     ec2 = f"{arn}:ec2:{region}"
@@ -226,6 +228,19 @@ def controller_policy(
             },
         },
     ]
+    if reboot:
+        statements.append(
+            {
+                "Sid": "AllowScopedRebootForRepair",
+                "Effect": "Allow",
+                "Action": "ec2:RebootInstances",
+                "Resource": f"{ec2}:*:instance/*",
+                "Condition": {
+                    "StringEquals": res_owned,
+                    "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"},
+                },
+            }
+        )
     if queue_arn:
         statements.append(
             {

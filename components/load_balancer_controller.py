@@ -27,7 +27,11 @@ from components.common import ArgsModel, Issue, KubeTarget, merge_tags, pod_iden
 
 CHART = "aws-load-balancer-controller"
 CHART_REPO = "https://aws.github.io/eks-charts"
-CHART_VERSION = "1.17.0"  # controller v2.17.0
+# Chart 3.5.0 = controller v3.5.0, the newest release (kubernetes-sigs/aws-load-balancer-controller
+# tag v3.5.0, 2026-08-03; helm/aws-load-balancer-controller/Chart.yaml). Every value set below
+# exists in its values.yaml, and its docs/install/iam_policy.json adds no action to
+# controller_policy beyond the Shield/WAF/Cognito/Outposts ones this platform leaves off.
+CHART_VERSION = "3.5.0"
 CLUSTER_TAG = "elbv2.k8s.aws/cluster"
 
 
@@ -304,7 +308,8 @@ class LoadBalancerController(pulumi.ComponentResource):
             service_account=args.service_account,
             role_arn=role.arn,
             tags=all_tags,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(target.depends_on)),
+            # Credentials are issued when the pod starts: with the role's permissions in place.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*target.depends_on, policy]),
         )
         release = k8s.helm.v3.Release(
             f"{name}-release",

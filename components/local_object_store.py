@@ -12,7 +12,6 @@ from collections.abc import Mapping
 
 import pulumi
 import pulumi_kubernetes as k8s
-import pulumi_random as random
 from pydantic import Field
 
 from components.common import (
@@ -25,9 +24,12 @@ from components.common import (
     container_security_context,
     pod_security_context,
 )
+from components.generated_secret import GeneratedSecret
 
 MINIO_CHART = "minio"
 MINIO_REPO = "https://charts.min.io/"
+# The newest chart in minio/minio's helm/minio (Chart.yaml 5.4.0, "update helm release v5.4.0";
+# no later chart since). Its image is the chart's appVersion.
 MINIO_CHART_VERSION = "5.4.0"
 CREDENTIALS_SECRET = "model-store-credentials"  # noqa: S105 - a Secret's name, not a secret
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -83,14 +85,11 @@ class LocalObjectStore(pulumi.ComponentResource):
         k8s_opts = pulumi.ResourceOptions(
             parent=self, provider=target.provider, depends_on=list(target.depends_on)
         )
-        root_user = random.RandomPassword(
-            f"{name}-root-user", length=20, special=False, opts=pulumi.ResourceOptions(parent=self)
+        root_user = GeneratedSecret(
+            f"{name}-root-user", length=20, opts=pulumi.ResourceOptions(parent=self)
         )
-        root_password = random.RandomPassword(
-            f"{name}-root-password",
-            length=40,
-            special=False,
-            opts=pulumi.ResourceOptions(parent=self),
+        root_password = GeneratedSecret(
+            f"{name}-root-password", length=40, opts=pulumi.ResourceOptions(parent=self)
         )
         namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",

@@ -33,7 +33,6 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
-import pulumi_random as random
 import yaml
 
 from components.common import (
@@ -42,6 +41,7 @@ from components.common import (
     KubeTarget,
     merge_tags,
 )
+from components.generated_secret import GeneratedSecret
 from components.monitoring.alerting import (
     ALERTMANAGER_SECRETS_DIR,
     SNS_MESSAGE,
@@ -292,7 +292,7 @@ class MonitoringStack(pulumi.ComponentResource):
             cluster=cluster,
             tags=tags,
         )
-        for manifest in network_policies(ns_name):
+        for manifest in network_policies(ns_name) if self._target.network_policy else []:
             k8s.networking.v1.NetworkPolicy(
                 f"{name}-netpol-{manifest['metadata']['name']}",
                 metadata=manifest["metadata"],
@@ -318,6 +318,7 @@ class MonitoringStack(pulumi.ComponentResource):
             grafana_admin_secret=GRAFANA_ADMIN_SECRET,
             alertmanager_config_secret=ALERTMANAGER_CONFIG_SECRET,
             alertmanager_receivers_secret=ALERTMANAGER_RECEIVERS_SECRET,
+            karpenter_state=MetricSource.KARPENTER_STATE in self.metric_sources,
         )
         release = k8s.helm.v3.Release(
             f"{name}-kps",
@@ -406,10 +407,9 @@ class MonitoringStack(pulumi.ComponentResource):
     ) -> tuple[pulumi.Input[str], pulumi.Resource]:
         """Grafana admin credentials: a Secret, never the chart's default password."""
         if given is None:
-            generated = random.RandomPassword(
+            generated = GeneratedSecret(
                 f"{self._name}-grafana-password",
-                length=32,
-                special=False,
+                length=32,  # alphanumeric: safe unescaped in URIs and configs
                 opts=pulumi.ResourceOptions(parent=self),
             )
             password: pulumi.Input[str] = generated.result
@@ -441,16 +441,19 @@ class MonitoringStack(pulumi.ComponentResource):
 
         Returns what the chart must wait for."""
         name, args, ns_name = self._name, self._args, self._args.namespace
+        # Only the secrets some receiver uses, mounted under ALERTMANAGER_SECRETS_DIR.
+        string_data = {
+            r.secret_key: pulumi.Output.secret(secrets[r.secret_key])
+            for r in args.alertmanager.receivers
+            if r.needs_secret
+        }
         receivers_secret = k8s.core.v1.Secret(
             f"{name}-alertmanager-receivers",
             metadata=_typed(object_meta(ALERTMANAGER_RECEIVERS_SECRET, ns_name)),
             type="Opaque",
-            # Only the secrets some receiver uses, mounted under ALERTMANAGER_SECRETS_DIR.
-            string_data={
-                r.secret_key: pulumi.Output.secret(secrets[r.secret_key])
-                for r in args.alertmanager.receivers
-                if r.needs_secret
-            },
+            # None, not {}: the API server drops an empty map, and every preview would then
+            # replace the Secret to put it back (found by the engine's no-change preview).
+            string_data=string_data or None,
             opts=self._k8s_opts(namespace),
         )
         waits: list[pulumi.Resource] = [receivers_secret]

@@ -1,20 +1,22 @@
 """Network: the VPC the training cluster lives in, or the one you bring.
 
-Public subnets hold load balancers and NAT gateways; private subnets hold nodes. Both are tagged
+Public subnets hold load balancers and the NAT; private subnets hold nodes. Both are tagged
 for the AWS load balancer controller and for Karpenter discovery, so nothing downstream needs
-subnet ids. The S3 gateway endpoint is free and keeps model and checkpoint traffic off NAT.
+subnet ids. The S3 gateway endpoint is free and keeps model and checkpoint traffic off NAT (and
+ECR image layers, which ECR serves from S3). The NAT is a gateway per AZ, one gateway, one NAT
+instance (dev: about a tenth of a gateway's price, see components/nat_instance.py) or none.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from components.common import (
     ArgsModel,
@@ -22,8 +24,12 @@ from components.common import (
     Issue,
     check_cidr,
     merge_tags,
-    service_trust_policy,
 )
+
+# logs_key_policy is imported from here by the training cluster.
+from components.flow_logs import add_flow_logs
+from components.flow_logs import logs_key_policy as logs_key_policy
+from components.nat_instance import NatInstance, NatInstanceArgs
 
 DISCOVERY_TAG = "karpenter.sh/discovery"
 ELB_TAG = "kubernetes.io/role/elb"
@@ -37,9 +43,16 @@ LOG_RETENTION_DAYS = (
 
 
 class NatMode(StrEnum):
-    SINGLE = "single"  # one gateway for all AZs: cheapest, one AZ's outage cuts egress
-    PER_AZ = "per-az"  # one per AZ: survives an AZ outage, costs a gateway per AZ
+    """How private subnets reach the internet (image pulls, AWS APIs without an endpoint)."""
+
+    GATEWAY_PER_AZ = "gateway-per-az"  # survives an AZ outage; a gateway and an address per AZ
+    SINGLE_GATEWAY = "single-gateway"  # one gateway for all AZs: its AZ's outage cuts egress
+    INSTANCE = "instance"  # one small NAT instance (components/nat_instance.py): dev only
     NONE = "none"  # no egress to the internet: needs the interface endpoints
+
+
+# Values of `nat` before the enum named what does the NAT; each maps to its new name.
+RENAMED_NAT_MODES = {"single": NatMode.SINGLE_GATEWAY, "per-az": NatMode.GATEWAY_PER_AZ}
 
 
 class InterfaceEndpoint(StrEnum):
@@ -72,12 +85,23 @@ class NetworkArgs(ArgsModel):
     cidr: str = "10.0.0.0/16"
     az_count: int = 2
     availability_zones: list[str] | None = None
-    nat: NatMode = NatMode.SINGLE
+    nat: NatMode = NatMode.SINGLE_GATEWAY
+    nat_instance: NatInstanceArgs = Field(default_factory=NatInstanceArgs)
     interface_endpoints: list[InterfaceEndpoint] = Field(default_factory=list)
     flow_logs: bool = True
     flow_log_retention_days: int = 90
     existing: ExistingVpc | None = None
     tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("nat", mode="before")
+    @classmethod
+    def _renamed_nat(cls, value: Any) -> Any:
+        if isinstance(value, str) and value in RENAMED_NAT_MODES:
+            raise ValueError(
+                f"'{value}' was renamed '{RENAMED_NAT_MODES[value].value}'; "
+                f"allowed: {', '.join(repr(m.value) for m in NatMode)}"
+            )
+        return value
 
     def issues(self) -> list[Issue]:
         found = super().issues()
@@ -111,8 +135,22 @@ class NetworkArgs(ArgsModel):
                 Issue(
                     ("nat",),
                     "'none' leaves nodes without image pulls or credentials: enable the "
-                    "interfaceEndpoints ecr.api, ecr.dkr and sts, or use 'single' or 'per-az'",
+                    "interfaceEndpoints ecr.api, ecr.dkr and sts, or choose another NAT",
                 )
+            )
+        if self.nat is NatMode.INSTANCE and self.environment is Environment.PROD:
+            found.append(
+                Issue(
+                    ("nat",),
+                    "'instance' is one instance in one AZ, replaced minutes after it fails: not "
+                    "for prod; use 'gateway-per-az'",
+                )
+            )
+        # Compared with the defaults, not "was it set": the engine hands every stack the typed
+        # defaults of Pulumi.yaml, natInstance's included.
+        if self.nat is not NatMode.INSTANCE and self.nat_instance != NatInstanceArgs():
+            found.append(
+                Issue(("natInstance",), f"applies only with nat: instance (nat is '{self.nat}')")
             )
         if self.flow_log_retention_days not in LOG_RETENTION_DAYS:
             found.append(
@@ -124,9 +162,11 @@ class NetworkArgs(ArgsModel):
         return found
 
 
-def _keep(environment: Environment) -> pulumi.ResourceOptions:
-    prod = environment is Environment.PROD
-    return pulumi.ResourceOptions(protect=prod, retain_on_delete=prod)
+@dataclass
+class _Egress:
+    resources: list[pulumi.Resource] = field(default_factory=list)
+    #: Route target keyword arguments, one per NAT; private route table i uses i % len.
+    targets: list[dict[str, Any]] = field(default_factory=list)
 
 
 def carve_subnets(cidr: str, az_count: int) -> tuple[list[str], list[str]]:
@@ -142,59 +182,16 @@ def carve_subnets(cidr: str, az_count: int) -> tuple[list[str], list[str]]:
     return private, public
 
 
-def logs_key_policy(log_group_pattern: str, *, extra_statements: list[Any] | None = None) -> Any:
-    """A KMS key policy: account administers the key, CloudWatch Logs may use it for the pattern."""
-    ident = aws.get_caller_identity_output()
-    region = aws.get_region_output()
-    partition = aws.get_partition_output()
-
-    def build(args: list[str]) -> str:
-        account, reg, part = args
-        return json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Sid": "AccountAdministersKey",
-                        "Effect": "Allow",
-                        "Principal": {"AWS": f"arn:{part}:iam::{account}:root"},
-                        "Action": "kms:*",
-                        "Resource": "*",
-                    },
-                    {
-                        "Sid": "CloudWatchLogsUsesKey",
-                        "Effect": "Allow",
-                        "Principal": {"Service": f"logs.{reg}.amazonaws.com"},
-                        "Action": [
-                            "kms:Encrypt*",
-                            "kms:Decrypt*",
-                            "kms:ReEncrypt*",
-                            "kms:GenerateDataKey*",
-                            "kms:Describe*",
-                        ],
-                        "Resource": "*",
-                        "Condition": {
-                            "ArnLike": {
-                                "kms:EncryptionContext:aws:logs:arn": (
-                                    f"arn:{part}:logs:{reg}:{account}:log-group:{log_group_pattern}"
-                                )
-                            }
-                        },
-                    },
-                    *(extra_statements or []),
-                ],
-            }
-        )
-
-    return pulumi.Output.all(ident.account_id, region.region, partition.partition).apply(build)
-
-
 class Network(pulumi.ComponentResource):
     """A VPC across N AZs with tagged public/private subnets, or discovery tags on an existing one."""
 
     vpc_id: pulumi.Output[str]
     private_subnet_ids: pulumi.Output[list[str]]
     public_subnet_ids: pulumi.Output[list[str]]
+    # Where load balancers put their interfaces: internal ones in the private subnets,
+    # internet-facing ones in the public subnets (what serving NetworkPolicies admit).
+    private_subnet_cidrs: pulumi.Input[list[str]]
+    public_subnet_cidrs: pulumi.Input[list[str]]
     #: Resources that anything creating load balancers or ENIs (ingresses, LoadBalancer services,
     #: the cluster itself) must depend on, so it is deleted before the subnets and gateways.
     teardown_anchor: list[pulumi.Resource]
@@ -251,6 +248,14 @@ class Network(pulumi.ComponentResource):
         self.private_subnet_ids = pulumi.Output.from_input(list(existing.private_subnet_ids))
         self.public_subnet_ids = pulumi.Output.from_input(list(existing.public_subnet_ids))
 
+        def cidrs(ids: list[str]) -> pulumi.Output[list[str]]:
+            found = [aws.ec2.get_subnet_output(id=sid, opts=invoke).cidr_block for sid in ids]
+            return pulumi.Output.all(*found)
+
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        self.private_subnet_cidrs = cidrs(list(existing.private_subnet_ids))
+        self.public_subnet_cidrs = cidrs(list(existing.public_subnet_ids))
+
     # A new VPC ----------------------------------------------------------------------------
     def _build(self, name: str, args: NetworkArgs, child: pulumi.ResourceOptions) -> None:
         tags = self._tags
@@ -280,6 +285,7 @@ class Network(pulumi.ComponentResource):
             zones = [available.names[i] for i in range(args.az_count)]
 
         private_cidrs, public_cidrs = carve_subnets(args.cidr, args.az_count)
+        self.private_subnet_cidrs, self.public_subnet_cidrs = private_cidrs, public_cidrs
         igw = aws.ec2.InternetGateway(
             f"{name}-igw", vpc_id=vpc.id, tags=merge_tags(tags, {"Name": f"{name}-igw"}), opts=child
         )
@@ -332,24 +338,8 @@ class Network(pulumi.ComponentResource):
             private_subnets.append(priv)
             anchor += [pub, priv, assoc]
 
-        nat_count = {NatMode.SINGLE: 1, NatMode.PER_AZ: args.az_count, NatMode.NONE: 0}[args.nat]
-        nats: list[aws.ec2.NatGateway] = []
-        for i in range(nat_count):
-            eip = aws.ec2.Eip(
-                f"{name}-nat-{i}-eip",
-                domain="vpc",
-                tags=merge_tags(tags, {"Name": f"{name}-nat-{i}"}),
-                opts=child,
-            )
-            nat = aws.ec2.NatGateway(
-                f"{name}-nat-{i}",
-                allocation_id=eip.id,
-                subnet_id=public_subnets[i].id,
-                tags=merge_tags(tags, {"Name": f"{name}-nat-{i}"}),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[igw]),
-            )
-            nats.append(nat)
-            anchor += [eip, nat]
+        egress = self._egress(name, args, public_subnets, private_cidrs, after=list(anchor))
+        anchor += egress.resources
 
         private_rts: list[aws.ec2.RouteTable] = []
         for i, priv in enumerate(private_subnets):
@@ -366,13 +356,13 @@ class Network(pulumi.ComponentResource):
                     f"{name}-private-{i}-rta", subnet_id=priv.id, route_table_id=rt.id, opts=child
                 )
             )
-            if nats:
+            if egress.targets:
                 anchor.append(
                     aws.ec2.Route(
                         f"{name}-private-{i}-default",
                         route_table_id=rt.id,
                         destination_cidr_block="0.0.0.0/0",
-                        nat_gateway_id=nats[i % len(nats)].id,
+                        **egress.targets[i % len(egress.targets)],
                         opts=child,
                     )
                 )
@@ -419,80 +409,63 @@ class Network(pulumi.ComponentResource):
                 )
 
         if args.flow_logs:
-            self._flow_logs(name, vpc, args, child)
+            self.flow_log = add_flow_logs(
+                self,
+                name,
+                vpc,
+                retention_days=args.flow_log_retention_days,
+                protect=args.environment is Environment.PROD,
+                tags=self._tags,
+            )
 
         self.teardown_anchor = anchor
         self.vpc_id = vpc.id
         self.private_subnet_ids = pulumi.Output.all(*[s.id for s in private_subnets])
         self.public_subnet_ids = pulumi.Output.all(*[s.id for s in public_subnets])
 
-    def _flow_logs(
-        self, name: str, vpc: aws.ec2.Vpc, args: NetworkArgs, child: pulumi.ResourceOptions
-    ) -> None:
-        group_name = f"/mlplatform/vpc/{name}/flow-logs"
-        key = aws.kms.Key(
-            f"{name}-flow-logs-key",
-            description=f"Encrypts VPC flow logs of {name}",
-            enable_key_rotation=True,
-            deletion_window_in_days=30,
-            policy=logs_key_policy(group_name),
-            tags=self._tags,
-            # Deleting a key makes everything it encrypted unreadable: keep it in prod.
-            opts=pulumi.ResourceOptions.merge(child, _keep(args.environment)),
-        )
-        group = aws.cloudwatch.LogGroup(
-            f"{name}-flow-logs",
-            name=group_name,
-            retention_in_days=args.flow_log_retention_days,
-            kms_key_id=key.arn,
-            tags=self._tags,
-            opts=child,
-        )
-        role = aws.iam.Role(
-            f"{name}-flow-logs-role",
-            # vpc-flow-logs sends aws:SourceAccount: only this account's flow logs may use it.
-            assume_role_policy=aws.get_caller_identity_output(
-                opts=pulumi.InvokeOutputOptions(parent=self)
-            ).account_id.apply(
-                lambda account: json.dumps(
-                    service_trust_policy("vpc-flow-logs.amazonaws.com", source_account=account),
-                    sort_keys=True,
-                )
-            ),
-            tags=self._tags,
-            opts=child,
-        )
-        aws.iam.RolePolicy(
-            f"{name}-flow-logs-write",
-            role=role.id,
-            policy=group.arn.apply(
-                lambda arn: json.dumps(
-                    {
-                        "Version": "2012-10-17",
-                        "Statement": [
-                            {
-                                "Effect": "Allow",
-                                "Action": [
-                                    "logs:CreateLogStream",
-                                    "logs:PutLogEvents",
-                                    "logs:DescribeLogStreams",
-                                ],
-                                "Resource": [arn, f"{arn}:*"],
-                            }
-                        ],
-                    }
-                )
-            ),
-            opts=child,
-        )
-        self.flow_log = aws.ec2.FlowLog(
-            f"{name}-flow-log",
-            vpc_id=vpc.id,
-            traffic_type="ALL",
-            log_destination_type="cloud-watch-logs",
-            log_destination=group.arn,
-            iam_role_arn=role.arn,
-            max_aggregation_interval=60,
-            tags=self._tags,
-            opts=child,
-        )
+    def _egress(
+        self,
+        name: str,
+        args: NetworkArgs,
+        public_subnets: list[aws.ec2.Subnet],
+        private_cidrs: list[str],
+        *,
+        after: list[pulumi.Resource],
+    ) -> _Egress:
+        """The NAT of ``args.nat`` and, per private route table, its default route's target."""
+        tags = self._tags
+        egress = _Egress()
+        if args.nat is NatMode.INSTANCE:
+            nat = NatInstance(
+                f"{name}-nat",
+                args.nat_instance,
+                vpc_id=self.vpc.id,
+                vpc_cidr=args.cidr,
+                subnet_id=public_subnets[0].id,
+                client_cidrs=private_cidrs,
+                after=after,
+                tags=tags,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            egress.resources += nat.resources
+            egress.targets.append({"network_interface_id": nat.network_interface_id})
+            return egress
+        count = {NatMode.SINGLE_GATEWAY: 1, NatMode.GATEWAY_PER_AZ: args.az_count}.get(args.nat, 0)
+        igw = next(r for r in after if isinstance(r, aws.ec2.InternetGateway))
+        for i in range(count):
+            eip = aws.ec2.Eip(
+                f"{name}-nat-{i}-eip",
+                domain="vpc",
+                tags=merge_tags(tags, {"Name": f"{name}-nat-{i}"}),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            gateway = aws.ec2.NatGateway(
+                f"{name}-nat-{i}",
+                allocation_id=eip.id,
+                subnet_id=public_subnets[i].id,
+                tags=merge_tags(tags, {"Name": f"{name}-nat-{i}"}),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[igw]),
+            )
+            egress.resources += [eip, gateway]
+            egress.targets.append({"nat_gateway_id": gateway.id})
+        return egress

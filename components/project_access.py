@@ -4,6 +4,11 @@ Each grant (project + namespace + service account) gets its own IAM role, truste
 Pod Identity service for this account and cluster, and a ``PodIdentityAssociation`` binding it to
 the service account. Pods then get short-lived credentials without static keys.
 
+Given a Kubernetes target, the component also declares each grant's ServiceAccount, so an
+association never names an account nobody creates; a grant whose account another component
+declares (a ``ServingEndpoint``'s ``<endpoint>-server``) says ``createServiceAccount: false``.
+Projects name their accounts ``<project>-<role>`` (``churn-trainer``), as generated projects do.
+
 The IAM documents are built by the pure functions below (plain dicts), so the tests feed exactly
 what is deployed to ``parliament``.
 """
@@ -18,6 +23,7 @@ from typing import Any
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_kubernetes as k8s
 from pydantic import Field
 
 from components.common import POD_IDENTITY_PRINCIPAL as POD_IDENTITY_PRINCIPAL
@@ -25,6 +31,7 @@ from components.common import (
     ArgsModel,
     InvalidArgsError,
     Issue,
+    KubeTarget,
     check_dns_label,
     merge_tags,
     pod_identity_trust_json,
@@ -214,6 +221,8 @@ class AccessGrant(ArgsModel):
     namespace: str | None = None  # defaults to the project's namespace
     # Keys of the ModelStore's ECR repositories (e.g. "training"): pull for read, push for write.
     ecr_repositories: list[str] = Field(default_factory=list)
+    # False when another component declares the ServiceAccount (a ServingEndpoint, a chart).
+    create_service_account: bool = True
 
     def issues(self) -> list[Issue]:
         return [
@@ -280,9 +289,13 @@ class ProjectAccess(pulumi.ComponentResource):
         *,
         store: StoreRefs,
         cluster_name: pulumi.Input[str],
+        service_accounts: KubeTarget | None = None,
+        namespace_resources: Mapping[str, pulumi.Resource] | None = None,
         tags: Mapping[str, str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
+        """``service_accounts``: where to declare the grants' ServiceAccounts (None: the caller
+        declares them); ``namespace_resources``: namespaces they wait for, by name."""
         args.raise_if_invalid("ProjectAccess")
         unknown = [
             Issue(
@@ -299,9 +312,14 @@ class ProjectAccess(pulumi.ComponentResource):
         super().__init__("mlplatform:storage:ProjectAccess", name, None, opts)
 
         arns: dict[str, pulumi.Output[str]] = {}
+        self.service_accounts: dict[str, k8s.core.v1.ServiceAccount] = {}
         for grant in args.grants:
             ns = args.namespace_of(grant)
             key = f"{grant.project}-{grant.service_account}"
+            if service_accounts is not None and grant.create_service_account:
+                self.service_accounts[key] = _service_account(
+                    self, f"{name}-{key}", service_accounts, namespace_resources, ns, grant
+                )
             repo_arns = [store.ecr_repository_arns[k] for k in grant.ecr_repositories]
 
             def policy_for(
@@ -346,3 +364,29 @@ class ProjectAccess(pulumi.ComponentResource):
 
         self.role_arns = pulumi.Output.all(**arns) if arns else pulumi.Output.from_input({})
         self.register_outputs({"role_arns": self.role_arns})
+
+
+def _service_account(
+    parent: pulumi.Resource,
+    name: str,
+    target: KubeTarget,
+    namespaces: Mapping[str, pulumi.Resource] | None,
+    namespace: str,
+    grant: AccessGrant,
+) -> k8s.core.v1.ServiceAccount:
+    ns = (namespaces or {}).get(namespace)
+    return k8s.core.v1.ServiceAccount(
+        f"{name}-sa",
+        metadata={
+            "name": grant.service_account,
+            "namespace": namespace,
+            "labels": {"mlplatform.io/project": grant.project},
+        },
+        # Pod Identity needs no token in the pod; workloads that call the API opt in themselves.
+        automount_service_account_token=False,
+        opts=pulumi.ResourceOptions(
+            parent=parent,
+            provider=target.provider,
+            depends_on=[*target.depends_on, *([ns] if ns is not None else [])],
+        ),
+    )

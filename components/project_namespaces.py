@@ -8,6 +8,7 @@ a resource to wait for.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -57,6 +58,9 @@ class ProjectNamespaces(pulumi.ComponentResource):
                 },
                 opts=k8s_opts,
             )
+            self.resources[ns] = namespace
+            if not target.network_policy:
+                continue  # the CNI would ignore it
             # Pods of the project talk to each other (multi-node training rendezvous) and
             # Prometheus scrapes them; any other ingress needs a workload's own policy.
             monitoring = {"kubernetes.io/metadata.name": monitoring_namespace}
@@ -79,7 +83,6 @@ class ProjectNamespaces(pulumi.ComponentResource):
                     k8s_opts, pulumi.ResourceOptions(depends_on=[namespace])
                 ),
             )
-            self.resources[ns] = namespace
         self.names = pulumi.Output.from_input(wanted)
         self.register_outputs({"names": self.names})
 
@@ -88,9 +91,4 @@ class ProjectNamespaces(pulumi.ComponentResource):
         ns = self.resources.get(namespace)
         if ns is None:
             return target
-        return KubeTarget(
-            provider=target.provider,
-            depends_on=(*target.depends_on, ns),
-            cluster_name=target.cluster_name,
-            on_aws=target.on_aws,
-        )
+        return dataclasses.replace(target, depends_on=(*target.depends_on, ns))

@@ -21,6 +21,7 @@ import pulumi_kubernetes as k8s
 from pydantic import Field
 
 from components.common import (
+    GPU_TOLERATION,
     NODE_MANAGED_POLICIES,
     ArgsModel,
     Environment,
@@ -34,6 +35,13 @@ from components.common import (
 )
 from components.network import DISCOVERY_TAG, LOG_RETENTION_DAYS, Network, logs_key_policy
 
+CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+DEFAULT_STORAGE_CLASS = "gp3-encrypted"
+DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
+# vpc-cni add-on configuration (its schema: `aws eks describe-addon-configuration --addon-name
+# vpc-cni`; the chart's values.yaml at amazon-vpc-cni-k8s v1.20-v1.23 has the same top-level
+# `enableNetworkPolicy: "false"`, a string). "true" starts the node agent's policy enforcement.
+VPC_CNI_CONFIGURATION = json.dumps({"enableNetworkPolicy": "true"}, sort_keys=True)
 # EKS versions in standard support (extended support costs 6x per cluster hour).
 SUPPORTED_VERSIONS = ("1.31", "1.32", "1.33", "1.34")
 DEFAULT_VERSION = "1.33"
@@ -50,19 +58,41 @@ def _keep(environment: Environment) -> pulumi.ResourceOptions:
     return pulumi.ResourceOptions(protect=prod, retain_on_delete=prod)
 
 
+def node_monitoring_agent_values() -> dict[str, Any]:
+    """The add-on's configuration (its charts/configuration.schema.json at v1.7.0).
+
+    The agent reads GPU health from a DCGM host engine on each GPU node, its ``dcgm-server``
+    DaemonSet (``nv-hostengine``, hostPort 5555). That DaemonSet tolerates nothing by default, so
+    on the platform's GPU nodes (tainted ``nvidia.com/gpu``) it would never run and the agent
+    would report no GPU faults at all: it gets the GPU toleration here. It stays the only
+    standalone host engine: the GPU Operator's ``dcgm`` is off (GpuSoftware), and the DCGM
+    exporter runs its own embedded engine without a port.
+    """
+    return {"dcgmAgent": {"tolerations": [dict(GPU_TOLERATION)]}}
+
+
 def managed_policy(name: str) -> str:
     return f"arn:aws:iam::aws:policy/{name}"
 
 
 class AddonVersions(ArgsModel):
     """EKS managed add-on versions, pinned for 1.33 (list others with
-    `aws eks describe-addon-versions --kubernetes-version 1.33 --addon-name NAME`)."""
+    `aws eks describe-addon-versions --kubernetes-version 1.33 --addon-name NAME`).
 
-    vpc_cni: str = "v1.20.4-eksbuild.1"
-    coredns: str = "v1.12.3-eksbuild.1"
-    kube_proxy: str = "v1.33.3-eksbuild.6"
-    eks_pod_identity_agent: str = "v1.3.8-eksbuild.2"
-    aws_ebs_csi_driver: str = "v1.48.0-eksbuild.2"
+    Without AWS access these were confirmed from deployed clusters' published configs: coredns
+    and kube-proxy (tied to the Kubernetes minor) as running on a 1.33 cluster; the add-ons
+    that span versions (vpc-cni, EBS CSI, Pod Identity agent) at the newest builds seen in
+    2026-09. vpc-cni v1.23's chart values still take `enableNetworkPolicy` (see above).
+    """
+
+    vpc_cni: str = "v1.23.1-eksbuild.1"
+    coredns: str = "v1.13.2-eksbuild.4"
+    kube_proxy: str = "v1.33.10-eksbuild.2"
+    eks_pod_identity_agent: str = "v1.4.0-eksbuild.2"
+    aws_ebs_csi_driver: str = "v1.66.0-eksbuild.1"
+    # The image tag the agent's own chart pins at its release v1.7.0 (aws/eks-node-monitoring-agent
+    # charts/eks-node-monitoring-agent/values.yaml, nodeAgent.image.tag), the add-on's version.
+    eks_node_monitoring_agent: str = "v1.7.0-eksbuild.1"
 
     def issues(self) -> list[Issue]:
         found = super().issues()
@@ -131,6 +161,9 @@ class TrainingClusterArgs(ArgsModel):
     grant_deployer_admin: bool = True
     log_retention_days: int = 90
     addons: AddonVersions = Field(default_factory=AddonVersions)
+    # The EKS node monitoring agent: GPU (XID, NVLink, DCGM), kernel, network and storage
+    # conditions on every node, which Karpenter's node repair acts on.
+    node_monitoring_agent: bool = True
     system_nodes: SystemNodeGroupArgs = Field(default_factory=SystemNodeGroupArgs)
     tags: dict[str, str] = Field(default_factory=dict)
 
@@ -240,6 +273,56 @@ def ebs_key_policy(*, partition: str, account_id: str, region: str) -> dict[str,
     }
 
 
+def admin_principals(
+    admin_role_arns: Sequence[str], deployer: str | None
+) -> list[tuple[str, int | None]]:
+    """Each principal that gets cluster-admin once: (ARN, its index in adminRoleArns or None).
+
+    The deployer is one more principal unless it is already listed (then it is that entry).
+    """
+    seen: dict[str, int | None] = {}
+    for i, arn in enumerate(admin_role_arns):
+        seen.setdefault(arn, i)
+    if deployer is not None:
+        seen.setdefault(deployer, None)
+    return list(seen.items())
+
+
+def principal_key(arn: str) -> str:
+    """A resource-name part that names the principal: ``role-<path>-<name>`` (stable per ARN)."""
+    resource = arn.split(":", 5)[-1]
+    return re.sub(r"[^A-Za-z0-9-]+", "-", resource).strip("-")
+
+
+def deployer_arn(parent: pulumi.Resource) -> str:
+    """The IAM principal running this deployment: for an assumed role, the role's ARN (with its
+    path), which is what an access entry names, not the session's STS ARN."""
+    opts = pulumi.InvokeOptions(parent=parent)
+    caller = aws.get_caller_identity(opts=opts)
+    return aws.iam.get_session_context(arn=caller.arn, opts=opts).issuer_arn
+
+
+def default_storage_class(
+    name: str = DEFAULT_STORAGE_CLASS, kms_key_arn: Any = None
+) -> dict[str, Any]:
+    """Encrypted gp3 through the EBS CSI driver (with the cluster's EBS key when given), marked
+    the cluster's default."""
+    params: dict[str, Any] = {"type": "gp3", "encrypted": "true", "fsType": "ext4"}
+    if kms_key_arn is not None:
+        params["kmsKeyId"] = kms_key_arn
+    return {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {"name": name, "annotations": {DEFAULT_CLASS_ANNOTATION: "true"}},
+        "provisioner": "ebs.csi.aws.com",
+        "parameters": params,
+        # Delete: a destroyed stack must not leave orphaned EBS volumes behind.
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": "WaitForFirstConsumer",
+        "allowVolumeExpansion": True,
+    }
+
+
 def kubeconfig_for(
     cluster_name: Any, endpoint: Any, ca_data: Any, region: Any
 ) -> pulumi.Output[str]:
@@ -301,8 +384,11 @@ class TrainingCluster(pulumi.ComponentResource):
         *,
         network: Network,
         tags: dict[str, str] | None = None,
+        storage_class_aliases: Sequence[pulumi.Input[str] | pulumi.Alias] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """``storage_class_aliases``: where the default StorageClass was declared before (the
+        same Kubernetes object under another parent), so moving it here does not recreate it."""
         args.raise_if_invalid("TrainingCluster")
         super().__init__("mlplatform:compute:TrainingCluster", name, None, opts)
         self.args = args
@@ -385,7 +471,9 @@ class TrainingCluster(pulumi.ComponentResource):
             enabled_cluster_log_types=CONTROL_PLANE_LOGS,
             access_config=aws.eks.ClusterAccessConfigArgs(
                 authentication_mode="API",
-                bootstrap_cluster_creator_admin_permissions=args.grant_deployer_admin,
+                # The deployer's admin entry is declared below like every other one. An entry
+                # EKS made on its own would collide with it (ResourceInUseException).
+                bootstrap_cluster_creator_admin_permissions=False,
             ),
             # Add-ons come from the managed add-ons below, pinned, not from EKS's unmanaged copies.
             bootstrap_self_managed_addons=False,
@@ -395,6 +483,9 @@ class TrainingCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=[self.log_group, cluster_policy, *network.teardown_anchor],
+                # Create-only: a cluster made with the old bootstrap setting is kept, not
+                # replaced (import its creator's entry once; see the README).
+                ignore_changes=["accessConfig.bootstrapClusterCreatorAdminPermissions"],
             ),
         )
         self.cluster_name = self.cluster.name
@@ -412,23 +503,7 @@ class TrainingCluster(pulumi.ComponentResource):
             opts=child,
         )
 
-        for i, arn in enumerate(args.admin_role_arns):
-            entry = aws.eks.AccessEntry(
-                f"{name}-admin-{i}",
-                cluster_name=self.cluster.name,
-                principal_arn=arn,
-                type="STANDARD",
-                tags=tags,
-                opts=child,
-            )
-            aws.eks.AccessPolicyAssociation(
-                f"{name}-admin-{i}-policy",
-                cluster_name=self.cluster.name,
-                principal_arn=arn,
-                policy_arn="arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy",
-                access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[entry]),
-            )
+        self.admin_access = self._admin_access(name, args, tags)
 
         # Add-ons the nodes need to become Ready go first; the rest need running nodes.
         def addon(
@@ -448,7 +523,8 @@ class TrainingCluster(pulumi.ComponentResource):
 
         v = args.addons
         before_nodes = [
-            addon("vpc-cni", v.vpc_cni, []),
+            # NetworkPolicy is enforced only with the CNI's policy agent switched on.
+            addon("vpc-cni", v.vpc_cni, [], configuration_values=VPC_CNI_CONFIGURATION),
             addon("kube-proxy", v.kube_proxy, []),
             addon("eks-pod-identity-agent", v.eks_pod_identity_agent, []),
         ]
@@ -471,20 +547,26 @@ class TrainingCluster(pulumi.ComponentResource):
             policy_arn=managed_policy("service-role/AmazonEBSCSIDriverPolicy"),
             opts=child,
         )
-        self.addons = [
-            *before_nodes,
-            addon("coredns", v.coredns, [self.node_group]),
-            addon(
-                "aws-ebs-csi-driver",
-                v.aws_ebs_csi_driver,
-                [self.node_group, ebs_policy, before_nodes[2]],
-                pod_identity_associations=[
-                    aws.eks.AddonPodIdentityAssociationArgs(
-                        role_arn=ebs_role.arn, service_account=EBS_CSI_SERVICE_ACCOUNT
-                    )
-                ],
-            ),
-        ]
+        ebs_csi = addon(
+            "aws-ebs-csi-driver",
+            v.aws_ebs_csi_driver,
+            [self.node_group, ebs_policy, before_nodes[2]],
+            pod_identity_associations=[
+                aws.eks.AddonPodIdentityAssociationArgs(
+                    role_arn=ebs_role.arn, service_account=EBS_CSI_SERVICE_ACCOUNT
+                )
+            ],
+        )
+        self.addons = [*before_nodes, addon("coredns", v.coredns, [self.node_group]), ebs_csi]
+        if args.node_monitoring_agent:
+            self.addons.append(
+                addon(
+                    "eks-node-monitoring-agent",
+                    v.eks_node_monitoring_agent,
+                    [self.node_group],
+                    configuration_values=json.dumps(node_monitoring_agent_values(), sort_keys=True),
+                )
+            )
 
         self.kubeconfig = pulumi.Output.secret(
             kubeconfig_for(
@@ -503,11 +585,15 @@ class TrainingCluster(pulumi.ComponentResource):
             enable_server_side_apply=True,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.cluster]),
         )
+        self.storage_class = self._storage_class(name, [ebs_csi], storage_class_aliases)
         self.target = KubeTarget(
             provider=self.provider,
-            depends_on=(self.cluster, self.node_group),
+            # Objects need the API (admin access), nodes to run on and the class to bind to.
+            depends_on=(self.cluster, self.node_group, *self.admin_access, self.storage_class),
             cluster_name=self.cluster.name,
             on_aws=True,
+            storage_class=DEFAULT_STORAGE_CLASS,
+            network_policy=True,
         )
         self.register_outputs(
             {
@@ -518,6 +604,70 @@ class TrainingCluster(pulumi.ComponentResource):
                 "ebsKmsKeyArn": self.ebs_kms_key_arn,
                 "clusterSecurityGroupId": self.cluster_security_group_id,
             }
+        )
+
+    def _admin_access(
+        self, name: str, args: TrainingClusterArgs, tags: dict[str, str]
+    ) -> list[aws.eks.AccessPolicyAssociation]:
+        # Cluster admins, the deployer included, are explicit access entries (EKS bootstraps
+        # none): one per principal, so listing the deployer among the admins cannot collide.
+        deployer = deployer_arn(self) if args.grant_deployer_admin else None
+        admin_access: list[aws.eks.AccessPolicyAssociation] = []
+        for principal, old_index in admin_principals(args.admin_role_arns, deployer):
+            key = f"{name}-access-{principal_key(principal)}"
+            # Before entries were keyed by principal they were numbered: keep those in place.
+            old = [pulumi.Alias(name=f"{name}-admin-{old_index}")] if old_index is not None else []
+            old_policy = (
+                [pulumi.Alias(name=f"{name}-admin-{old_index}-policy")]
+                if old_index is not None
+                else []
+            )
+            entry = aws.eks.AccessEntry(
+                key,
+                cluster_name=self.cluster.name,
+                principal_arn=principal,
+                type="STANDARD",
+                tags=tags,
+                opts=pulumi.ResourceOptions(parent=self, aliases=old),
+            )
+            admin_access.append(
+                aws.eks.AccessPolicyAssociation(
+                    f"{key}-admin",
+                    cluster_name=self.cluster.name,
+                    principal_arn=principal,
+                    policy_arn=CLUSTER_ADMIN_POLICY,
+                    access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
+                    opts=pulumi.ResourceOptions(
+                        parent=self, depends_on=[entry], aliases=old_policy
+                    ),
+                )
+            )
+        return admin_access
+
+    def _storage_class(
+        self,
+        name: str,
+        after: list[pulumi.Resource],
+        aliases: Sequence[pulumi.Input[str] | pulumi.Alias],
+    ) -> k8s.storage.v1.StorageClass:
+        """The one default class: claims that name no class bind here too (EKS marks none
+        default since 1.30)."""
+        sc = default_storage_class(kms_key_arn=self.ebs_kms_key_arn)
+        return k8s.storage.v1.StorageClass(
+            f"{name}-storage-class",
+            metadata=sc["metadata"],
+            provisioner=sc["provisioner"],
+            parameters=sc["parameters"],
+            reclaim_policy=sc["reclaimPolicy"],
+            volume_binding_mode=sc["volumeBindingMode"],
+            allow_volume_expansion=sc["allowVolumeExpansion"],
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                provider=self.provider,
+                depends_on=[self.cluster, *after, *self.admin_access],
+                # The class used to be the monitoring stack's (same Kubernetes object).
+                aliases=list(aliases),
+            ),
         )
 
     def _system_nodes(

@@ -14,7 +14,15 @@ way the job:
   MinIO endpoint and keys on the local stack) and a grace period to write a last checkpoint;
 * runs non-root with a read-only root filesystem, a writable ``/tmp`` scratch volume, and optional
   memory-backed ``/dev/shm`` for data-loader workers;
-* is bounded by ``activeDeadlineSeconds``, ``backoffLimit`` and ``ttlSecondsAfterFinished``.
+* on an EFA pool, requests the node's ``vpc.amazonaws.com/efa`` devices for its GPUs (Karpenter
+  attaches EFA interfaces only for pods that ask; the queues account for them);
+* is bounded by ``activeDeadlineSeconds`` and ``backoffLimit``.
+
+A job this component declares is Pulumi state: it stays after it finishes (no
+``ttlSecondsAfterFinished``, which the component refuses), so ``pulumi up --refresh`` finds it and
+does not train again; a changed spec replaces it, which is a new run. ``pulumi up`` does not wait
+for the training to finish (``pulumi.com/skipAwait``): Kueue may hold it for hours. Runs
+submitted outside Pulumi may set a TTL (the manifest builders take one).
 
 S3 access comes from the service account (EKS Pod Identity, granted elsewhere); the pod mounts no
 Kubernetes API token.
@@ -22,14 +30,16 @@ Kubernetes API token.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components.common import (
+    ARCH_LABEL,
     DO_NOT_DISRUPT,
+    EFA_RESOURCE,
     GPU_RESOURCE,
     GPU_TOLERATION,
     POOL_LABEL,
@@ -48,6 +58,7 @@ from components.training_operator import PYTORCHJOB_API_VERSION
 from components.training_queues import (
     PRIORITY_LABEL,
     QUEUE_LABEL,
+    GpuPoolCapacity,
     ManifestResource,
     check_count,
 )
@@ -55,6 +66,8 @@ from components.training_queues import (
 PYTORCH_CONTAINER = "pytorch"  # the Training Operator configures the container of this name
 JOB_CONTAINER = "trainer"
 SCRATCH_DIR = "/tmp"  # noqa: S108 - a private emptyDir mounted in the pod, not a host path
+# The provider would otherwise wait for the Job to complete (10 minutes, then fail the update).
+SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
 
 
 class TrainingJobArgs(ArgsModel):
@@ -81,10 +94,14 @@ class TrainingJobArgs(ArgsModel):
     priority_class: str | None = None
     active_deadline_seconds: int = 24 * 3600
     backoff_limit: int = 2
-    ttl_seconds_after_finished: int = 24 * 3600
+    # Only for runs submitted outside Pulumi: the TTL controller deletes the finished job.
+    ttl_seconds_after_finished: int | None = None
     # Spot interruption notices give two minutes: time for a final checkpoint.
     termination_grace_period_seconds: int = 120
     uid: int = 10001
+    # The architecture the image is built for (the project template builds amd64; GPU pools are
+    # amd64): pods stay on those nodes. None only for a multi-arch image.
+    architecture: Literal["amd64", "arm64"] | None = "amd64"
 
     def issues(self) -> list[Issue]:
         found = [
@@ -173,10 +190,14 @@ def pod_template(
     restart_policy: str,
     checkpoint_uri: Any,
     storage: StorageBackend,
+    efa: int = 0,
 ) -> dict[str, Any]:
+    """``efa``: EFA devices per pod (its share of the node's interfaces on an EFA pool)."""
     resources: dict[str, Any] = {"cpu": args.cpu, "memory": args.memory}
     if args.gpus_per_node > 0:
         resources[GPU_RESOURCE] = str(args.gpus_per_node)
+    if efa > 0:
+        resources[EFA_RESOURCE] = str(efa)
     mounts: list[dict[str, Any]] = [{"name": "scratch", "mountPath": SCRATCH_DIR}]
     volumes: list[dict[str, Any]] = [
         {"name": "scratch", "emptyDir": {"sizeLimit": args.scratch_size}}
@@ -212,8 +233,11 @@ def pod_template(
         "containers": [container],
         "volumes": volumes,
     }
+    selector: dict[str, str] = {ARCH_LABEL: args.architecture} if args.architecture else {}
     if args.pool:
-        spec["nodeSelector"] = {POOL_LABEL: args.pool}
+        selector[POOL_LABEL] = args.pool
+    if selector:
+        spec["nodeSelector"] = selector
     if args.gpus_per_node > 0:
         spec["tolerations"] = [dict(GPU_TOLERATION)]
     return {
@@ -241,7 +265,14 @@ def _job_labels(args: TrainingJobArgs) -> dict[str, str]:
     return labels
 
 
-def batch_job(args: TrainingJobArgs, checkpoint_uri: Any, storage: StorageBackend) -> dict:
+def _ttl(args: TrainingJobArgs) -> dict[str, int]:
+    ttl = args.ttl_seconds_after_finished
+    return {} if ttl is None else {"ttlSecondsAfterFinished": ttl}
+
+
+def batch_job(
+    args: TrainingJobArgs, checkpoint_uri: Any, storage: StorageBackend, efa: int = 0
+) -> dict:
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -253,22 +284,26 @@ def batch_job(args: TrainingJobArgs, checkpoint_uri: Any, storage: StorageBacken
             "completions": 1,
             "backoffLimit": args.backoff_limit,
             "activeDeadlineSeconds": args.active_deadline_seconds,
-            "ttlSecondsAfterFinished": args.ttl_seconds_after_finished,
+            **_ttl(args),
             # A preempted or evicted pod is not the program's failure: don't spend a retry on it.
             "podFailurePolicy": {
                 "rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]
             },
-            "template": pod_template(args, JOB_CONTAINER, "Never", checkpoint_uri, storage),
+            "template": pod_template(args, JOB_CONTAINER, "Never", checkpoint_uri, storage, efa),
         },
     }
 
 
-def pytorch_job(args: TrainingJobArgs, checkpoint_uri: Any, storage: StorageBackend) -> dict:
+def pytorch_job(
+    args: TrainingJobArgs, checkpoint_uri: Any, storage: StorageBackend, efa: int = 0
+) -> dict:
     def replica(count: int) -> dict[str, Any]:
         return {
             "replicas": count,
             "restartPolicy": "OnFailure",
-            "template": pod_template(args, PYTORCH_CONTAINER, "OnFailure", checkpoint_uri, storage),
+            "template": pod_template(
+                args, PYTORCH_CONTAINER, "OnFailure", checkpoint_uri, storage, efa
+            ),
         }
 
     return {
@@ -280,7 +315,7 @@ def pytorch_job(args: TrainingJobArgs, checkpoint_uri: Any, storage: StorageBack
                 "suspend": True,
                 "backoffLimit": args.backoff_limit,
                 "activeDeadlineSeconds": args.active_deadline_seconds,
-                "ttlSecondsAfterFinished": args.ttl_seconds_after_finished,
+                **_ttl(args),
                 "cleanPodPolicy": "None",
             },
             # One torchrun process per GPU (or one per node on CPU).
@@ -308,15 +343,32 @@ class TrainingJob(pulumi.ComponentResource):
         target: KubeTarget,
         storage: StorageBackend,
         gpu_limits: Mapping[str, int] | None = None,
+        pools: Sequence[GpuPoolCapacity] | None = None,
         depends_on: list[pulumi.Resource] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        args.raise_if_invalid("TrainingJob")
-        if gpu_limits is not None:
-            pool_issues = check_job_pool(args, gpu_limits)
-            if pool_issues:
-                raise InvalidArgsError("TrainingJob", pool_issues)
+        """``pools`` (the platform's GPU pools) checks the job fits its pool and gives it the
+        pool's EFA devices; ``gpu_limits`` (pool name -> GPUs) only checks the fit."""
+        by_name = {p.name: p for p in pools or ()}
+        if pools is not None and gpu_limits is None:
+            gpu_limits = {p.name: p.gpu_limit for p in pools}
+        found = args.issues()
+        if args.ttl_seconds_after_finished is not None:
+            found.append(
+                Issue(
+                    ("ttlSecondsAfterFinished",),
+                    "must be unset for a job Pulumi manages: the TTL controller deletes the "
+                    "finished job, and the next `pulumi up --refresh` creates it again and "
+                    "trains again (a TTL suits runs submitted outside Pulumi)",
+                )
+            )
+        if gpu_limits is not None and not found:
+            found += check_job_pool(args, gpu_limits)
+        if found:
+            raise InvalidArgsError("TrainingJob", found)
         super().__init__("mlplatform:training:TrainingJob", name, None, opts)
+        pool = by_name.get(args.pool or "")
+        efa = pool.efa_for(args.gpus_per_node) if pool is not None else 0
 
         checkpoint_uri = storage.uri(args.project, "checkpoints", args.name)
         child = pulumi.ResourceOptions(
@@ -331,10 +383,13 @@ class TrainingJob(pulumi.ComponentResource):
         )
         self.job: pulumi.CustomResource
         if args.distributed:
-            manifest = pytorch_job(args, checkpoint_uri, storage)
+            manifest = pytorch_job(args, checkpoint_uri, storage, efa)
+        else:
+            manifest = batch_job(args, checkpoint_uri, storage, efa)
+        manifest["metadata"]["annotations"] = dict(SKIP_AWAIT)
+        if args.distributed:
             self.job = ManifestResource(f"{name}-pytorchjob", manifest, opts=child)
         else:
-            manifest = batch_job(args, checkpoint_uri, storage)
             self.job = k8s.batch.v1.Job(
                 f"{name}-job",
                 metadata=manifest["metadata"],

@@ -33,8 +33,9 @@ from pydantic import Field
 from components.common import ArgsModel, Issue, KubeTarget
 from components.training_queues import BATCH_JOB_FRAMEWORK
 
-# Tests validate PyTorchJobs against training-operator v1.8.1's CRD, the only release the Go
-# module proxy serves (scripts/crd-sources.txt; keep the two in step).
+# The newest v1 release (kubeflow/trainer tags, 2026-08: v1.9.4; v2.x is Trainer v2, a new
+# TrainJob API, see docs/training-engine.md). Tests validate PyTorchJobs against this release's
+# CRD (scripts/crd-sources.txt; keep the two in step).
 TRAINING_OPERATOR_VERSION = "v1.9.4"
 TRAINING_OPERATOR_REPO = "https://github.com/kubeflow/trainer"
 TRAINING_OPERATOR_OVERLAY = "manifests/overlays/standalone"

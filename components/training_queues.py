@@ -10,8 +10,18 @@ What this module declares:
   ``nvidia.com/gpu=true:NoSchedule`` taint, plus a ``default-cpu`` flavor for CPU-only work;
 * one ``ClusterQueue`` per team, all in one cohort, with ``cpu``/``memory``/``nvidia.com/gpu``
   nominal quotas per flavor and optional borrowing limits;
-* one ``LocalQueue`` per project namespace of a team (named after the team), which is what a
-  job's ``kueue.x-k8s.io/queue-name`` label points at.
+* one ``LocalQueue`` per namespace the stack lists for a team (named after the team), which is
+  what a job's ``kueue.x-k8s.io/queue-name`` label points at.
+
+Admission: which namespaces reach a team's queue
+------------------------------------------------
+A team's ``ClusterQueue`` admits workloads from every namespace labelled
+``mlplatform.io/team: <team>`` (its ``namespaceSelector``), and a namespace's ``LocalQueue`` is
+declared by whoever declares the namespace. The namespaces a stack lists under a team are the
+platform's: it labels them and gives each a LocalQueue. A project generated with
+``mlplatform new-project`` owns its namespace instead: its infra program labels it with the
+team's ``namespaceLabels`` and declares its own LocalQueue pointing at the team's
+``clusterQueue``, both read from the platform's ``trainingQueues`` output (``team_contract``).
 
 Borrowing, preemption and fair sharing
 --------------------------------------
@@ -61,6 +71,7 @@ from pydantic import Field
 
 from components.common import (
     ACCELERATOR_LABEL,
+    EFA_RESOURCE,
     GPU_RESOURCE,
     GPU_TAINT,
     POOL_LABEL,
@@ -75,9 +86,11 @@ from components.common import (
 )
 
 KUEUE_CHART = "oci://registry.k8s.io/kueue/charts/kueue"
-# Tests validate the queues against Kueue v0.17.0's CRDs, the only release the Go module proxy
-# serves (scripts/crd-sources.txt; keep the two in step).
-KUEUE_CHART_VERSION = "0.19.6"
+# v0.19.3, the newest Kueue release confirmed here (kubernetes-sigs/kueue#14693, published
+# 2026-09-03; chart oci://registry.k8s.io/kueue/charts/kueue, same version as the app). Tests
+# validate the queues against v0.19.2's CRDs, the nearest release the Go module proxy serves
+# (scripts/crd-sources.txt; keep the two in step).
+KUEUE_CHART_VERSION = "0.19.3"
 KUEUE_API_VERSION = "kueue.x-k8s.io/v1beta2"
 KUEUE_CONFIG_API_VERSION = "config.kueue.x-k8s.io/v1beta2"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
@@ -263,7 +276,8 @@ class TrainingQueuesArgs(ArgsModel):
 
 @dataclass(frozen=True)
 class GpuPoolCapacity:
-    """What the queues need to know about a GPU pool: its name, preset and GPU limit.
+    """What the queues and jobs need to know about a GPU pool: its name, preset, GPU limit and,
+    for EFA pools, the GPUs and EFA interfaces of one node.
 
     ``gpu_limit`` is the most GPUs the pool can scale to (its Karpenter NodePool limit).
     """
@@ -271,6 +285,14 @@ class GpuPoolCapacity:
     name: str
     accelerator: str
     gpu_limit: int
+    gpus_per_node: int = 0
+    efa_per_node: int = 0
+
+    def efa_for(self, gpus: int) -> int:
+        """EFA devices that go with ``gpus`` GPUs: the node's interfaces, shared per GPU."""
+        if self.efa_per_node <= 0 or gpus <= 0 or self.gpus_per_node <= 0:
+            return 0
+        return max(1, self.efa_per_node * gpus // self.gpus_per_node)
 
 
 def check_pool_quotas(args: TrainingQueuesArgs, gpu_limits: Mapping[str, int]) -> list[Issue]:
@@ -354,53 +376,85 @@ def _resource(name: str, nominal: str | int, borrowing: str | int | None) -> dic
     return out
 
 
-def cluster_queue(team: TeamQueue, cohort: str) -> dict[str, Any]:
+def covered_resources(pools: Sequence[GpuPoolCapacity] = ()) -> list[str]:
+    """What the ClusterQueues account for. Kueue admits no workload that requests a resource
+    its ClusterQueue does not cover, so EFA is covered as soon as a pool has it."""
+    extra = [EFA_RESOURCE] if any(p.efa_per_node for p in pools) else []
+    return [*COVERED_RESOURCES, *extra]
+
+
+def cluster_queue(
+    team: TeamQueue, cohort: str, pools: Sequence[GpuPoolCapacity] = ()
+) -> dict[str, Any]:
+    by_name = {p.name: p for p in pools}
+    covered = covered_resources(pools)
+    efa = EFA_RESOURCE in covered
     # default-cpu comes first: Kueue tries flavors in order, so CPU-only jobs use CPU quota and
     # GPU jobs (which get no GPU quota there) fall through to their pool's flavor.
-    flavors = [
-        {
-            "name": CPU_FLAVOR,
-            "resources": [
-                _resource("cpu", team.cpu, None),
-                _resource("memory", team.memory, None),
-                _resource(GPU_RESOURCE, 0, 0),
-            ],
-        }
+    cpu_resources = [
+        _resource("cpu", team.cpu, None),
+        _resource("memory", team.memory, None),
+        _resource(GPU_RESOURCE, 0, 0),
     ]
+    if efa:
+        cpu_resources.append(_resource(EFA_RESOURCE, 0, 0))
+    flavors = [{"name": CPU_FLAVOR, "resources": cpu_resources}]
     for quota in team.quotas:
         bl = quota.borrowing_limit or BorrowingLimit()
-        flavors.append(
-            {
-                "name": quota.pool,
-                "resources": [
-                    _resource("cpu", quota.cpu_quota(), bl.cpu),
-                    _resource("memory", quota.memory_quota(), bl.memory),
-                    _resource(GPU_RESOURCE, quota.gpus, bl.gpus),
-                ],
-            }
-        )
+        resources = [
+            _resource("cpu", quota.cpu_quota(), bl.cpu),
+            _resource("memory", quota.memory_quota(), bl.memory),
+            _resource(GPU_RESOURCE, quota.gpus, bl.gpus),
+        ]
+        if efa:
+            # An EFA pool's quota carries the EFA devices of its GPUs; elsewhere there are none.
+            pool = by_name.get(quota.pool)
+            per = pool.efa_for if pool is not None else (lambda _gpus: 0)
+            borrow = per(bl.gpus) if bl.gpus is not None else None
+            resources.append(_resource(EFA_RESOURCE, per(quota.gpus), borrow))
+        flavors.append({"name": quota.pool, "resources": resources})
     return {
         "apiVersion": KUEUE_API_VERSION,
         "kind": "ClusterQueue",
         "metadata": {"name": team.name},
         "spec": {
             "cohortName": cohort,
-            "namespaceSelector": {
-                "matchExpressions": [
-                    {
-                        "key": "kubernetes.io/metadata.name",
-                        "operator": "In",
-                        "values": list(team.namespaces),
-                    }
-                ]
-            },
+            "namespaceSelector": {"matchLabels": team_namespace_labels(team.name)},
             "queueingStrategy": "BestEffortFIFO",
             "preemption": {
                 "withinClusterQueue": "LowerPriority",
                 "reclaimWithinCohort": "Any",
             },
             "fairSharing": {"weight": team.weight},
-            "resourceGroups": [{"coveredResources": list(COVERED_RESOURCES), "flavors": flavors}],
+            "resourceGroups": [{"coveredResources": covered, "flavors": flavors}],
+        },
+    }
+
+
+def team_namespace_labels(team: str) -> dict[str, str]:
+    """The labels that make a namespace admissible to ``team``'s ClusterQueue (and charge its
+    cost to the team: kube-state-metrics exports the label for the cost rules)."""
+    return {TEAM_LABEL: team}
+
+
+def team_contract(team: TeamQueue, pools: Mapping[str, GpuPoolCapacity]) -> dict[str, Any]:
+    """What a project needs to run on ``team``'s queue: the platform's ``trainingQueues[team]``.
+
+    ``clusterQueue`` is what a project's own LocalQueue points at; ``namespaceLabels`` are the
+    labels its namespace must carry to be admitted; ``namespaces`` are the platform's own
+    namespaces for the team (each with the LocalQueue ``localQueue``), which a project must not
+    redeclare; ``gpuPools`` are the pools the team has quota on (a pool without quota is never
+    admitted), with each pool's accelerator and the team's nominal GPUs there.
+    """
+    return {
+        "clusterQueue": team.name,
+        "localQueue": team.name,
+        "namespaceLabels": team_namespace_labels(team.name),
+        "namespaces": list(team.namespaces),
+        "gpuPools": {
+            q.pool: {"accelerator": pools[q.pool].accelerator, "gpus": q.gpus}
+            for q in team.quotas
+            if q.pool in pools
         },
     }
 
@@ -511,6 +565,7 @@ class TrainingQueues(pulumi.ComponentResource):
 
     namespace: pulumi.Output[str]
     local_queues: pulumi.Output[dict[str, str]]
+    teams: pulumi.Output[dict[str, dict[str, Any]]]
     cluster_queues: pulumi.Output[list[str]]
     flavors: pulumi.Output[list[str]]
 
@@ -547,11 +602,12 @@ class TrainingQueues(pulumi.ComponentResource):
             metadata={"name": args.namespace, "labels": dict(RESTRICTED_NAMESPACE_LABELS)},
             opts=k8s_opts(),
         )
-        k8s.networking.v1.NetworkPolicy(
-            f"{name}-controller-netpol",
-            **_body(controller_network_policy(args.namespace)),
-            opts=k8s_opts(ns),
-        )
+        if target.network_policy:
+            k8s.networking.v1.NetworkPolicy(
+                f"{name}-controller-netpol",
+                **_body(controller_network_policy(args.namespace)),
+                opts=k8s_opts(ns),
+            )
         release = k8s.helm.v3.Release(
             f"{name}-kueue",
             name="kueue",
@@ -580,7 +636,7 @@ class TrainingQueues(pulumi.ComponentResource):
         namespaces: dict[str, Any] = dict(namespace_resources or {})
         local: dict[str, str] = {}
         for team in args.teams:
-            cq = cr(f"cq-{team.name}", cluster_queue(team, args.cohort))
+            cq = cr(f"cq-{team.name}", cluster_queue(team, args.cohort, pools))
             for ns_name in team.namespaces:
                 if ns_name not in namespaces and args.create_namespaces:
                     labels = {**RESTRICTED_NAMESPACE_LABELS, TEAM_LABEL: team.name}
@@ -599,6 +655,10 @@ class TrainingQueues(pulumi.ComponentResource):
 
         self.namespace = pulumi.Output.from_input(args.namespace)
         self.local_queues = pulumi.Output.from_input(local)
+        by_name = {p.name: p for p in pools}
+        self.teams = pulumi.Output.from_input(
+            {t.name: team_contract(t, by_name) for t in args.teams}
+        )
         self.cluster_queues = pulumi.Output.from_input([t.name for t in args.teams])
         self.flavors = pulumi.Output.from_input(flavor_names)
         self.release = release
@@ -606,6 +666,7 @@ class TrainingQueues(pulumi.ComponentResource):
             {
                 "namespace": self.namespace,
                 "localQueues": self.local_queues,
+                "teams": self.teams,
                 "clusterQueues": self.cluster_queues,
                 "flavors": self.flavors,
             }

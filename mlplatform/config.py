@@ -18,9 +18,11 @@ from typing import Any
 import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator
 
+from components.capacity_blocks import block_team_issues
 from components.ci_runners import CiRunnersArgs
 from components.common import ArgsModel, Environment, Issue, format_path
 from components.cost_guardrails import CostGuardrailsArgs
+from components.gpu_capacity import region_issues
 from components.gpu_node_pool import GpuNodePoolArgs, pool_list_issues
 from components.gpu_software import GpuSoftwareArgs
 from components.karpenter import KarpenterArgs
@@ -80,6 +82,12 @@ class PlatformConfig(ArgsModel):
     kube_context: str | None = Field(
         default=None, description="Kubeconfig context of the cluster used by the local platform."
     )
+    kube_network_policies: bool = Field(
+        default=True,
+        description="local only: the cluster's CNI enforces NetworkPolicy (kind >= 0.24, Calico, "
+        "Cilium). false for one that ignores them (minikube's default, Docker Desktop): the "
+        "platform then declares none. On aws the platform turns enforcement on in vpc-cni.",
+    )
     network: NetworkArgs = Field(
         default_factory=NetworkArgs,
         description="VPC: CIDR, AZ count, NAT mode, interface endpoints, flow logs, or an existing VPC.",
@@ -94,7 +102,8 @@ class PlatformConfig(ArgsModel):
     )
     gpu_pools: list[GpuNodePoolArgs] = Field(
         default_factory=list,
-        description="GPU node pools: accelerator preset, capacity types, GPU limit, EFA, time-slicing.",
+        description="GPU node pools: accelerator preset, capacity types and reservations, GPU "
+        "limit, EFA, time-slicing, image cache volume, SOCI pull, warm pool.",
     )
     gpu_software: GpuSoftwareArgs = Field(
         default_factory=GpuSoftwareArgs,
@@ -174,6 +183,13 @@ class PlatformConfig(ArgsModel):
             )
         if self.platform is Platform.aws and self.kube_context:
             found.append(Issue(("kubeContext",), "only valid when platform is local"))
+        if self.platform is Platform.aws and not self.kube_network_policies:
+            found.append(
+                Issue(
+                    ("kubeNetworkPolicies",),
+                    "only valid when platform is local (on aws vpc-cni always enforces them)",
+                )
+            )
         if self.platform is Platform.aws and self.local_object_store is not None:
             found.append(Issue(("localObjectStore",), "only valid when platform is local"))
         if self.platform is Platform.aws and self.model_store is None:
@@ -202,7 +218,11 @@ class PlatformConfig(ArgsModel):
                         f"unknown project {ep.project!r}; declared: {known}",
                     )
                 )
-        found += [i.at("gpuPools") for i in pool_list_issues(list(self.gpu_pools))]
+        found += [
+            i.at("gpuPools")
+            for i in pool_list_issues(list(self.gpu_pools), self.karpenter.ami_alias)
+        ]
+        found += block_team_issues(self.gpu_pools, self.training_queues.teams)
         found += [i.at("monitoring") for i in self.monitoring.secret_issues(self.secrets)]
         found += [
             i.at("trainingQueues")
@@ -222,6 +242,7 @@ class PlatformConfig(ArgsModel):
                     service_account=serving_service_account(name),
                     namespace=ep.namespace or name,
                     access=AccessLevel.READ,
+                    create_service_account=False,  # the ServingEndpoint declares it
                 )
             )
         return self.projects.model_copy(update={"grants": grants})
@@ -275,6 +296,17 @@ def unmanaged_autoscaler_issues(name: str, ep: ServingEndpointArgs) -> list[Issu
             )
         )
     return found
+
+
+def reservation_issues(cfg: PlatformConfig, region: str) -> list[Issue]:
+    """Reservations in another region (or in a zone without a subnet) can never be used."""
+    zones = cfg.network.availability_zones
+    return [
+        issue.at("gpuPools", i, "reservations")
+        for i, pool in enumerate(cfg.gpu_pools)
+        if pool.reservations is not None
+        for issue in region_issues(pool.reservations, region, zones)
+    ]
 
 
 def serving_service_account(endpoint: str) -> str:
@@ -337,6 +369,8 @@ def _pydantic_message(err: Mapping[str, Any], model: type[ArgsModel]) -> str:
         return f"unknown key; {hint}allowed keys: {', '.join(allowed)}"
     if kind == "missing":
         return "required key is missing"
+    if kind == "value_error":  # a validator's own message: drop pydantic's "Value error, "
+        return msg.removeprefix("Value error, ")
     got = err.get("input")
     if kind.startswith(("greater", "less")) or kind in (
         "int_parsing",
@@ -409,6 +443,10 @@ def parse_config(
         problems += _section_issues(data, broken, prefix)
     if cfg is not None:
         problems += [(format_path(i.path, prefix), i.message) for i in cfg.issues()]
+        if region:
+            problems += [
+                (format_path(i.path, prefix), i.message) for i in reservation_issues(cfg, region)
+            ]
         problems += _plaintext_secrets(cfg, secrets)
     if problems:
         raise ConfigError(stack, problems)
@@ -446,7 +484,7 @@ def _section_issues(data: dict[str, Any], broken: set[Any], prefix: str) -> list
 def _inject_environment(data: dict[str, Any]) -> list[tuple[str, str]]:
     """Sections with their own `environment` field follow the stack's; setting it twice is an error."""
     env = data.get("environment")
-    valid_env = env in {e.value for e in Environment}
+    valid_env = isinstance(env, str) and env in {e.value for e in Environment}
     problems = []
     for name, field in PlatformConfig.model_fields.items():
         key = field.alias or name
@@ -516,9 +554,25 @@ def read_stack_file(stack: str, stacks_dir: Path = STACKS_DIR) -> tuple[dict[str
         doc = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(stack, [(str(path), f"not valid YAML: {exc}")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(stack, [(str(path), f"cannot read it: {exc}")]) from None
+    if not isinstance(doc, dict):
+        raise ConfigError(
+            stack,
+            [(str(path), f"must be a mapping with a `config:` key, got {type(doc).__name__}")],
+        )
+    section = doc.get("config") or {}
+    if not isinstance(section, dict):
+        raise ConfigError(
+            stack,
+            [("config", f"must map keys to values (key: value), got {type(section).__name__}")],
+        )
+    bad = [k for k in section if not isinstance(k, str)]
+    if bad:
+        raise ConfigError(stack, [(f"config.{k}", "keys must be strings") for k in bad])
     raw: dict[str, str] = {}
     secret_keys: list[str] = []
-    for key, value in (doc.get("config") or {}).items():
+    for key, value in section.items():
         if ":" not in key:
             key = f"{PROJECT}:{key}"
         has_secret, plain = _strip_secure(value)

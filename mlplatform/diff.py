@@ -100,6 +100,27 @@ def _name(urn: str) -> str:
     return urn.rsplit("::", 1)[-1]
 
 
+class DifferentStacksError(ValueError):
+    """The two plans are of different stacks: their difference is not a change to either."""
+
+
+def _lookup(value: Any, path: str) -> Any:
+    """The value at a dotted path produced by ``changed_paths`` (None where it is absent)."""
+    if path == "(value)":
+        return value
+    for part in path.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _stack_free(urn: str) -> str:
+    """A URN without its stack (``urn:pulumi:<stack>::``), to match resources across stacks."""
+    parts = urn.split("::", 1)
+    return parts[1] if len(parts) == 2 and parts[0].startswith("urn:pulumi:") else urn
+
+
 def changed_paths(a: Any, b: Any, prefix: str = "", depth: int = 0) -> list[str]:
     """Dotted input paths whose values differ (descending into dicts up to a fixed depth)."""
     if a == b:
@@ -129,9 +150,9 @@ def _provider_urn(res: Mapping[str, Any]) -> str:
     return str(res.get("provider") or "").rsplit("::", 1)[0]
 
 
-def _index(plan: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+def _index(plan: Mapping[str, Any], across: bool = False) -> dict[str, Mapping[str, Any]]:
     return {
-        r["urn"]: r
+        (_stack_free(r["urn"]) if across else r["urn"]): r
         for r in plan.get("resources") or []
         if not str(r.get("type", "")).startswith("pulumi:providers:")
     }
@@ -158,12 +179,27 @@ def _violations_of(plan: Mapping[str, Any]) -> list[Mapping[str, Any]] | None:
 
 
 def _vkey(v: Mapping[str, Any]) -> tuple[str, str, str]:
-    return (str(v.get("policy")), str(v.get("urn")), str(v.get("message")))
+    return (str(v.get("policy")), _stack_free(str(v.get("urn"))), str(v.get("message")))
 
 
-def diff(base_plan: Mapping[str, Any], head_plan: Mapping[str, Any]) -> dict[str, Any]:
-    """What changes from ``base_plan`` to ``head_plan``, as plain data (see module docstring)."""
-    base, head = _index(base_plan), _index(head_plan)
+def diff(
+    base_plan: Mapping[str, Any], head_plan: Mapping[str, Any], *, across_stacks: bool = False
+) -> dict[str, Any]:
+    """What changes from ``base_plan`` to ``head_plan``, as plain data (see module docstring).
+
+    Plans of two different stacks raise ``DifferentStacksError`` unless ``across_stacks``: then
+    resources are matched by their URN without the stack, and nothing is called a replacement
+    or a move (neither stack changes).
+    """
+    stacks = (base_plan.get("stack"), head_plan.get("stack"))
+    across = stacks[0] != stacks[1]
+    if across and not across_stacks:
+        raise DifferentStacksError(
+            f"the plans are of different stacks ({stacks[0]!r} and {stacks[1]!r}): a diff "
+            "compares one stack before and after a change. To compare two stacks anyway, "
+            "pass --across-stacks."
+        )
+    base, head = _index(base_plan, across), _index(head_plan, across)
     added = [u for u in head if u not in base]
     removed = [u for u in base if u not in head]
     changed: list[dict[str, Any]] = []
@@ -176,20 +212,21 @@ def diff(base_plan: Mapping[str, Any], head_plan: Mapping[str, Any]) -> dict[str
             if b.get(opt) != h.get(opt):
                 paths.append(f"(option) {opt}")
         # A different provider instance (not just its id) replaces the resource.
-        provider_moved = _provider_urn(b) != _provider_urn(h)
+        provider_moved = _stack_free(_provider_urn(b)) != _stack_free(_provider_urn(h))
         if provider_moved:
             paths.append("(option) provider")
         if not paths:
             continue
-        hits = _replace_keys(str(h.get("type")), paths)
-        if provider_moved:
+        hits = [] if across else _replace_keys(str(h.get("type")), paths)
+        if provider_moved and not across:
             hits.append("(option) provider")
         changed.append(
             {
-                "urn": urn,
+                "urn": h["urn"],
                 "type": h.get("type"),
-                "name": _name(urn),
+                "name": _name(h["urn"]),
                 "keys": paths,
+                "values": [_old_new(b, h, p) for p in paths],
                 "replace": bool(hits),
                 "replaceKeys": hits,
             }
@@ -198,7 +235,7 @@ def diff(base_plan: Mapping[str, Any], head_plan: Mapping[str, Any]) -> dict[str
     # the resource unless the program adds an alias.
     moved = []
     by_type_name = {(base[u].get("type"), _name(u)): u for u in removed}
-    for u in added:
+    for u in [] if across else added:
         key = (head[u].get("type"), _name(u))
         if key in by_type_name:
             moved.append({"from": by_type_name[key], "to": u, "type": key[0], "name": key[1]})
@@ -231,6 +268,7 @@ def diff(base_plan: Mapping[str, Any], head_plan: Mapping[str, Any]) -> dict[str
     base_total = float(base_cost.get("monthlyIdle") or 0.0)
     head_total = float(head_cost.get("monthlyIdle") or 0.0)
     return {
+        "acrossStacks": across,
         "base": {"stack": base_plan.get("stack"), "resources": len(base)},
         "head": {"stack": head_plan.get("stack"), "resources": len(head)},
         "summary": {
@@ -264,6 +302,19 @@ def diff(base_plan: Mapping[str, Any], head_plan: Mapping[str, Any]) -> dict[str
     }
 
 
+def _old_new(base: Mapping[str, Any], head: Mapping[str, Any], path: str) -> dict[str, Any]:
+    if path.startswith("(option) "):
+        opt = path.removeprefix("(option) ")
+        old, new = (
+            (_provider_urn(base), _provider_urn(head))
+            if opt == "provider"
+            else (base.get(opt), head.get(opt))
+        )
+    else:
+        old, new = _lookup(base.get("inputs") or {}, path), _lookup(head.get("inputs") or {}, path)
+    return {"path": path, "old": old, "new": new}
+
+
 # --------------------------------------------------------------------------------------------
 # markdown
 
@@ -281,6 +332,12 @@ def _money(x: float) -> str:
 def _summary(d: Mapping[str, Any]) -> list[str]:
     s = d["summary"]
     stack = d["head"].get("stack") or "?"
+    title = f"## Plan diff for `{_cell(stack)}`"
+    if d.get("acrossStacks"):
+        title = (
+            f"## Plan comparison: `{_cell(d['base'].get('stack'))}` → `{_cell(stack)}` "
+            "(different stacks: resources matched by name, nothing is replaced)"
+        )
     flags = []
     if s["replacements"]:
         flags.append(f"⚠️ **{s['replacements']} likely replacement(s)**")
@@ -288,7 +345,7 @@ def _summary(d: Mapping[str, Any]) -> list[str]:
         flags.append(f"⛔ **{s['newMandatoryViolations']} new mandatory policy violation(s)**")
     lines = [
         COMMENT_MARKER,
-        f"## Plan diff for `{_cell(stack)}`",
+        title,
         "",
         f"**{s['added']}** to add, **{s['changed']}** to change, **{s['removed']}** to remove, "
         f"{s['unchanged']} unchanged. Idle cost: ${s['baseMonthlyIdle']:,.2f} → "
@@ -351,7 +408,7 @@ def render_markdown(d: Mapping[str, Any], limit: int = MARKDOWN_LIMIT) -> str:
             "| resource | type | inputs changed |",
             [
                 f"| `{_cell(c['name'])}` | `{_cell(c['type'])}` | "
-                f"{_cell(_keys(c['keys']))}{' ⚠️ replace' if c['replace'] else ''} |"
+                f"{_cell(_changes(c))}{' ⚠️ replace' if c['replace'] else ''} |"
                 for c in d.get("changed") or []
             ],
         )
@@ -376,6 +433,25 @@ def render_markdown(d: Mapping[str, Any], limit: int = MARKDOWN_LIMIT) -> str:
             )
         )
     return _assemble(_summary(d), sections, limit)
+
+
+_MAX_VALUE_CHARS = 60
+
+
+def _short(value: Any) -> str:
+    import json
+
+    text = "(none)" if value is None else json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= _MAX_VALUE_CHARS else text[: _MAX_VALUE_CHARS - 1] + "…"
+
+
+def _changes(c: Mapping[str, Any]) -> str:
+    """``path: old → new`` for each changed input (the paths alone for older diff JSON)."""
+    values = c.get("values")
+    if not values:
+        return _keys(c["keys"])
+    shown = [f"{v['path']}: {_short(v['old'])} → {_short(v['new'])}" for v in values]
+    return _keys(shown)
 
 
 def _keys(keys: list[str]) -> str:
@@ -422,8 +498,10 @@ def _assemble(summary: list[str], sections: list[tuple[str, str, list[str]]], li
 
 
 # Names the lead's CLI imports.
-def diff_plans(base: Mapping[str, Any], head: Mapping[str, Any]) -> dict[str, Any]:
-    return diff(base, head)
+def diff_plans(
+    base: Mapping[str, Any], head: Mapping[str, Any], *, across_stacks: bool = False
+) -> dict[str, Any]:
+    return diff(base, head, across_stacks=across_stacks)
 
 
 def render_diff_markdown(d: Mapping[str, Any]) -> str:
@@ -442,9 +520,7 @@ def render_comment(diffs: Sequence[Mapping[str, Any]], limit: int = MARKDOWN_LIM
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m mlplatform.diff BASE HEAD [BASE HEAD ...]``: the combined PR comment."""
-    import json
     import sys
-    from pathlib import Path
 
     paths = list(sys.argv[1:] if argv is None else argv)
     if not paths or len(paths) % 2:
@@ -452,10 +528,15 @@ def main(argv: list[str] | None = None) -> int:
             "usage: python -m mlplatform.diff BASE.json HEAD.json [BASE HEAD ...]", file=sys.stderr
         )
         return 2
+    from mlplatform.cli import UsageError, read_plan_file
+
     diffs = []
-    for base, head in zip(paths[::2], paths[1::2], strict=True):
-        plans = [json.loads(Path(p).read_text(encoding="utf-8")) for p in (base, head)]
-        diffs.append(diff(plans[0], plans[1]))
+    try:
+        for base, head in zip(paths[::2], paths[1::2], strict=True):
+            diffs.append(diff(read_plan_file(base), read_plan_file(head)))
+    except (UsageError, DifferentStacksError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(render_comment(diffs))
     return 0
 

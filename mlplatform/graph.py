@@ -60,7 +60,8 @@ class Graph:
     def dependency_closure(self, urn: str) -> set[str]:
         """Every URN the resource waits for: its own dependencies, theirs, and their children.
 
-        A dependency on a component means waiting for all of the component's descendants.
+        A dependency on a component means waiting for all of the component's descendants; a
+        custom resource's children (a role's inline policy) are not waited for, as in the engine.
         """
         seen: set[str] = set()
         stack = list(self._by_urn[urn].dependencies) if urn in self._by_urn else []
@@ -73,7 +74,8 @@ class Graph:
             if node is None:
                 continue
             stack.extend(node.dependencies)
-            stack.extend(c.urn for c in self.children(dep))
+            if not node.custom:
+                stack.extend(c.urn for c in self.children(dep))
         return seen
 
     def depends_on(self, a: RecordedResource | str, b: RecordedResource | str) -> bool:

@@ -9,15 +9,20 @@ provider and the dependencies.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs, Mocks
 
+from components.generated_secret import TYPE_TOKEN as GENERATED_SECRET
+
 ACCOUNT_ID = "123456789012"
 SECRET_PLACEHOLDER = "[secret]"  # noqa: S105 - a placeholder, not a password
 UNKNOWN_PLACEHOLDER = "[unknown]"
+DEPLOYER_ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/platform-deployer"
+DEPLOYER_SESSION_ARN = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/platform-deployer/deploy"
 
 
 def _digest(*parts: str, length: int = 17) -> str:
@@ -32,12 +37,24 @@ def _region(inputs: dict[str, Any], default: str) -> str:
 class PlatformMocks(Mocks):
     """Answers for AWS and Kubernetes resources and the data sources the program calls."""
 
-    def __init__(self, region: str = "us-east-1"):
+    def __init__(
+        self,
+        region: str = "us-east-1",
+        stack_references: Mapping[str, Mapping[str, Any]] | None = None,
+    ):
         self.region = region
+        # Outputs of other stacks, by the name a pulumi.StackReference gives (org/project/stack).
+        self.stack_references = dict(stack_references or {})
 
     # Resource registrations -------------------------------------------------------------
     def new_resource(self, args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
         typ, name, inputs = args.typ, args.name, dict(args.inputs)
+        if typ == "pulumi:pulumi:StackReference":
+            ref = str(inputs.get("name") or name)
+            if ref not in self.stack_references:
+                known = ", ".join(sorted(self.stack_references)) or "none"
+                raise KeyError(f"no outputs given for stack reference {ref!r} (given: {known})")
+            return ref, {"name": ref, "outputs": dict(self.stack_references[ref])}
         rid = f"{name}-{_digest(typ, name, length=8)}"
         state: dict[str, Any] = dict(inputs)
         service = typ.split(":")[1].split("/")[0] if typ.startswith("aws:") else ""
@@ -60,6 +77,9 @@ class PlatformMocks(Mocks):
             rid = f"sg-{_digest(name)}"
         elif typ == "aws:ec2/natGateway:NatGateway":
             rid = f"nat-{_digest(name)}"
+        elif typ == "aws:ec2/networkInterface:NetworkInterface":
+            rid = f"eni-{_digest(name)}"
+            state["arn"] = f"arn:aws:ec2:{region}:{ACCOUNT_ID}:network-interface/{rid}"
         elif typ == "aws:ec2/eip:Eip":
             rid = f"eipalloc-{_digest(name)}"
             state["publicIp"] = "203.0.113." + str(int(_digest(name, length=2), 16) % 250 + 1)
@@ -143,7 +163,7 @@ class PlatformMocks(Mocks):
                     "status": "deployed",
                     "version": inputs.get("version"),
                 }
-        elif typ.startswith("random:"):
+        elif typ.startswith("random:") or typ == GENERATED_SECRET:
             state["result"] = "mock-" + _digest(typ, name, length=24)
         return rid, state
 
@@ -163,12 +183,20 @@ class PlatformMocks(Mocks):
                 "state": "available",
             }
         if tok == "aws:index/getCallerIdentity:getCallerIdentity":
+            # Deployments run as an assumed role (CI through OIDC, people through SSO).
             return {
                 "accountId": ACCOUNT_ID,
-                "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/mock",
-                "userId": "AIDAMOCK",
+                "arn": DEPLOYER_SESSION_ARN,
+                "userId": "AROAMOCK:deploy",
                 "id": ACCOUNT_ID,
             }
+        if tok == "aws:iam/getSessionContext:getSessionContext":
+            arn = str(a.get("arn", ""))
+            role = (
+                arn.split(":assumed-role/", 1)[-1].split("/")[0] if ":assumed-role/" in arn else ""
+            )
+            issuer = f"arn:aws:iam::{ACCOUNT_ID}:role/{role}" if role else arn
+            return {"arn": arn, "issuerArn": issuer, "issuerName": role, "id": arn}
         if tok == "aws:index/getRegion:getRegion":
             return {
                 "name": region,
@@ -201,6 +229,10 @@ class PlatformMocks(Mocks):
                 "imageId": f"ami-{_digest(str(a))}",
                 "architecture": "x86_64",
             }
+        if tok == "aws:ec2/getSubnet:getSubnet":
+            sid = str(a.get("id", ""))
+            n = int(_digest(sid, length=4), 16) % 250
+            return {"id": sid, "cidrBlock": f"10.{n}.0.0/20", "vpcId": "vpc-existing"}
         if tok == "aws:iam/getPolicyDocument:getPolicyDocument":
             return {"json": "{}", "id": "policy"}
         if tok == "aws:eks/getAddonVersion:getAddonVersion":
@@ -235,9 +267,11 @@ class RecordedResource:
     ignore_changes: list[str] = field(default_factory=list)
     # input name -> URNs it is computed from (what stack policies resolve references with)
     property_dependencies: dict[str, list[str]] = field(default_factory=dict)
+    # Inputs whose whole value is a secret map (a Secret's stringData): their keys, not values.
+    secret_keys: dict[str, list[str]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "urn": self.urn,
             "type": self.type,
             "custom": self.custom,
@@ -249,6 +283,9 @@ class RecordedResource:
             "propertyDependencies": self.property_dependencies,
             "provider": self.provider,
         }
+        if self.secret_keys:
+            out["secretKeys"] = self.secret_keys
+        return out
 
 
 def scrub(value: Any) -> Any:
@@ -292,6 +329,7 @@ class RecordingMonitor(MockMonitor):
                 custom=bool(request.custom),
                 parent=request.parent,
                 inputs=_raw_struct(request.object),
+                secret_keys=_secret_map_keys(request.object),
                 protect=bool(request.protect),
                 retain_on_delete=bool(request.retainOnDelete),
                 dependencies=list(request.dependencies),
@@ -314,6 +352,23 @@ class RecordingMonitor(MockMonitor):
         ):
             self.stack_outputs = _raw_struct(request.outputs)
         return super().RegisterResourceOutputs(request)
+
+
+def _secret_map_keys(struct: Any) -> dict[str, list[str]]:
+    """For each top-level input that is a secret map, its keys (the values stay secret)."""
+    from google.protobuf import json_format
+
+    if struct is None:
+        return {}
+    out: dict[str, list[str]] = {}
+    for key, value in json_format.MessageToDict(struct).items():
+        if (
+            isinstance(value, dict)
+            and value.get(rpc._special_sig_key) == rpc._special_secret_sig
+            and isinstance(value.get("value"), dict)
+        ):
+            out[key] = sorted(value["value"])
+    return out
 
 
 def _raw_struct(struct: Any) -> dict[str, Any]:

@@ -1,9 +1,12 @@
-"""Generate an ML project from ``templates/ml-project``, wired to one platform stack.
+"""Generate an ML project from ``templates/ml-project``, wired to what one platform stack offers.
 
-``new_project`` takes the stack's values as plain data (or the ``StackSettings`` the CLI loads):
-the stack reference, region and accelerator presets come from the stack; everything else from
-``extra_context`` or the template's defaults. The template's own pre-generation hook checks the
-options; its message is turned into a ``NewProjectError`` naming each bad option.
+``platform_offer(stack)`` runs the stack's offline plan and reads its project-facing outputs
+(``mlplatform.contract``): region, registries, training teams with their queues and GPU pools,
+and the namespaces the platform already uses. ``new_project(offer, ...)`` turns the caller's
+options into the template's context: defaults are values that exist on that stack (its first
+team, the team's pool for the chosen accelerator), and a choice the stack cannot honour is
+refused with the valid ones listed, before anything is written. Only AWS stacks are offered:
+projects need the stack's registries and Pod Identity.
 """
 
 from __future__ import annotations
@@ -11,24 +14,24 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-PLATFORM_PROJECT = "ml-platform"
+from mlplatform.contract import (
+    ContractError,
+    ProjectOutputs,
+    describe_pools,
+    project_problems,
+    validate_outputs,
+)
+from mlplatform.source import PLATFORM_PROJECT, platform_source
+
 # Pulumi's self-managed (DIY) backends name every stack's organization "organization".
 DEFAULT_ORG = "organization"
-ACCELERATOR_PRESETS = (
-    "nvidia-t4",
-    "nvidia-a10g",
-    "nvidia-l4",
-    "nvidia-l40s",
-    "nvidia-a100",
-    "nvidia-h100",
-)
 _PACKAGE_DIR = Path(__file__).resolve().parent
 # A source checkout keeps the template at the repo root; a wheel ships it inside the package.
 _TEMPLATE_CANDIDATES = (
@@ -39,6 +42,24 @@ _TEMPLATE_CANDIDATES = (
 
 class NewProjectError(ValueError):
     """The options were rejected; the message names each bad option."""
+
+
+@dataclass(frozen=True)
+class PlatformOffer:
+    """What a platform stack offers projects, read from its plan."""
+
+    stack: str
+    platform_stack: str  # org/ml-platform/<stack>: what the project's StackReference names
+    outputs: ProjectOutputs
+    taken_namespaces: frozenset[str]  # every namespace the platform's plan uses
+
+    @property
+    def region(self) -> str:
+        return self.outputs.region
+
+    @property
+    def environment(self) -> str:
+        return self.outputs.environment
 
 
 def template_dir() -> Path:
@@ -54,81 +75,122 @@ def template_options(template: Path | None = None) -> dict[str, Any]:
     return {k: v for k, v in raw.items() if not k.startswith("_")}
 
 
-def _find_accelerators(value: Any) -> set[str]:
-    """Every accelerator preset named anywhere in a stack config (pools, quotas, serving)."""
-    found: set[str] = set()
-    if hasattr(value, "model_dump"):
-        value = value.model_dump(mode="json")
-    if isinstance(value, Mapping):
-        for item in value.values():
-            found |= _find_accelerators(item)
-    elif isinstance(value, (list, tuple, set)):
-        for item in value:
-            found |= _find_accelerators(item)
-    elif isinstance(value, str) and value in ACCELERATOR_PRESETS:
-        found.add(value)
-    return found
+def _plan_namespaces(plan: Mapping[str, Any]) -> set[str]:
+    names = {h["namespace"] for h in plan.get("helmReleases") or []}
+    for m in plan.get("manifests") or []:
+        meta = m.get("metadata") or {}
+        if m.get("kind") == "Namespace":
+            names.add(meta.get("name", ""))
+        elif meta.get("namespace"):
+            names.add(meta["namespace"])
+    return names - {""}
 
 
-def stack_values(stack_config: Any) -> dict[str, Any]:
-    """Normalise a stack's config to ``{"stack", "region", "accelerators", "platform_stack"}``.
+def offer_from_plan(plan: Mapping[str, Any], *, org: str = DEFAULT_ORG) -> PlatformOffer:
+    """The offer of a plan (``mlplatform plan --format json``'s object)."""
+    stack = str(plan.get("stack", ""))
+    outputs = plan.get("outputs") or {}
+    if outputs.get("platform") != "aws":
+        raise NewProjectError(_aws_only(stack, str(outputs.get("platform"))))
+    try:
+        parsed = validate_outputs(outputs)
+    except ContractError as exc:
+        raise NewProjectError(f"stack {stack!r}: {exc}") from None
+    return PlatformOffer(
+        stack=stack,
+        platform_stack=f"{org}/{PLATFORM_PROJECT}/{stack}",
+        outputs=parsed,
+        taken_namespaces=frozenset(_plan_namespaces(plan)),
+    )
 
-    Accepts a plain mapping (``stack``, ``region``, optional ``accelerators``, ``org``,
-    ``platform_stack``) or an object with ``stack``, ``region`` and ``config`` attributes.
-    """
-    if isinstance(stack_config, Mapping):
-        stack = str(stack_config.get("stack", ""))
-        region = str(stack_config.get("region", ""))
-        accelerators = stack_config.get("accelerators")
-        if accelerators is None:
-            accelerators = _find_accelerators(stack_config.get("config", {}))
-        org = str(stack_config.get("org") or DEFAULT_ORG)
-        ref = stack_config.get("platform_stack")
-    else:
-        stack = str(getattr(stack_config, "stack", ""))
-        region = str(getattr(stack_config, "region", ""))
-        accelerators = _find_accelerators(getattr(stack_config, "config", None))
-        org, ref = DEFAULT_ORG, None
-    problems = []
-    if not stack:
-        problems.append("stack: the platform stack's name is required")
-    if not region:
-        problems.append("region: the platform stack has no aws:region")
-    if problems:
-        raise NewProjectError("invalid stack config:\n" + "\n".join(f"  - {p}" for p in problems))
-    return {
-        "stack": stack,
-        "region": region,
-        "accelerators": sorted(set(accelerators)),
-        "platform_stack": ref or f"{org}/{PLATFORM_PROJECT}/{stack}",
+
+def _aws_only(stack: str, platform: str) -> str:
+    return (
+        f"new-project supports AWS stacks only: stack {stack!r} is platform {platform!r}, which "
+        "has no container registry or Pod Identity for a project to use; pick an AWS stack "
+        "such as dev"
+    )
+
+
+def platform_offer(stack: str, stacks_dir: Path, *, org: str = DEFAULT_ORG) -> PlatformOffer:
+    """Validate ``stack``'s config, run its offline plan and read what it offers projects."""
+    from mlplatform.config import Platform, load_stack
+    from mlplatform.report import build_plan
+
+    settings = load_stack(stack, stacks_dir)  # ConfigError: the caller reports it (exit 2)
+    if settings.config.platform is not Platform.aws:
+        raise NewProjectError(_aws_only(stack, settings.config.platform.value))
+    return offer_from_plan(build_plan(stack, stacks_dir), org=org)
+
+
+def slug_of(options: Mapping[str, str], defaults: Mapping[str, Any]) -> str:
+    """The project slug the template will derive (its cookiecutter.json expression)."""
+    if options.get("project_slug"):
+        return options["project_slug"]
+    name = options.get("project_name") or str(defaults.get("project_name", ""))
+    return name.lower().strip().replace(" ", "_").replace("-", "_")
+
+
+def stack_choices(
+    offer: PlatformOffer, options: Mapping[str, str], defaults: Mapping[str, Any]
+) -> tuple[dict[str, str], list[str]]:
+    """The stack-derived template options, and each problem with the caller's choices."""
+    out = offer.outputs
+    problems: list[str] = []
+    chosen: dict[str, str] = {
+        "platform_stack": offer.platform_stack,
+        "aws_region": offer.region,
     }
-
-
-def _platform_requirement() -> str:
-    """A pip requirement that installs this very platform library."""
-    root = _PACKAGE_DIR.parent
-    if (root / "pyproject.toml").is_file() and (root / "components").is_dir():
-        return f"{PLATFORM_PROJECT} @ {root.as_uri()}"
-    try:
-        from importlib.metadata import version
-
-        return f"{PLATFORM_PROJECT}=={version(PLATFORM_PROJECT)}"
-    except Exception:
-        return PLATFORM_PROJECT
-
-
-def _git_commit(path: Path) -> str:
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(path), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
+    if not out.trainingQueues:
+        problems.append(
+            f"team: stack {offer.stack!r} has no training teams; add one under "
+            "ml-platform:trainingQueues.teams"
         )
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return out.stdout.strip() if out.returncode == 0 else ""
+        return chosen, problems
+    team = options.get("team") or next(iter(out.trainingQueues))
+    chosen["team"] = team
+    queue = out.trainingQueues.get(team)
+    accelerator = options.get("accelerator", "none") or "none"
+    pool = options.get("gpu_pool", "")
+    if queue is None:
+        problems += project_problems(out, stack=offer.stack, team=team)
+    elif pool:
+        found = project_problems(out, stack=offer.stack, team=team, gpu_pool=pool)
+        problems += [p.replace("gpuPool:", "gpu_pool:", 1) for p in found]
+        if not found:
+            has = queue.gpuPools[pool].accelerator
+            if accelerator not in ("none", has):
+                problems.append(
+                    f"accelerator: {accelerator!r} does not match gpu_pool {pool!r}, which has "
+                    f"{has!r}; leave accelerator out or set it to {has}"
+                )
+            accelerator = has
+    elif accelerator != "none":
+        pools = [p for p, q in queue.gpuPools.items() if q.accelerator == accelerator]
+        if not pools:
+            problems.append(
+                f"accelerator: team {team!r} of stack {offer.stack!r} has no GPU pool with "
+                f"{accelerator!r}; it can use: {describe_pools(queue)}"
+            )
+        pool = pools[0] if pools else ""
+    chosen.update(accelerator=accelerator, gpu_pool=pool)
+    namespace = slug_of(options, defaults).replace("_", "-")
+    found = project_problems(
+        out,
+        stack=offer.stack,
+        team=team,
+        namespace=namespace,
+        taken_namespaces=set(offer.taken_namespaces),
+    )
+    key = "project_slug" if options.get("project_slug") else "project_name"
+    problems += [
+        f"{key}: {p.removeprefix('namespace: ')}" for p in found if p.startswith("namespace")
+    ]
+    if offer.environment == "prod" and options.get("serving", "yes") == "yes":
+        # Production endpoints survive a node drain: two replicas at least, unless asked.
+        chosen.setdefault("serving_min_replicas", options.get("serving_min_replicas") or "2")
+        chosen.setdefault("serving_max_replicas", options.get("serving_max_replicas") or "3")
+    return chosen, problems
 
 
 @contextlib.contextmanager
@@ -150,10 +212,13 @@ def _capture_fd2() -> Iterator[list[str]]:
 
 
 def build_context(
-    stack_config: Any, extra_context: Mapping[str, Any] | None, template: Path
+    offer: PlatformOffer,
+    extra_context: Mapping[str, Any] | None,
+    template: Path,
+    warn: Callable[[str], None],
 ) -> dict[str, str]:
-    """The cookiecutter context: stack values first, then the caller's options (which win)."""
-    values = stack_values(stack_config)
+    """The cookiecutter context: the caller's options, checked against the template and the
+    stack, with stack-derived values filled in."""
     options = template_options(template)
     extra = {k: str(v) for k, v in (extra_context or {}).items()}
     problems = [
@@ -161,40 +226,68 @@ def build_context(
         for key in extra
         if key not in options
     ]
-    accelerator = extra.get("accelerator", "none")
-    if accelerator in ACCELERATOR_PRESETS and accelerator not in values["accelerators"]:
-        offered = ", ".join(values["accelerators"]) or "none (no GPU pools)"
-        problems.append(
-            f"accelerator: {accelerator!r} is not offered by stack {values['stack']!r}; "
-            f"it offers: {offered}"
-        )
     for key, allowed in options.items():
         if isinstance(allowed, list) and key in extra and extra[key] not in allowed:
             problems.append(f"{key}: {extra[key]!r} is not one of {', '.join(allowed)}")
-    if problems:
-        # Also run the template's own checks now, so one run reports every problem.
-        merged = {k: (v[0] if isinstance(v, list) else str(v)) for k, v in options.items()}
-        merged.update(platform_stack=values["platform_stack"], aws_region=values["region"])
-        merged.update(extra)
-        # (only about options the caller set: the others are the template's own defaults)
-        seen = {q.split(":", 1)[0] for q in problems}
-        for p in _hook_problems(template, merged):
-            key = p.split(":", 1)[0]
-            if key in extra and key not in seen:
-                problems.append(p)
+    chosen, stack_problems = stack_choices(offer, extra, options)
+    problems += stack_problems
+    if extra.get("aws_region", offer.region) != offer.region:
+        problems.append(
+            f"aws_region: stack {offer.stack!r} runs in {offer.region}, not {extra['aws_region']}"
+        )
+    # Team, pool and accelerator are resolved together (the caller's choice checked against
+    # the stack); the rest of the stack's values are defaults the caller may override.
+    resolved = ("team", "accelerator", "gpu_pool", "aws_region")
+    context = {**chosen, **{k: v for k, v in extra.items() if k not in resolved}}
+    notes: list[str] = []
+    if "platform_requirement" not in extra:
+        source = platform_source(template, _PACKAGE_DIR.parent)
+        if source is None:
+            problems.append(
+                "platform_requirement: cannot tell where this platform library was installed "
+                f"from; pass --set platform_requirement='{PLATFORM_PROJECT} @ "
+                "git+https://<platform repo>@<tag>'"
+            )
+        else:
+            context["platform_requirement"] = source.requirement
+            context.update(
+                _template_repo=source.template_repo,
+                _template_directory=source.template_directory or "",
+                _template_commit=source.template_commit or "",
+            )
+            notes += source.warnings
+    # The template's own checks on the answers cookiecutter will render, so one run reports
+    # every problem (once per option: accelerator and gpu_pool count as one).
+    seen = {q.split(":", 1)[0] for q in problems}
+    if seen & {"team", "accelerator"}:
+        seen.add("gpu_pool")  # the pool follows from those two
+    valid = {k: v for k, v in context.items() if not _bad_choice(k, v, options)}
+    answers = _answers(template, valid)
+    problems += [p for p in _hook_problems(template, answers) if p.split(":", 1)[0] not in seen]
     if problems:
         raise NewProjectError(
             "invalid template options:\n" + "\n".join(f"  - {p}" for p in problems)
         )
-    context = {
-        "platform_stack": values["platform_stack"],
-        "aws_region": values["region"],
-        "platform_requirement": _platform_requirement(),
-        "_template_source": str(template),
-        "_template_commit": _git_commit(template),
-    }
-    context.update(extra)
+    for message in notes:
+        warn(message)
     return context
+
+
+def _bad_choice(key: str, value: str, options: Mapping[str, Any]) -> bool:
+    allowed = options.get(key)
+    return isinstance(allowed, list) and value not in allowed
+
+
+def _answers(template: Path, context: Mapping[str, str]) -> dict[str, str]:
+    """The options as cookiecutter will render them (its defaults' expressions evaluated)."""
+    from cookiecutter.generate import generate_context
+    from cookiecutter.prompt import prompt_for_config
+
+    ctx = generate_context(
+        context_file=str(template / "cookiecutter.json"), extra_context=dict(context)
+    )
+    rendered = prompt_for_config(ctx, no_input=True)
+    return {k: str(v) for k, v in rendered.items() if not k.startswith("_")}
 
 
 def _hook_problems(template: Path, options: Mapping[str, str]) -> list[str]:
@@ -209,28 +302,33 @@ def _hook_problems(template: Path, options: Mapping[str, str]) -> list[str]:
     return [str(p) for p in namespace["problems"](dict(options))]
 
 
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def new_project(
-    stack_config: Any,
+    offer: PlatformOffer,
     output_dir: str | Path,
     extra_context: Mapping[str, Any] | None = None,
     *,
     no_input: bool = True,
     overwrite: bool = False,
     template: str | Path | None = None,
+    warn: Callable[[str], None] = _warn,
 ) -> Path:
     """Generate a project under ``output_dir`` and return its path.
 
-    ``stack_config``: a mapping with ``stack`` (e.g. "dev"), ``region`` and optionally
-    ``accelerators`` (the presets of the stack's GPU pools), ``org`` or a full ``platform_stack``
-    reference; or the CLI's ``StackSettings``. ``extra_context``: template options
-    (``project_name``, ``framework``, ``accelerator``, ``serving``, ...), which override the
-    stack-derived values. Raises ``NewProjectError`` naming every bad option.
+    ``offer``: what the platform stack offers (``platform_offer`` / ``offer_from_plan``).
+    ``extra_context``: template options (``project_name``, ``framework``, ``accelerator``,
+    ``gpu_pool``, ``team``, ``serving``, ...). Raises ``NewProjectError`` naming every bad
+    option; ``warn`` receives what the caller should know (for example a platform requirement
+    that CI cannot install).
     """
     from cookiecutter.exceptions import CookiecutterException, FailedHookException
     from cookiecutter.main import cookiecutter
 
     tpl = Path(template) if template else template_dir()
-    context = build_context(stack_config, extra_context, tpl)
+    context = build_context(offer, extra_context, tpl, warn)
     Path(output_dir).mkdir(parents=True, exist_ok=True)
     try:
         with _capture_fd2() as stderr:
@@ -246,6 +344,6 @@ def new_project(
         # Keep the hook's own message; drop cookiecutter's log lines and traceback after it.
         text = "".join(stderr).split("Stopping generation because", 1)[0].strip()
         raise NewProjectError(text.removeprefix("ERROR: ") or str(exc)) from None
-    except (CookiecutterException, ValueError) as exc:
+    except (CookiecutterException, ValueError, OSError) as exc:
         raise NewProjectError(str(exc)) from None
     return Path(path)

@@ -13,6 +13,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from components.capacity_blocks import CapacityBlockQueues, block_queues
 from components.ci_runners import CiRunners
 from components.common import Environment, KubeTarget, StorageBackend, merge_tags
 from components.cost_guardrails import CostGuardrails
@@ -31,6 +32,7 @@ from components.serving_endpoint import ServingEndpoint
 from components.training_cluster import TrainingCluster
 from components.training_operator import TrainingOperator
 from components.training_queues import GpuPoolCapacity, TrainingQueues
+from components.warm_pool import WarmPools
 from mlplatform.config import Platform, StackSettings, serving_service_account
 
 
@@ -63,16 +65,14 @@ def declare(settings: StackSettings) -> Declared:
             default_tags=aws.ProviderDefaultTagsArgs(tags=tags),
         )
         pulumi.export("region", settings.region)
+        # NetworkPolicies are declared only where the CNI enforces them (see the invariants).
+        pulumi.export("networkPolicyEnforcement", "vpc-cni enableNetworkPolicy")
         declared = _declare_aws(settings, aws_provider, tags)
-        declared.namespaces = ProjectNamespaces(
-            "namespaces",
-            shared_namespaces(settings),
-            target=declared.target,
-            teams=namespace_teams(settings),
-        )
     else:
         declared = _declare_local(settings, tags)
         pulumi.export("kubeContext", cfg.kube_context)
+        if cfg.kube_network_policies:
+            pulumi.export("networkPolicyEnforcement", "the cluster's CNI (kubeNetworkPolicies)")
     _declare_monitoring(settings, declared)
     _declare_registry(settings, declared)
     _declare_training(settings, declared)
@@ -87,8 +87,22 @@ def _declare_aws(settings: StackSettings, provider: aws.Provider, tags: dict[str
     cluster_args = cfg.cluster.model_copy(update={"cluster_name": cluster_name})
 
     network = Network("network", cfg.network, cluster_name=cluster_name, tags=tags, opts=opts)
-    cluster = TrainingCluster("cluster", cluster_args, network=network, tags=tags, opts=opts)
+    cluster = TrainingCluster(
+        "cluster",
+        cluster_args,
+        network=network,
+        tags=tags,
+        # The default StorageClass was the monitoring stack's child before the cluster owned it.
+        storage_class_aliases=[
+            pulumi.Alias(
+                name="monitoring-storage-class",
+                parent=pulumi.create_urn("monitoring", "mlplatform:monitoring:MonitoringStack"),
+            )
+        ],
+        opts=opts,
+    )
     target = cluster.target
+    namespaces = _project_namespaces(settings, target)
     karpenter = Karpenter(
         "karpenter",
         cfg.karpenter,
@@ -104,6 +118,15 @@ def _declare_aws(settings: StackSettings, provider: aws.Provider, tags: dict[str
     if cfg.ci.enabled:
         _declare_ci(settings, network, cluster, tags, opts)
     GpuSoftware("gpu-software", cfg.gpu_software, target=target, pools=cfg.gpu_pools, opts=opts)
+    warm = [(p.name, p.warm_pool_gpus, p.warm_pool) for p in cfg.gpu_pools if p.warm_pool]
+    if warm:
+        WarmPools(
+            "warm-pools",
+            warm,
+            target=target,
+            depends_on=[p.node_pool for p in pools if p.args.warm_pool],
+            opts=opts,
+        )
 
     lbc = LoadBalancerController(
         "load-balancer-controller",
@@ -130,6 +153,8 @@ def _declare_aws(settings: StackSettings, provider: aws.Provider, tags: dict[str
         cfg.access_args(),
         store=store.refs(),
         cluster_name=cluster.cluster_name,
+        service_accounts=target,
+        namespace_resources=namespaces.resources,
         tags=tags,
         opts=opts,
     )
@@ -161,6 +186,7 @@ def _declare_aws(settings: StackSettings, provider: aws.Provider, tags: dict[str
         karpenter=karpenter,
         pools=pools,
         storage=StorageBackend(kind="s3", bucket=store.bucket_name, region=settings.region),
+        namespaces=namespaces,
         extra={
             "lbc": lbc,
             "aws_opts": opts,
@@ -212,10 +238,8 @@ def _declare_local(settings: StackSettings, tags: dict[str, str]) -> Declared:
 
     cfg = settings.config
     provider = k8s.Provider("kubernetes", context=cfg.kube_context)
-    target = KubeTarget(provider=provider, on_aws=False)
-    namespaces = ProjectNamespaces(
-        "namespaces", shared_namespaces(settings), target=target, teams=namespace_teams(settings)
-    )
+    target = KubeTarget(provider=provider, on_aws=False, network_policy=cfg.kube_network_policies)
+    namespaces = _project_namespaces(settings, target)
     store = LocalObjectStore(
         "model-store",
         cfg.local_object_store or LocalObjectStoreArgs(),
@@ -225,6 +249,14 @@ def _declare_local(settings: StackSettings, tags: dict[str, str]) -> Declared:
     pulumi.export("modelBucket", store.bucket_name)
     pulumi.export("modelStoreEndpoint", store.endpoint_url)
     return Declared(target=target, tags=tags, storage=store.storage, namespaces=namespaces)
+
+
+def _project_namespaces(settings: StackSettings, target: KubeTarget) -> ProjectNamespaces:
+    # Declared before ProjectAccess, whose ServiceAccounts live in them. A team's namespaces
+    # carry its label: that is what its ClusterQueue admits.
+    return ProjectNamespaces(
+        "namespaces", shared_namespaces(settings), target=target, teams=namespace_teams(settings)
+    )
 
 
 def shared_namespaces(settings: StackSettings) -> set[str]:
@@ -247,9 +279,15 @@ def _declare_monitoring(settings: StackSettings, d: Declared) -> None:
     cfg = settings.config
     secrets = {k: pulumi.Output.secret(v.get_secret_value()) for k, v in cfg.secrets.items()}
     guardrails = d.extra.get("guardrails")
+    args = cfg.monitoring
+    if d.target.storage_class is not None:
+        # The cluster declares the class (its default); monitoring's volumes name it.
+        args = args.model_copy(
+            update={"storage_class": d.target.storage_class, "create_storage_class": False}
+        )
     monitoring = MonitoringStack(
         "monitoring",
-        cfg.monitoring,
+        args,
         target=d.target,
         receiver_secrets=secrets,
         grafana_admin_password=secrets.get("grafanaAdminPassword"),
@@ -263,6 +301,10 @@ def _declare_monitoring(settings: StackSettings, d: Declared) -> None:
         opts=d.extra.get("aws_opts"),
     )
     d.extra["monitoring"] = monitoring
+    if d.karpenter is not None:
+        d.karpenter.service_monitor(
+            "karpenter-service-monitor", monitoring.crds, namespace=cfg.monitoring.namespace
+        )
     pulumi.export("prometheusUrl", monitoring.prometheus_url)
     pulumi.export("alertmanagerUrl", monitoring.alertmanager_url)
     pulumi.export("grafanaUrl", monitoring.grafana_url)
@@ -270,6 +312,9 @@ def _declare_monitoring(settings: StackSettings, d: Declared) -> None:
 
 def workload_metric_sources(settings: StackSettings) -> set[MetricSource]:
     sources = {MetricSource.KUEUE, MetricSource.TRAINING_OPERATOR}
+    if settings.config.platform is Platform.aws:
+        # Karpenter's metrics (declared with the stack) and its EC2NodeClasses' reservations.
+        sources |= {MetricSource.KARPENTER, MetricSource.KARPENTER_STATE}
     if settings.config.serving_endpoints:
         sources.add(MetricSource.SERVING)
     return sources
@@ -293,6 +338,14 @@ def _declare_registry(settings: StackSettings, d: Declared) -> None:
         # shared with other components (the object store's credentials): declared once, there
         args = args.model_copy(update={"create_namespace": False})
         target = d.namespaces.target_for(target, args.namespace)
+    # Each project's namespace gets the project's MLflow user; endpoints that load models from
+    # the registry are admitted too (they get their credentials from the registry).
+    clients = {p.effective_namespace: p.name for p in cfg.projects.projects}
+    readers = [
+        ep.namespace or name
+        for name, ep in cfg.serving_endpoints.items()
+        if "mlflow" in (ep.model.store.value, ep.canary.model.store.value if ep.canary else "")
+    ]
     registry = ModelRegistry(
         "model-registry",
         args,
@@ -300,6 +353,9 @@ def _declare_registry(settings: StackSettings, d: Declared) -> None:
         storage=d.storage,
         network=network,
         kms_key_arn=kms,
+        clients=clients,
+        client_namespaces=d.namespaces.resources if d.namespaces is not None else None,
+        reader_namespaces=readers,
         tags=d.tags,
         opts=d.extra.get("aws_opts"),
     )
@@ -313,7 +369,7 @@ def _declare_serving(settings: StackSettings, d: Declared) -> None:
     monitoring = d.extra.get("monitoring")
     lbc = d.extra.get("lbc")
     role_arns = d.extra["access"].role_arns if "access" in d.extra else None
-    vpc_cidr = cfg.network.cidr if cfg.platform is Platform.aws else None
+    network = d.network
     endpoints: dict[str, Any] = {}
     for name, ep in cfg.serving_endpoints.items():
         sa = serving_service_account(name)
@@ -328,7 +384,15 @@ def _declare_serving(settings: StackSettings, d: Declared) -> None:
             iam_role_arn=role,
             known_pools=list(cfg.gpu_limits()),
             mlflow_tracking_uri=registry.tracking_uri if registry is not None else None,
-            alb_source_cidrs=[vpc_cidr] if vpc_cidr else [],
+            mlflow_credentials=registry.credentials(ep.project) if registry is not None else None,
+            # The ALB's interfaces live in the subnets of its scheme; only those are admitted.
+            alb_source_cidrs=(
+                network.private_subnet_cidrs
+                if ep.ingress.scheme == "internal"
+                else network.public_subnet_cidrs
+            )
+            if network is not None
+            else [],
             ingress_controller=lbc,
             depends_on=[monitoring] if monitoring is not None else [],
             tags=d.tags,
@@ -346,8 +410,11 @@ def _declare_serving(settings: StackSettings, d: Declared) -> None:
 def _declare_training(settings: StackSettings, d: Declared) -> None:
     cfg = settings.config
     limits = cfg.gpu_limits()
+    # Pools on capacity blocks are reached through the blocks' own queues, not team quotas.
     capacities = [
-        GpuPoolCapacity(p.name, p.accelerator.value, limits[p.name]) for p in cfg.gpu_pools
+        GpuPoolCapacity(p.name, p.accelerator.value, limits[p.name], *p.efa_node())
+        for p in cfg.gpu_pools
+        if not (p.reservations and p.reservations.blocks)
     ]
     monitoring = d.extra["monitoring"]
     engine = TrainingOperator(
@@ -367,4 +434,16 @@ def _declare_training(settings: StackSettings, d: Declared) -> None:
         namespace_resources=d.namespaces.resources if d.namespaces is not None else None,
     )
     d.extra["queues"] = queues
-    pulumi.export("trainingQueues", queues.local_queues)
+    blocks = block_queues(cfg.gpu_pools, cfg.training_queues.teams)
+    if blocks:
+        CapacityBlockQueues(
+            "capacity-blocks",
+            blocks,
+            target=d.target,
+            frameworks=engine.kueue_frameworks,
+            namespace=cfg.training_queues.namespace,
+            depends_on=[queues.release],
+            namespace_resources=d.namespaces.resources if d.namespaces is not None else None,
+        )
+    # What a project needs to be admitted: see components.training_queues.team_contract.
+    pulumi.export("trainingQueues", queues.teams)

@@ -7,6 +7,7 @@ from typing import Any
 
 from mlplatform.config import STACKS_DIR, load_stack, read_stack_file
 from mlplatform.graph import Graph
+from mlplatform.placement import placement_report
 from mlplatform.plan import run_program
 
 
@@ -31,6 +32,8 @@ def plan_from_graph(graph: Graph, environment: str) -> dict[str, Any]:
         "outputs": graph.outputs,
         "manifests": graph.manifests(),
         "helmReleases": graph.helm_releases(),
+        # Where each workload can run (node groups and NodePools, by arch, taints, selectors).
+        "placement": placement_report(graph),
     }
     try:
         from mlplatform.cost import estimate_cost
@@ -48,16 +51,10 @@ def plan_from_graph(graph: Graph, environment: str) -> dict[str, Any]:
             }
         else:
             plan["cost"] = estimate_cost(plan)
-    try:
-        from mlplatform.policy import compliance_report, evaluate_policies
-    except ImportError:  # pragma: no cover
-        pass
-    else:
-        violations = evaluate_policies(plan, environment)
-        plan["policy"] = {
-            "violations": violations,
-            "compliance": compliance_report(plan, violations),
-        }
+    from mlplatform.policy import compliance_report, evaluate_policies
+
+    violations = evaluate_policies(plan, environment)
+    plan["policy"] = {"violations": violations, "compliance": compliance_report(plan, violations)}
     return plan
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 from mlplatform.config import ROOT, PlatformConfig
 
@@ -44,10 +45,33 @@ def _scalar_type(annotation: Any) -> tuple[str | None, dict[str, Any] | None]:
     return None, None
 
 
+def _optional_without_default(field: FieldInfo) -> bool:
+    """An optional key whose absence means something (``kubeContext`` only on local, ...).
+
+    The engine treats every declared key without a ``default`` (or ``value``) as required, and a
+    ``default: null`` counts as none (pulumi/pkg/workspace/config.go ``mergeConfig``: ``Default !=
+    nil``); any other default is merged into the stack's config, so it would no longer be absent.
+    Such keys are left out of the ``config:`` block: the engine passes undeclared keys through, and
+    the typed model still validates them.
+    """
+    return not field.is_required() and field.get_default(call_default_factory=True) is None
+
+
+def optional_keys() -> dict[str, str]:
+    """Keys left out of ``config:`` (see :func:`_optional_without_default`), with descriptions."""
+    return {
+        field.alias or name: field.description or ""
+        for name, field in PlatformConfig.model_fields.items()
+        if _optional_without_default(field)
+    }
+
+
 def config_block() -> dict[str, Any]:
     block: dict[str, Any] = {}
     for name, field in PlatformConfig.model_fields.items():
         key = field.alias or name
+        if _optional_without_default(field):
+            continue
         entry: dict[str, Any] = {}
         typ, items = _scalar_type(field.annotation)
         if typ:
@@ -64,16 +88,34 @@ def config_block() -> dict[str, Any]:
                 )
             elif isinstance(default, Enum):
                 default = default.value
-            if default is not None:
-                entry["default"] = default
+            entry["default"] = default
         block[key] = entry
     return block
 
 
+def engine_required_keys(project: dict[str, Any]) -> list[str]:
+    """The keys a Pulumi.yaml makes required, by the engine's rule: declared in the project's
+    namespace with neither a ``default`` nor a ``value`` (a YAML null counts as neither)."""
+    name = project["name"]
+    required = []
+    for key, entry in (project.get("config") or {}).items():
+        namespaced = ":" not in key or key.startswith(f"{name}:")
+        entry = entry if isinstance(entry, dict) else {"value": entry}
+        if namespaced and entry.get("default") is None and entry.get("value") is None:
+            required.append(key.removeprefix(f"{name}:"))
+    return required
+
+
 def render() -> str:
     doc = {**HEADER, "config": config_block()}
+    optional = "".join(
+        f"#   {key}: {description}\n" for key, description in optional_keys().items()
+    )
     return (
         "# Generated from mlplatform/config.py by `python -m mlplatform.schema --write`; do not edit.\n"
+        "# Keys below without a `default` are required by the engine. Optional keys whose absence\n"
+        "# matters are not declared here (the engine would require them, or merge a default in):\n"
+        + optional
         + yaml.safe_dump(doc, sort_keys=False, width=100)
     )
 

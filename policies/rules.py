@@ -321,6 +321,26 @@ STATEFUL_TYPES = frozenset(
 )
 
 
+# The stack key that protects what a component creates; the others protect with environment.
+PROTECT_KEYS = {
+    "mlplatform:storage:ModelStore": "ml-platform:modelStore.protect",
+    "mlplatform:registry:ModelRegistry": "ml-platform:modelRegistry.protect",
+}
+
+
+def protect_hint(urn: str) -> str:
+    """What to change so the resource at ``urn`` is protected: the stack key, where one exists."""
+    parts = urn.split("::")
+    chain = parts[2].split("$") if len(parts) >= 4 else []
+    for token in reversed(chain[:-1]):
+        if token in PROTECT_KEYS:
+            return f"set `{PROTECT_KEYS[token]}: true` in the stack file"
+    return (
+        "it is protected when `ml-platform:environment` is prod; a component that declares it "
+        "unprotected there is a bug"
+    )
+
+
 def validate_stateful_protected(
     args: ResourceValidationArgs, report_violation: ReportViolation
 ) -> None:
@@ -328,7 +348,7 @@ def validate_stateful_protected(
     if _normalize_type(args.resource_type) in STATEFUL_TYPES and not args.opts.protect:
         report_violation(
             f"stateful {args.resource_type} '{args.name}' must be protected in prod "
-            "(ResourceOptions(protect=True))",
+            f"(protect=True): {protect_hint(args.urn)}",
             None,
         )
 
@@ -436,6 +456,87 @@ def validate_gpu_pool_limits(args: Args, report_violation: ReportViolation) -> N
         )
         if gpu and not _get(props, "scalingConfig", "maxSize"):
             report_violation(f"GPU node group '{args.name}' must set scalingConfig.maxSize", None)
+
+
+def _reserved_only(spec: Mapping[str, Any]) -> bool:
+    for req in _as_list(_get(spec, "template", "spec", "requirements")):
+        if _get(req, "key") == "karpenter.sh/capacity-type" and _get(req, "operator") == "In":
+            return [str(v) for v in _as_list(_get(req, "values"))] == ["reserved"]
+    return False
+
+
+def _gpu_quota(queue: Mapping[str, Any], flavors: set[str]) -> bool:
+    for group in _as_list(_get(queue, "spec", "resourceGroups")):
+        for flavor in _as_list(_get(group, "flavors")):
+            if _get(flavor, "name") not in flavors:
+                continue
+            for res in _as_list(_get(flavor, "resources")):
+                quota = str(_get(res, "nominalQuota", default="0"))
+                if _get(res, "name") == "nvidia.com/gpu" and quota not in ("0", ""):
+                    return True
+    return False
+
+
+def validate_reserved_pools_queued(
+    args: StackValidationArgs, report_violation: ReportViolation
+) -> None:
+    """A NodePool that launches reserved capacity only has GPU quota in some Kueue ClusterQueue.
+
+    Nothing else is launched when its reservations are full: pods that bypass Kueue wait
+    unscheduled (a distributed job holding half its gang), while Kueue's quota would queue them.
+    """
+
+    def kind(res: Any, name: str) -> bool:
+        return str(res.resource_type).endswith(f":{name}")
+
+    flavors_by_pool: dict[str, set[str]] = {}
+    for res in args.resources:
+        if kind(res, "ResourceFlavor") and "kueue.x-k8s.io" in res.resource_type:
+            pool = _get(res.props, "spec", "nodeLabels", "mlplatform.io/pool")
+            name = _get(res.props, "metadata", "name")
+            if pool and name:
+                flavors_by_pool.setdefault(str(pool), set()).add(str(name))
+    queues = [
+        r.props
+        for r in args.resources
+        if kind(r, "ClusterQueue") and "kueue.x-k8s.io" in r.resource_type
+    ]
+    for res in args.resources:
+        if not (res.resource_type.startswith("kubernetes:karpenter.sh/") and kind(res, "NodePool")):
+            continue
+        spec = res.props.get("spec") or {}
+        if not _reserved_only(spec):
+            continue
+        pool = _get(spec, "template", "metadata", "labels", "mlplatform.io/pool") or _get(
+            res.props, "metadata", "name"
+        )
+        flavors = flavors_by_pool.get(str(pool), set())
+        if not any(_gpu_quota(q, flavors) for q in queues):
+            report_violation(
+                f"NodePool '{pool}' launches reserved capacity only, but no Kueue ClusterQueue "
+                "has GPU quota on it: when its reservations are full, pods that bypass the queue "
+                "wait unscheduled instead of queueing; give a team a quota on the pool",
+                res.urn,
+            )
+
+
+def validate_no_placement_group_on_reservations(
+    args: Args, report_violation: ReportViolation
+) -> None:
+    """A node class that uses reservations forces no placement group: reserved instances are
+    not all in one spine, and a cluster placement group then fails with insufficient capacity."""
+    if not (
+        args.resource_type.startswith("kubernetes:karpenter.k8s.aws/")
+        and args.resource_type.endswith(":EC2NodeClass")
+    ):
+        return
+    spec = args.props.get("spec") or {}
+    if _get(spec, "capacityReservationSelectorTerms") and _get(spec, "placementGroupSelector"):
+        report_violation(
+            f"EC2NodeClass '{args.name}' selects capacity reservations and forces a placement "
+            "group: launches into the reservations fail with insufficient capacity",
+            None,
+        )
 
 
 @dataclass(frozen=True)
@@ -652,6 +753,25 @@ def validate_no_open_ingress(args: Args, report_violation: ReportViolation) -> N
         )
 
 
+_ROUTER_TYPES = ("aws:ec2/networkInterface:NetworkInterface", "aws:ec2/instance:Instance")
+
+
+def validate_no_nat_instance(args: Args, report_violation: ReportViolation) -> None:
+    """Prod egress goes through NAT gateways: nothing turns off source/destination checks.
+
+    An interface or instance with the check off forwards other hosts' traffic: a NAT instance
+    (components/nat_instance.py) or another self-managed router, one instance that every private
+    subnet's egress depends on.
+    """
+    if args.resource_type in _ROUTER_TYPES and args.props.get("sourceDestCheck") is False:
+        report_violation(
+            f"'{args.name}' turns off the source/destination check, as a NAT instance does: a "
+            "single instance would carry prod's egress; use NAT gateways (network.nat: "
+            "gateway-per-az)",
+            None,
+        )
+
+
 # --------------------------------------------------------------------------------------------
 # the pack
 
@@ -696,6 +816,12 @@ RULES: tuple[Rule, ...] = (
         prod_only=True,
     ),
     Rule(
+        "no-nat-instance-in-prod",
+        "Prod has no NAT instance (or other interface with the source/destination check off).",
+        validate_no_nat_instance,
+        prod_only=True,
+    ),
+    Rule(
         "eks-private-encrypted",
         "EKS clusters have a private endpoint and KMS-encrypted secrets.",
         validate_eks_cluster,
@@ -706,6 +832,17 @@ RULES: tuple[Rule, ...] = (
         validate_imdsv2,
     ),
     Rule("gpu-pool-limits", "GPU node pools set GPU limits.", validate_gpu_pool_limits),
+    Rule(
+        "reserved-pools-queued",
+        "Node pools that launch reserved capacity only have GPU quota in a Kueue ClusterQueue.",
+        validate_reserved_pools_queued,
+        stack=True,
+    ),
+    Rule(
+        "no-placement-group-on-reservations",
+        "Node classes that use capacity reservations force no placement group.",
+        validate_no_placement_group_on_reservations,
+    ),
     Rule(
         "containers-nonroot-resources",
         "Containers run as non-root with cpu/memory requests and a memory limit.",

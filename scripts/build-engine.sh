@@ -6,9 +6,11 @@
 #   export MLPLATFORM_ENGINE_DIR=OUT
 #
 # OUT gets: pulumi, pulumi-language-python (+ pulumi-language-python-exec),
-# pulumi-resource-kubernetes, and policy-venv (the policy pack's requirements, from PyPI).
-# Sources and logs go to OUT/src. Cold: ~2 GB of modules and 20-40 minutes on 2 cores; warm
-# GOMODCACHE/GOCACHE: a few minutes. Nothing is written into the repository.
+# pulumi-resource-pulumi-python (the SDK's dynamic-provider shim, as every Pulumi CLI ships it),
+# pulumi-resource-kubernetes, policy-venv (the policy pack's requirements, from PyPI) and VERSION.
+# When VERSION matches the versions below (and policies/requirements.txt), nothing is rebuilt;
+# FORCE=1 rebuilds. Sources and logs go to OUT/src. Cold: ~2 GB of modules and 20-40 minutes on
+# 2 cores; warm GOMODCACHE/GOCACHE: a few minutes. Nothing is written into the repository.
 #
 # Versions are what the module proxy serves, closest to the SDKs in uv.lock:
 # - pulumi: pkg/v3 v3.274.1. The lock's Python SDK is 3.272.0, but the proxy does not serve
@@ -32,10 +34,29 @@ K8S_PROVIDER_VERSION="${K8S_PROVIDER_VERSION:-v4.0.0-20260115033456-f47bc2d6f199
 # helm/v4).
 K8S_SDK_VERSION="${K8S_SDK_VERSION:-v4.22.2}"
 
+# Bump RECIPE when the way things are built changes, so cached builds are redone.
+RECIPE=2
+STAMP="pulumi=$PULUMI_VERSION kubernetes-provider=$K8S_PROVIDER_VERSION kubernetes-sdk=$K8S_SDK_VERSION"
+STAMP+=" policy-requirements=$(sha256sum "$REPO/policies/requirements.txt" | cut -c1-12) recipe=$RECIPE"
+BINARIES=(pulumi pulumi-language-python pulumi-language-python-exec pulumi-resource-pulumi-python
+  pulumi-resource-kubernetes policy-venv/bin/python)
+log() { printf '[build-engine] %s\n' "$*" >&2; }
+
+up_to_date() {
+  [ "$(cat "$OUT/VERSION" 2>/dev/null)" = "$STAMP" ] || return 1
+  local b
+  for b in "${BINARIES[@]}"; do [ -x "$OUT/$b" ] || return 1; done
+}
+if [ -z "${FORCE:-}" ] && up_to_date; then
+  log "up to date in $OUT ($STAMP)"
+  exit 0
+fi
+log "building into $OUT ($STAMP; was: $(cat "$OUT/VERSION" 2>/dev/null || echo none))"
+rm -f "$OUT/VERSION"
+
 export CGO_ENABLED=0 GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" GOFLAGS=-mod=mod
 NICE=(nice -n 19) # the machine is shared; keep the compiler out of everyone else's way
 mkdir -p "$OUT" "$SRC"
-log() { printf '[build-engine] %s\n' "$*" >&2; }
 
 # Copy a module out of the module cache into a writable folder: `go install mod@version` refuses
 # modules whose go.mod has replace directives (golang/go#44840), so they are edited and built here.
@@ -414,6 +435,9 @@ GOEOF
 )
 sdk_dir="$(go mod download -json "github.com/pulumi/pulumi/sdk/v3@$PULUMI_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
 install -m 0755 "$sdk_dir/python/cmd/pulumi-language-python-exec" "$OUT/pulumi-language-python-exec"
+# Dynamic providers (components/generated_secret.py) run through this shim, which the CLI's
+# own distribution ships next to the language host.
+install -m 0755 "$sdk_dir/python/dist/pulumi-resource-pulumi-python" "$OUT/pulumi-resource-pulumi-python"
 
 log "pulumi-resource-kubernetes $K8S_PROVIDER_VERSION"
 module_copy github.com/pulumi/pulumi-kubernetes/provider/v4 "$K8S_PROVIDER_VERSION" "$SRC/k8s-provider"
@@ -439,4 +463,5 @@ else
 fi
 
 "$OUT/pulumi" version
+echo "$STAMP" >"$OUT/VERSION"
 log "done: export MLPLATFORM_ENGINE_DIR=$OUT"

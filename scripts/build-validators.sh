@@ -11,7 +11,8 @@
 #   MLPLATFORM_KUBECTL_VALIDATE  OUT/bin/kubectl-validate
 #   MLPLATFORM_CRDS_DIR          OUT/crds: one CustomResourceDefinition per file, unedited from the
 #                                projects' modules; `kubectl apply --server-side -f OUT/crds` installs
-#                                them (several are over the 256 KiB that client-side apply can store)
+#                                them (several are over the 256 KiB that client-side apply can store);
+#                                OUT/crds/CONTENTS names the row each file came from
 #   MLPLATFORM_KUBE_OPENAPI_DIR  OUT/openapi: api/<version>.json, apis/<group>/<version>.json
 # Each output keeps the crd-sources.txt rows it was built from (OUT/crds/SOURCES, ...); an output
 # whose rows still match is reused, so a warm run takes about a second.
@@ -62,6 +63,7 @@ else
       grep -q '^kind: CustomResourceDefinition' "$f" || continue
       [ ! -e "$OUT/crds.new/$(basename "$f")" ] || { log "two sources for $(basename "$f")"; exit 1; }
       cp "$f" "$OUT/crds.new/"
+      printf '%s %s\n' "$name" "$(basename "$f")" >>"$OUT/crds.new/CONTENTS"
       count=$((count + 1))
     done
     [ "$count" -gt 0 ] || { log "$name: no CRDs at $module@$version/$files"; exit 1; }

@@ -90,6 +90,14 @@ class KubectlValidate:
             out[(crd["spec"]["group"], crd["spec"]["names"]["kind"])] = path
         return out
 
+    def crd_names(self, row: str) -> list[str]:
+        """The names of the CRDs built from one row of crd-sources.txt (OUT/crds/CONTENTS)."""
+        contents = self.crds / "CONTENTS"
+        if not contents.exists():
+            raise FileNotFoundError(f"no {contents}: rerun {BUILD}")
+        pairs = (line.split() for line in contents.read_text().splitlines() if line.strip())
+        return sorted(_crd_head(self.crds / f)["metadata"]["name"] for r, f in pairs if r == row)
+
     def problems(self, manifests: Sequence[Mapping[str, Any]]) -> list[list[str]]:
         """For each manifest, every way the API server would reject it (``[]`` when valid)."""
         if not manifests:

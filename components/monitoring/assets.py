@@ -31,6 +31,10 @@ class MetricSource(StrEnum):
     KUEUE = "kueue"
     TRAINING_OPERATOR = "training-operator"
     SERVING = "serving"  # the platform's serving runtime (the project template's server)
+    KARPENTER = "karpenter"  # the Karpenter controller's metrics endpoint
+    # EC2NodeClass status (reservations and their end dates) through kube-state-metrics' custom
+    # resource state, which MonitoringStack configures when this source is fed.
+    KARPENTER_STATE = "karpenter-state"
 
 
 # What MonitoringStack always deploys and scrapes; the rest comes from other components.
@@ -47,6 +51,7 @@ _S = MetricSource
 # The sources each rule file (by stem) and dashboard reads, recording rules' inputs included.
 # A file ships only where all of them are fed: no alert that can never fire, no empty panel.
 RULE_FILE_SOURCES: dict[str, frozenset[MetricSource]] = {
+    "capacity": frozenset({_S.KARPENTER, _S.KARPENTER_STATE, _S.KUBE_STATE_METRICS}),
     "cluster": frozenset({_S.PROMETHEUS, _S.KUBELET, _S.KUBE_STATE_METRICS}),
     "cost": frozenset({_S.KUBE_STATE_METRICS}),
     "gpu": frozenset({_S.DCGM, _S.KUBE_STATE_METRICS}),

@@ -13,6 +13,8 @@ from components.common import (
 )
 from components.monitoring.args import MonitoringStackArgs, resource_spec
 from components.monitoring.assets import DASHBOARD_FOLDER_ANNOTATION, DASHBOARD_LABEL, object_meta
+from components.monitoring.karpenter import RESERVATION_ID_LABEL
+from components.monitoring.karpenter import kube_state_metrics_values as karpenter_state_values
 
 KPS_CHART = "kube-prometheus-stack"
 # 88.5.3 (Prometheus Operator v0.93.1): release tag kube-prometheus-stack-88.5.3 of
@@ -122,7 +124,12 @@ def kube_prometheus_stack_values(
     grafana_admin_secret: str,
     alertmanager_config_secret: str,
     alertmanager_receivers_secret: str,
+    karpenter_state: bool = False,
 ) -> dict[str, Any]:
+    """``karpenter_state``: also export Karpenter's reservations (components.monitoring.karpenter)."""
+    node_labels = [ACCELERATOR_LABEL, POOL_LABEL]
+    if karpenter_state:
+        node_labels.append(RESERVATION_ID_LABEL)
     prom = args.prometheus
     am = args.alertmanager
     graf = args.grafana
@@ -239,13 +246,14 @@ def kube_prometheus_stack_values(
             },
         },
         "kube-state-metrics": {
-            # Labels the GPU, cost and training rules join on.
+            # Labels the GPU, cost, training and capacity rules join on.
             "metricLabelsAllowlist": [
-                f"nodes=[{ACCELERATOR_LABEL},{POOL_LABEL}]",
+                f"nodes=[{','.join(node_labels)}]",
                 f"namespaces=[{TEAM_LABEL}]",
                 "jobs=[kueue.x-k8s.io/queue-name,mlplatform.io/workload]",
             ],
             "resources": resource_spec("50m", "128Mi", "200m", "512Mi").to_k8s(),
+            **(karpenter_state_values() if karpenter_state else {}),
         },
         "nodeExporter": {"enabled": True},
         "prometheus-node-exporter": {

@@ -12,7 +12,7 @@ from components.network import Network, NetworkArgs
 from components.training_cluster import TrainingCluster, TrainingClusterArgs
 
 DEV: dict[str, Any] = {
-    "network": {"environment": "dev", "azCount": 2, "nat": "single"},
+    "network": {"environment": "dev", "azCount": 2, "nat": "single-gateway"},
     "cluster": {
         "environment": "dev",
         "clusterName": "mlp-dev",
@@ -38,7 +38,7 @@ PROD: dict[str, Any] = {
     "network": {
         "environment": "prod",
         "azCount": 3,
-        "nat": "per-az",
+        "nat": "gateway-per-az",
         "interfaceEndpoints": ["ecr.api", "ecr.dkr", "sts"],
     },
     "cluster": {
@@ -58,8 +58,8 @@ PROD: dict[str, Any] = {
             "name": "h100-train",
             "accelerator": "nvidia-h100",
             "maxGpus": 32,
-            "capacityTypes": ["on-demand", "reserved"],
-            "capacityReservations": [{"id": "cr-0123456789abcdef0"}],
+            "capacityTypes": ["on-demand"],
+            "reservations": {"select": [{"id": "cr-0123456789abcdef0"}]},
             "efa": True,
         },
         {"name": "l4-spot", "accelerator": "nvidia-l4", "maxGpus": 8, "capacityTypes": ["spot"]},

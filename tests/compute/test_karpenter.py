@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from components.karpenter import CHART, CRD_CHART, KARPENTER_VERSION, controller_policy
+from components.karpenter import (
+    CHART,
+    CRD_CHART,
+    KARPENTER_VERSION,
+    KarpenterArgs,
+    QueueEncryption,
+    controller_policy,
+)
 from tests.compute.helpers import crs, node_class, node_pool
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -69,20 +76,22 @@ def test_controller_role_through_pod_identity(dev):
 
 def test_interruption_queue_encrypted_and_fed_by_eventbridge(dev):
     queue = dev.one("aws:sqs/queue:Queue")
-    # a customer-managed key (the compliance profiles refuse SQS-managed SSE)
-    key = dev.one("aws:kms/key:Key", "karpenter-interruptions-key")
-    assert key.urn in queue.property_dependencies["kmsMasterKeyId"]
+    # dev: SSE-SQS, no key to pay for (the queue holds only EC2's notices)
+    assert queue.inputs["sqsManagedSseEnabled"] is True
+    assert "kmsMasterKeyId" not in queue.inputs
+    assert not [k for k in dev.by_type("aws:kms/key:Key") if "interruptions" in k.name]
     assert queue.inputs["messageRetentionSeconds"] == 300
     rules = dev.by_type("aws:cloudwatch/eventRule:EventRule")
     types = sorted(json.loads(r.inputs["eventPattern"])["detail-type"][0] for r in rules)
     assert types == [
         "AWS Health Event",
+        "EC2 Capacity Reservation Instance Interruption Warning",
         "EC2 Instance Rebalance Recommendation",
         "EC2 Instance State-change Notification",
         "EC2 Spot Instance Interruption Warning",
     ]
     targets = dev.by_type("aws:cloudwatch/eventTarget:EventTarget")
-    assert len(targets) == 4
+    assert len(targets) == 5
     assert all(t.inputs["arn"].endswith(":mlp-dev") for t in targets)
     policy = json.loads(dev.one("aws:sqs/queuePolicy:QueuePolicy").inputs["policy"])
     deny = [s for s in policy["Statement"] if s["Effect"] == "Deny"]
@@ -202,3 +211,15 @@ def test_default_cpu_pool(dev):
     assert (
         node_class(dev, "default")["spec"]["blockDeviceMappings"][0]["ebs"]["volumeSize"] == "100Gi"
     )
+
+
+def test_interruption_queue_takes_a_customer_managed_key_when_asked(prod):
+    # prod by default (the compliance profiles refuse SQS-managed SSE); dev with
+    # karpenter.queueEncryption: kms
+    queue = prod.one("aws:sqs/queue:Queue")
+    key = prod.one("aws:kms/key:Key", "karpenter-interruptions-key")
+    assert key.urn in queue.property_dependencies["kmsMasterKeyId"]
+    assert "sqsManagedSseEnabled" not in queue.inputs
+    asked = KarpenterArgs.model_validate({"queueEncryption": "kms"})
+    assert asked.effective_queue_encryption is QueueEncryption.KMS
+    assert KarpenterArgs().effective_queue_encryption is QueueEncryption.SQS_MANAGED

@@ -1,9 +1,8 @@
 """Every rendered manifest is valid: built-in kinds against the Kubernetes schema (strict),
 Karpenter's custom resources against its CRDs (schemas and CEL rules) through kubectl-validate.
 
-The CRDs are karpenter-provider-aws v1.8.2's (pkg/apis/crds, what the karpenter-crd chart
-renders): the chart is pinned at 1.8.1, which the Go module proxy does not serve; v1.8.2 is the
-nearest (scripts/crd-sources.txt).
+The CRDs are those of the pinned karpenter-provider-aws release (pkg/apis/crds, what the
+karpenter-crd chart renders; scripts/crd-sources.txt).
 """
 
 from __future__ import annotations

@@ -8,7 +8,14 @@ import pulumi
 import pytest
 
 from components.common import NODE_MANAGED_POLICIES, KubeTarget
-from components.training_cluster import CONTROL_PLANE_LOGS, TrainingClusterArgs, managed_policy
+from components.training_cluster import (
+    CONTROL_PLANE_LOGS,
+    TrainingClusterArgs,
+    admin_principals,
+    managed_policy,
+    principal_key,
+)
+from mlplatform.mocks import DEPLOYER_ROLE_ARN
 from mlplatform.plan import run_program
 from tests.compute.stacks import DEV, program
 
@@ -70,22 +77,115 @@ def test_control_plane_logs_with_retention(dev, prod):
         assert graph.depends_on(graph.one(CLUSTER), group)
 
 
-def test_access_entries_for_admin_roles(prod):
+ENTRY = "aws:eks/accessEntry:AccessEntry"
+POLICY = "aws:eks/accessPolicyAssociation:AccessPolicyAssociation"
+
+
+def _admin_entries(graph):
+    return [r for r in graph.by_type(ENTRY) if r.inputs["type"] == "STANDARD"]
+
+
+def test_access_entries_for_admin_roles_and_the_deployer(prod):
     access = prod.one(CLUSTER).inputs["accessConfig"]
     assert access["authenticationMode"] == "API"
-    entries = [r for r in prod.by_type("aws:eks/accessEntry:AccessEntry") if "admin" in r.name]
-    principals = sorted(e.inputs["principalArn"] for e in entries)
+    # EKS makes no entry of its own: every admin, the deployer too, is declared once.
+    assert access["bootstrapClusterCreatorAdminPermissions"] is False
+    principals = sorted(e.inputs["principalArn"] for e in _admin_entries(prod))
     assert principals == sorted(
         [
             "arn:aws:iam::123456789012:role/platform-admin",
             "arn:aws:iam::123456789012:role/break-glass",
+            DEPLOYER_ROLE_ARN,  # the role, not the assumed-role session ARN
         ]
     )
-    policies = prod.by_type("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
-    assert len(policies) == 2
+    policies = prod.by_type(POLICY)
+    assert sorted(p.inputs["principalArn"] for p in policies) == principals
     for p in policies:
         assert p.inputs["policyArn"].endswith("AmazonEKSClusterAdminPolicy")
         assert p.inputs["accessScope"] == {"type": "cluster"}
+        entry = next(
+            e for e in _admin_entries(prod) if e.inputs["principalArn"] == p.inputs["principalArn"]
+        )
+        assert prod.depends_on(p, entry)
+
+
+def test_deployer_listed_as_admin_gets_one_entry():
+    """The collision of issue 16 (ResourceInUseException): the deployer is also an admin."""
+    cfg = json.loads(json.dumps(DEV))
+    cfg["cluster"]["adminRoleArns"] = [DEPLOYER_ROLE_ARN, "arn:aws:iam::123456789012:role/ops"]
+    graph = run_program(program(cfg))
+    principals = [e.inputs["principalArn"] for e in _admin_entries(graph)]
+    assert sorted(principals) == sorted([DEPLOYER_ROLE_ARN, "arn:aws:iam::123456789012:role/ops"])
+    assert len(graph.by_type(POLICY)) == 2
+    # keyed by principal, so the entry stays the same resource when the deployer's role moves
+    # in or out of adminRoleArns
+    names = {e.name for e in _admin_entries(graph)}
+    assert "mlp-access-role-platform-deployer" in names
+
+
+def test_admin_principals_dedupes_and_keeps_old_indexes():
+    admins = ["arn:aws:iam::1:role/a", "arn:aws:iam::1:role/b", "arn:aws:iam::1:role/a"]
+    assert admin_principals(admins, "arn:aws:iam::1:role/b") == [
+        ("arn:aws:iam::1:role/a", 0),
+        ("arn:aws:iam::1:role/b", 1),
+    ]
+    assert admin_principals(admins[:1], "arn:aws:iam::1:role/ci") == [
+        ("arn:aws:iam::1:role/a", 0),
+        ("arn:aws:iam::1:role/ci", None),
+    ]
+    assert admin_principals([], None) == []
+    assert principal_key("arn:aws:iam::1:role/teams/ml/admin") == "role-teams-ml-admin"
+
+
+def test_no_deployer_entry_when_not_granted():
+    cfg = json.loads(json.dumps(DEV))
+    cfg["cluster"]["grantDeployerAdmin"] = False
+    graph = run_program(program(cfg))
+    principals = [e.inputs["principalArn"] for e in _admin_entries(graph)]
+    assert principals == ["arn:aws:iam::123456789012:role/platform-admin"]
+
+
+def test_renamed_entries_keep_their_old_urns(prod):
+    entry = prod.by_name("mlp-access-role-platform-admin")
+    assert [a.rsplit("::", 1)[-1] for a in entry.aliases] == ["mlp-admin-0"]
+    policy = prod.by_name("mlp-access-role-platform-admin-admin")
+    assert [a.rsplit("::", 1)[-1] for a in policy.aliases] == ["mlp-admin-0-policy"]
+    # the cluster keeps a bootstrap setting it was created with rather than being replaced
+    assert (
+        "accessConfig.bootstrapClusterCreatorAdminPermissions" in prod.one(CLUSTER).ignore_changes
+    )
+
+
+def test_kubernetes_objects_wait_for_admin_access(dev):
+    """Without a bootstrap entry, the deployer can create objects only once its entry exists."""
+    policies = dev.by_type(POLICY)
+    assert policies
+    for kind in ("kubernetes:helm.sh/v3:Release", "kubernetes:core/v1:Namespace"):
+        for r in dev.by_type(kind):
+            assert all(dev.depends_on(r, p) for p in policies), r.name
+
+
+def test_vpc_cni_enforces_network_policy(dev):
+    cni = next(a for a in dev.by_type(ADDON) if a.inputs["addonName"] == "vpc-cni")
+    assert json.loads(cni.inputs["configurationValues"]) == {"enableNetworkPolicy": "true"}
+
+
+def test_default_storage_class_is_encrypted_gp3(dev):
+    sc = dev.one("kubernetes:storage.k8s.io/v1:StorageClass")
+    assert sc.inputs["metadata"]["name"] == "gp3-encrypted"
+    assert sc.inputs["metadata"]["annotations"] == {
+        "storageclass.kubernetes.io/is-default-class": "true"
+    }
+    assert sc.inputs["provisioner"] == "ebs.csi.aws.com"
+    assert sc.inputs["parameters"]["type"] == "gp3"
+    assert sc.inputs["parameters"]["encrypted"] == "true"
+    assert sc.inputs["reclaimPolicy"] == "Delete"
+    assert sc.inputs["volumeBindingMode"] == "WaitForFirstConsumer"
+    ebs = next(a for a in dev.by_type(ADDON) if a.inputs["addonName"] == "aws-ebs-csi-driver")
+    assert dev.depends_on(sc, ebs)
+    # every Kubernetes object of the cluster's users waits for it
+    for r in dev.by_type("kubernetes:helm.sh/v3:Release"):
+        assert dev.depends_on(r, sc), r.name
 
 
 def test_managed_addons_pinned(dev):
@@ -96,6 +196,7 @@ def test_managed_addons_pinned(dev):
         "kube-proxy",
         "eks-pod-identity-agent",
         "aws-ebs-csi-driver",
+        "eks-node-monitoring-agent",
     }
     for a in addons.values():
         assert a.inputs["addonVersion"].startswith("v") and "eksbuild" in a.inputs["addonVersion"]
@@ -213,13 +314,18 @@ def test_kubeconfig_uses_exec_auth_without_stored_credentials():
     assert cfg["clusters"][0]["cluster"]["server"].startswith("https://")
 
 
-def test_kube_target_waits_for_cluster_and_system_nodes():
+def test_kube_target_waits_for_cluster_nodes_access_and_storage_class():
     out = {}
     run_program(program(DEV, out))
-    target = out["cluster"].target
+    c = out["cluster"]
+    target = c.target
     assert isinstance(target, KubeTarget) and target.on_aws
-    assert target.depends_on == (out["cluster"].cluster, out["cluster"].node_group)
-    assert target.provider is out["cluster"].provider
+    assert target.depends_on == (c.cluster, c.node_group, *c.admin_access, c.storage_class)
+    assert len(c.admin_access) == 2  # platform-admin and the deployer
+    assert target.provider is c.provider
+    # claims name the cluster's class; policies are declared because vpc-cni enforces them
+    assert target.storage_class == "gp3-encrypted"
+    assert target.network_policy is True
 
 
 def test_cluster_security_group_tagged_for_karpenter(dev):

@@ -62,14 +62,15 @@ def test_more_gpus_per_node_than_the_type_has():
     assert "sizes" in msgs and "12xlarge" in msgs["sizes"]
 
 
-def test_unknown_size_and_reserved_without_selector():
+def test_unknown_size_and_reserved_in_capacity_types():
     msgs = _messages(_pool(sizes=["xlarge", "huge"], capacityTypes=["reserved"]))
     assert "sizes[1]" in msgs and "48xlarge" in msgs["sizes[1]"]
-    assert "capacityReservations" in msgs
-    msgs = _messages(_pool(capacityReservations=[{"id": "cr-0123456789abcdef0"}]))
-    assert "capacityTypes" in msgs
-    msgs = _messages(_pool(capacityTypes=["reserved"], capacityReservations=[{}]))
-    assert "capacityReservations[0]" in msgs
+    # reserved capacity is configured under reservations, with its priority
+    assert "reservations" in msgs["capacityTypes"] and "'only'" in msgs["capacityTypes"]
+    msgs = _messages(_pool(reservations={}))
+    assert "reservations.select" in msgs
+    msgs = _messages(_pool(reservations={"select": [{}]}))
+    assert "exactly one of id, arn or tags" in msgs["reservations.select[0]"]
 
 
 def test_capacity_type_enum_error_lists_values():
@@ -108,6 +109,8 @@ def test_component_refuses_bad_args_with_all_problems():
         ({"azCount": 7}, "azCount", "2 to 6"),
         ({"environment": "prod", "azCount": 2}, "azCount", "3 to 6 in prod"),
         ({"nat": "none"}, "nat", "ecr.api"),
+        ({"environment": "prod", "azCount": 3, "nat": "instance"}, "nat", "not for prod"),
+        ({"natInstance": {"instanceType": "t4g.micro"}}, "natInstance", "only with nat: instance"),
         ({"flowLogRetentionDays": 10}, "flowLogRetentionDays", "one of"),
         ({"availabilityZones": ["us-east-1a"]}, "availabilityZones", "azCount is 2"),
         (
@@ -125,7 +128,32 @@ def test_network_issues(args, path, fragment):
 def test_nat_enum_error_lists_values():
     with pytest.raises(pydantic.ValidationError) as err:
         NetworkArgs.model_validate({"nat": "double"})
-    assert "'single', 'per-az' or 'none'" in str(err.value)
+    assert "'gateway-per-az', 'single-gateway', 'instance' or 'none'" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"), [("single", "single-gateway"), ("per-az", "gateway-per-az")]
+)
+def test_renamed_nat_modes_say_what_to_write_instead(old, new):
+    with pytest.raises(pydantic.ValidationError) as err:
+        NetworkArgs.model_validate({"nat": old})
+    assert f"'{old}' was renamed '{new}'" in str(err.value)
+
+
+@pytest.mark.parametrize("instance_type", ["t3.nano", "m5.large", "t4g", "T4G.NANO"])
+def test_nat_instance_must_be_graviton(instance_type):
+    with pytest.raises(pydantic.ValidationError):
+        NetworkArgs.model_validate(
+            {"nat": "instance", "natInstance": {"instanceType": instance_type}}
+        )
+
+
+def test_nat_instance_accepts_graviton_types_and_is_clean_in_dev():
+    for itype in ("t4g.nano", "t4g.micro", "c7gn.medium", "m7g.large"):
+        args = NetworkArgs.model_validate(
+            {"nat": "instance", "natInstance": {"instanceType": itype}}
+        )
+        assert args.issues() == []
 
 
 @pytest.mark.parametrize(
@@ -218,3 +246,15 @@ def test_pool_list_reports_duplicates_and_nested_issues_with_indexes():
     pools = [_pool(), _pool(efa=True)]
     paths = {format_path(i.path) for i in pool_list_issues(pools)}
     assert paths == {"[1].name", "[1].efa"}
+
+
+def test_nat_instance_settings_need_nat_instance_but_its_defaults_do_not():
+    # what a stack sets by hand
+    tuned = NetworkArgs.model_validate(
+        {"nat": "single-gateway", "natInstance": {"instanceType": "t4g.micro"}}
+    )
+    assert "natInstance" in _messages(tuned)
+    # what the engine hands every stack: Pulumi.yaml's typed default of network, natInstance included
+    defaults = NetworkArgs().model_dump(by_alias=True, mode="json")
+    assert defaults["natInstance"]
+    assert _messages(NetworkArgs.model_validate(defaults)) == {}

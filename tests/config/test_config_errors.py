@@ -6,13 +6,14 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from mlplatform.config import ConfigError, load_stack, parse_config, read_stack_file
 from mlplatform.mocks import SECRET_PLACEHOLDER
-from mlplatform.schema import render
+from mlplatform.schema import engine_required_keys, optional_keys, render
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = {
@@ -46,6 +47,25 @@ def test_unknown_key_names_allowed_keys() -> None:
 def test_wrong_enum_lists_allowed_values() -> None:
     got = problems({**BASE, "ml-platform:environment": "qa"})
     assert "'dev' or 'prod'" in got["ml-platform:environment"]
+
+
+def test_renamed_nat_mode_is_a_clear_migration_error() -> None:
+    got = problems({**BASE, "ml-platform:network": json.dumps({"nat": "per-az"})})
+    assert got["ml-platform:network.nat"] == (
+        "'per-az' was renamed 'gateway-per-az'; "
+        "allowed: 'gateway-per-az', 'single-gateway', 'instance', 'none'"
+    )
+
+
+def test_nat_instance_is_refused_in_prod_before_any_resource() -> None:
+    got = problems(
+        {
+            **BASE,
+            "ml-platform:environment": "prod",
+            "ml-platform:network": json.dumps({"azCount": 3, "nat": "instance"}),
+        }
+    )
+    assert "gateway-per-az" in got["ml-platform:network.nat"]
 
 
 def test_unknown_region_and_all_problems_at_once() -> None:
@@ -156,6 +176,48 @@ def test_pulumi_yaml_is_generated_from_the_model() -> None:
     assert all(entry.get("description") for entry in doc["config"].values())
 
 
+def _stack_keys(path: Path) -> set[str]:
+    return set((yaml.safe_load(path.read_text()) or {}).get("config") or {})
+
+
+def _missing_for_engine(project: dict[str, Any], stack_file: Path) -> list[str]:
+    keys = _stack_keys(stack_file)
+    return [k for k in engine_required_keys(project) if f"{project['name']}:{k}" not in keys]
+
+
+def test_every_key_the_engine_requires_is_set_by_every_shipped_stack() -> None:
+    """`pulumi up` refuses a stack that lacks a declared key with no default, before the program
+    runs ("Stack 'dev' is missing configuration values ..."); the offline plan never sees that."""
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    assert set(engine_required_keys(project)) == {"environment", "owner", "costCenter"}
+    stacks = sorted((ROOT / "stacks").glob("Pulumi.*.yaml"))
+    assert [p.name for p in stacks] == ["Pulumi.dev.yaml", "Pulumi.local.yaml", "Pulumi.prod.yaml"]
+    assert {p.name: _missing_for_engine(project, p) for p in stacks} == {p.name: [] for p in stacks}
+
+
+def test_optional_keys_whose_absence_matters_are_not_declared() -> None:
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    assert set(optional_keys()) == {
+        "kubeContext",
+        "modelStore",
+        "modelRegistry",
+        "localObjectStore",
+    }
+    assert not set(optional_keys()) & set(project["config"])
+
+
+def test_a_declared_key_without_default_is_caught(tmp_path: Path) -> None:
+    """What Pulumi.yaml looked like before: typed optional keys without a default."""
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    project["config"]["kubeContext"] = {"type": "string", "description": "..."}
+    project["config"]["modelStore"] = {"description": "...", "default": None}
+    assert _missing_for_engine(project, ROOT / "stacks" / "Pulumi.dev.yaml") == ["kubeContext"]
+    assert _missing_for_engine(project, ROOT / "stacks" / "Pulumi.local.yaml") == ["modelStore"]
+    # Keys of another namespace carry a value, never a requirement.
+    project["config"]["aws:region"] = {"value": "us-east-1"}
+    assert "aws:region" not in engine_required_keys(project)
+
+
 def test_plan_cli_exits_2_without_traceback(tmp_path: Path) -> None:
     (tmp_path / "Pulumi.bad.yaml").write_text(
         yaml.safe_dump({"config": {**BASE, "aws:region": "nowhere-1", "ml-platform:typo": 1}})
@@ -179,3 +241,89 @@ def test_plan_cli_exits_2_without_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
     assert "aws:region" in proc.stderr and "ml-platform:typo" in proc.stderr
     assert proc.stdout == ""
+
+
+GPU_BLOCK = {
+    "id": "cr-0aaaaaaaaaaaaaaaa",
+    "instanceType": "p5.48xlarge",
+    "instances": 2,
+    "start": "2026-12-10T11:30:00Z",
+    "end": "2026-12-14T11:30:00Z",
+    "maxRunTime": "36h",
+    "teams": ["research"],
+}
+
+
+def test_capacity_mistakes_are_reported_together_before_any_resource(tmp_path: Path) -> None:
+    config = {
+        **BASE,
+        "ml-platform:network": json.dumps({"azCount": 2, "availabilityZones": ["us-east-1a", "us-east-1b"]}),
+        "ml-platform:gpuPools": json.dumps(
+            [
+                {   # a reservation in another region, and one in a zone without a subnet
+                    "name": "a100",
+                    "accelerator": "nvidia-a100",
+                    "maxGpus": 16,
+                    "reservations": {
+                        "select": [
+                            {"arn": "arn:aws:ec2:eu-west-1:123456789012:capacity-reservation/cr-0123456789abcdef0"},
+                            {"id": "cr-0fedcba9876543210", "availabilityZone": "us-east-1f"},
+                        ]
+                    },
+                },
+                {   # a capacity block on a spot pool
+                    "name": "h100",
+                    "accelerator": "nvidia-h100",
+                    "maxGpus": 16,
+                    "capacityTypes": ["spot"],
+                    "reservations": {"blocks": [GPU_BLOCK]},
+                },
+                {   # SOCI needs a newer node image than the one pinned below
+                    "name": "l4",
+                    "accelerator": "nvidia-l4",
+                    "maxGpus": 4,
+                },
+            ]
+        ),
+        "ml-platform:karpenter": json.dumps({"amiAlias": "al2023@v20250701"}),
+        "ml-platform:trainingQueues": json.dumps(
+            {"teams": [{"name": "research", "namespaces": ["churn"],
+                        "quotas": [{"pool": "h100", "gpus": 8}]}]}
+        ),
+    }  # fmt: skip
+    got = problems(config)
+    pools = "ml-platform:gpuPools"
+    assert "names region eu-west-1" in got[f"{pools}[0].reservations.select[0].arn"]
+    assert "no subnet" in got[f"{pools}[0].reservations.select[1].availabilityZone"]
+    assert "capacity block on a spot pool" in got[f"{pools}[1].reservations.blocks"]
+    for i in range(3):
+        assert "al2023@v20250821" in got[f"{pools}[{i}].imagePull"]
+    assert "own queue" in got["ml-platform:trainingQueues.teams[0].quotas[0].pool"]
+
+    (tmp_path / "Pulumi.bad.yaml").write_text(yaml.safe_dump({"config": config}))
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlplatform.cli", "plan", "--stack", "bad", "--stacks-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and proc.stdout == ""
+    assert "capacity block on a spot pool" in proc.stderr and "eu-west-1" in proc.stderr
+
+
+def test_a_block_pool_with_its_queue_is_valid() -> None:
+    settings = parse_config(
+        "t",
+        {
+            **BASE,
+            "ml-platform:gpuPools": json.dumps(
+                [{"name": "h100", "accelerator": "nvidia-h100", "maxGpus": 16,
+                  "reservations": {"priority": "only", "blocks": [GPU_BLOCK]}}]
+            ),
+            "ml-platform:trainingQueues": json.dumps(
+                {"teams": [{"name": "research", "namespaces": ["churn"]}]}
+            ),
+        },
+    )  # fmt: skip
+    (pool,) = settings.config.gpu_pools
+    assert pool.reserved_only and pool.reservations is not None

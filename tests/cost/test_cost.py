@@ -7,86 +7,13 @@ from typing import Any
 import pytest
 
 from mlplatform.cost import (
-    CONTROL_PLANE_LOG_TYPES,
     CostAssumptions,
     estimate_cost,
     gpu_hourly,
-    load_prices,
     parse_quantity,
     render_cost_table,
 )
-
-PRICES = load_prices()
-HOURS = PRICES["hoursPerMonth"]
-STACK = "urn:pulumi:dev::ml-platform::"
-# Logs off unless a test asks for them, so sums stay readable.
-NO_LOGS = CostAssumptions(
-    control_plane_log_gb=dict.fromkeys(CONTROL_PLANE_LOG_TYPES, 0.0),
-    flow_log_gb=0,
-    other_log_group_gb=0,
-    nat_data_gb=0,
-)
-
-
-def p(key: str) -> float:
-    return float(PRICES["prices"][key]["usd"])
-
-
-def ec2(itype: str) -> float:
-    return float(PRICES["ec2"][itype]["hourly"])
-
-
-def res(
-    rtype: str, name: str, inputs: dict[str, Any] | None = None, **extra: Any
-) -> dict[str, Any]:
-    return {
-        "urn": f"{STACK}{rtype}::{name}",
-        "type": rtype,
-        "custom": True,
-        "parent": "",
-        "inputs": inputs or {},
-        "protect": False,
-        "retainOnDelete": False,
-        "dependencies": [],
-        "provider": "",
-        **extra,
-    }
-
-
-def dev_plan(instance: str = "t4g.medium", root_gib: int = 20, **plan: Any) -> dict[str, Any]:
-    lt = res(
-        "aws:ec2/launchTemplate:LaunchTemplate",
-        "system-lt",
-        {"blockDeviceMappings": [{"ebs": {"volumeSize": root_gib, "volumeType": "gp3"}}]},
-    )
-    resources = [
-        res("aws:eks/cluster:Cluster", "eks", {"enabledClusterLogTypes": ["api", "audit"]}),
-        lt,
-        res(
-            "aws:eks/nodeGroup:NodeGroup",
-            "system",
-            {
-                "instanceTypes": [instance],
-                "capacityType": "ON_DEMAND",
-                "scalingConfig": {"minSize": 1, "desiredSize": 1, "maxSize": 2},
-                "launchTemplate": {"id": "lt-1", "version": "1"},
-            },
-            dependencies=[lt["urn"]],
-        ),
-        res("aws:ec2/natGateway:NatGateway", "nat-0"),
-        res("aws:ec2/eip:Eip", "nat-0-eip"),
-        res("aws:kms/key:Key", "eks-key"),
-        res("aws:kms/key:Key", "logs-key"),
-        res("aws:ec2/vpcEndpoint:VpcEndpoint", "s3", {"vpcEndpointType": "Gateway"}),
-        res("aws:ec2/vpc:Vpc", "vpc", {"cidrBlock": "10.0.0.0/16"}),
-    ]
-    return {"stack": "dev", "resources": resources, "outputs": {"region": "us-east-1"}, **plan}
-
-
-def line(cost: dict[str, Any], prefix: str) -> dict[str, Any]:
-    found = [ln for ln in cost["lines"] if ln["item"].startswith(prefix)]
-    assert len(found) == 1, [ln["item"] for ln in cost["lines"]]
-    return found[0]
+from tests.cost.helpers import HOURS, NO_LOGS, PRICES, deployment, dev_plan, ec2, line, p, res
 
 
 def test_idle_total_is_the_sum_of_priced_lines() -> None:
@@ -232,33 +159,14 @@ def test_persistent_volumes_from_pvcs_statefulsets_and_helm_values() -> None:
     assert pv["quantity"] == pytest.approx(10 + 2 * 5 + 20 + 2)
 
 
-def _deployment(name: str, cpu: str, mem: str, replicas: int = 1, **pod: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": "x"},
-        "spec": {
-            "replicas": replicas,
-            "template": {
-                "spec": {
-                    "containers": [
-                        {"name": "c", "resources": {"requests": {"cpu": cpu, "memory": mem}}}
-                    ],
-                    **pod,
-                }
-            },
-        },
-    }
-
-
 def test_always_on_pods_beyond_system_capacity_force_extra_nodes() -> None:
     fits = estimate_cost(
-        dev_plan(manifests=[_deployment("small", "500m", "1Gi")]), assumptions=NO_LOGS
+        dev_plan(manifests=[deployment("small", "500m", "1Gi")]), assumptions=NO_LOGS
     )
     assert fits["capacity"]["extraNodes"] == 0
     assert not [ln for ln in fits["lines"] if ln["category"] == "pods"]
     big = estimate_cost(
-        dev_plan(manifests=[_deployment("big", "1", "3Gi", replicas=3)]), assumptions=NO_LOGS
+        dev_plan(manifests=[deployment("big", "1", "3Gi", replicas=3)]), assumptions=NO_LOGS
     )
     extra = line(big, "Always-on pods beyond system node capacity")
     assert extra["quantity"] == big["capacity"]["extraNodes"] >= 2
@@ -317,7 +225,7 @@ def test_gpu_pools_do_not_add_idle_cost_unless_pods_keep_them_up() -> None:
     idle = estimate_cost(dev_plan(manifests=[GPU_NODEPOOL]), assumptions=NO_LOGS)
     base = estimate_cost(dev_plan(), assumptions=NO_LOGS)
     assert idle["monthlyIdle"] == base["monthlyIdle"]
-    server = _deployment("llm", "2", "8Gi", nodeSelector={"mlplatform.io/pool": "a10g"})
+    server = deployment("llm", "2", "8Gi", nodeSelector={"mlplatform.io/pool": "a10g"})
     server["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] = {
         "nvidia.com/gpu": 1
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -236,3 +237,82 @@ def test_combined_comment_has_one_marker_and_fits() -> None:
     assert text.count(COMMENT_MARKER) == 1
     assert "## Plan diff for `dev`" in text and "## Plan diff for `prod`" in text
     assert main(["only-one.json"]) == 2
+
+
+def test_changed_fields_show_old_and_new_values() -> None:
+    base = base_plan()
+    head = copy.deepcopy(base)
+    change(head, "db", {"instanceClass": "db.t4g.small"})
+    d = diff(base, head)
+    (c,) = d["changed"]
+    assert c["values"] == [{"path": "instanceClass", "old": "db.t4g.micro", "new": "db.t4g.small"}]
+    text = render_markdown(d)
+    assert 'instanceClass: "db.t4g.micro" → "db.t4g.small"' in text
+
+
+def test_added_keys_and_options_show_none_on_the_missing_side() -> None:
+    base = base_plan()
+    head = copy.deepcopy(base)
+    change(head, "vpc", {"enableDnsHostnames": True})
+    for r in head["resources"]:
+        if r["urn"].endswith("::vpc"):
+            r["protect"] = True
+    (c,) = diff(base, head)["changed"]
+    values = {v["path"]: (v["old"], v["new"]) for v in c["values"]}
+    assert values == {"enableDnsHostnames": (None, True), "(option) protect": (False, True)}
+    assert "enableDnsHostnames: (none) → true" in render_markdown(diff(base, head))
+
+
+def test_long_values_are_shortened_in_markdown() -> None:
+    base = base_plan()
+    head = copy.deepcopy(base)
+    change(head, "models", {"policy": "x" * 500})
+    text = render_markdown(diff(base, head))
+    assert "x" * 500 not in text and "…" in text
+
+
+def _as_stack(plan: dict[str, Any], stack: str) -> dict[str, Any]:
+    out = copy.deepcopy(plan)
+    out["stack"] = stack
+    for r in out["resources"]:
+        r["urn"] = r["urn"].replace("urn:pulumi:dev::", f"urn:pulumi:{stack}::")
+    return out
+
+
+def test_plans_of_different_stacks_are_refused_with_the_reason() -> None:
+    from mlplatform.diff import DifferentStacksError
+
+    with pytest.raises(DifferentStacksError, match=r"different stacks \('dev' and 'prod'\)"):
+        diff(base_plan(), _as_stack(base_plan(), "prod"))
+
+
+def test_across_stacks_matches_by_name_and_advises_no_aliases() -> None:
+    base = base_plan()
+    head = _as_stack(base, "prod")
+    change(head, "db", {"instanceClass": "db.r6g.large"})
+    change(head, "eks", {"name": "mlp-prod"})
+    d = diff(base, head, across_stacks=True)
+    assert d["acrossStacks"] is True
+    assert (d["summary"]["added"], d["summary"]["removed"], d["summary"]["moved"]) == (0, 0, 0)
+    assert d["summary"]["replacements"] == 0, "nothing is replaced: neither stack changes"
+    assert {c["name"] for c in d["changed"]} == {"db", "eks"}
+    text = render_markdown(d)
+    assert "`dev` → `prod` (different stacks" in text
+    assert "alias" not in text
+
+
+def test_the_cli_says_when_plans_are_of_different_stacks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from mlplatform.cli import main
+
+    (tmp_path / "dev.json").write_text(json.dumps(base_plan()))
+    (tmp_path / "prod.json").write_text(json.dumps(_as_stack(base_plan(), "prod")))
+    assert main(["diff", str(tmp_path / "dev.json"), str(tmp_path / "prod.json")]) == 2
+    err = capsys.readouterr().err
+    assert "different stacks" in err and "--across-stacks" in err
+    argv = ["diff", str(tmp_path / "dev.json"), str(tmp_path / "prod.json"), "--across-stacks"]
+    assert main(argv) == 0
+    assert "Plan comparison" in capsys.readouterr().out

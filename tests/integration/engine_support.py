@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
 import yaml
 
+from tests.conftest import missing_tool
 from tests.integration.engine_programs import RENDER_DIR_ENV
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,16 +29,23 @@ STACK = "engine-test"
 TIMEOUT_S = 600
 
 
-def engine_search_path() -> str:
-    """PATH with ``MLPLATFORM_ENGINE_DIR`` in front; skips the test when a binary is missing."""
+def engine_folder() -> str | None:
+    """``MLPLATFORM_ENGINE_DIR``, else scripts/build-engine.sh's default folder if it exists."""
+    default = Path.home() / ".cache" / "ml-platform-engine"
+    return os.environ.get(ENGINE_DIR_ENV) or (str(default) if default.is_dir() else None)
+
+
+def engine_search_path(extra: tuple[str, ...] = ()) -> str:
+    """PATH with ``MLPLATFORM_ENGINE_DIR`` in front; skips the test (fails it in CI) when a
+    binary is missing."""
     path = os.environ.get("PATH", "")
-    engine_dir = os.environ.get(ENGINE_DIR_ENV)
+    engine_dir = engine_folder()
     if engine_dir:
         path = os.pathsep.join([str(Path(engine_dir).resolve()), path])
-    missing = [b for b in BINARIES if shutil.which(b, path=path) is None]
+    missing = [b for b in (*BINARIES, *extra) if shutil.which(b, path=path) is None]
     if missing:
         where = f"{ENGINE_DIR_ENV}={engine_dir} or PATH" if engine_dir else "PATH"
-        pytest.skip(
+        missing_tool(
             f"engine binaries not found on {where}: {', '.join(missing)} "
             "(build them with scripts/build-engine.sh, then set "
             f"{ENGINE_DIR_ENV}; see docs/integration-tests.md)"
@@ -50,12 +57,12 @@ def policy_venv() -> Path:
     """The virtualenv the policy pack runs in.
 
     ``MLPLATFORM_POLICY_VENV``, else ``<engine dir>/policy-venv`` (built by build-engine.sh from
-    policies/requirements.txt), else the environment running the tests, whose dev group pins the
+    policies/requirements.txt), else the environment running the tests, whose test group pins the
     same pulumi and pulumi-policy.
     """
     if explicit := os.environ.get(POLICY_VENV_ENV):
         return Path(explicit).resolve()
-    engine_dir = os.environ.get(ENGINE_DIR_ENV)
+    engine_dir = engine_folder()
     if engine_dir and (Path(engine_dir) / "policy-venv" / "bin" / "python").exists():
         return (Path(engine_dir) / "policy-venv").resolve()
     return Path(sys.prefix)
@@ -82,32 +89,14 @@ class Result:
     seconds: float
 
 
-@dataclass
-class EngineProject:
-    """A throwaway Pulumi project whose ``__main__.py`` runs one of ``engine_programs.PROGRAMS``."""
+class _Project:
+    """A throwaway project folder with its own ``file://`` backend and ``PULUMI_HOME``."""
 
     root: Path
     search_path: str
-    program: str
-    render_dir: Path
-    extra_env: dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.work = self.root / "project"
-        self.work.mkdir(parents=True)
-        (self.root / "state").mkdir()
-        (self.root / "home").mkdir()
-        project = {
-            "name": "mlplatform-engine-test",
-            "runtime": {"name": "python", "options": {"virtualenv": sys.prefix}},
-        }
-        (self.work / "Pulumi.yaml").write_text(yaml.safe_dump(project, sort_keys=False))
-        (self.work / "__main__.py").write_text(
-            "from tests.integration.engine_programs import PROGRAMS\n\n"
-            f"PROGRAMS[{self.program!r}]()\n"
-        )
-        init = self.pulumi("stack", "init", STACK)
-        assert init.returncode == 0, f"stack init failed:\n{init.output}"
+    work: Path
+    stack: str
+    extra_env: dict[str, str]
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -121,7 +110,6 @@ class EngineProject:
                 "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
                 "PULUMI_SKIP_UPDATE_CHECK": "true",
                 "PULUMI_SKIP_CONFIRMATIONS": "true",
-                RENDER_DIR_ENV: str(self.render_dir),
             }
         )
         env.update(self.extra_env)
@@ -130,7 +118,7 @@ class EngineProject:
     def pulumi(self, *args: str) -> Result:
         cmd = ["pulumi", *args, "--non-interactive", "--color", "never"]
         if args[:2] != ("stack", "init"):
-            cmd += ["--stack", STACK]
+            cmd += ["--stack", self.stack]
         start = time.monotonic()
         proc = subprocess.run(
             cmd,
@@ -146,3 +134,74 @@ class EngineProject:
         # shown with `pytest -s`, or by pytest when the test fails
         print(f"$ {' '.join(cmd)}  ({result.seconds:.1f}s, rc={result.returncode})\n{proc.stdout}")
         return result
+
+    def _folders(self) -> None:
+        self.work.mkdir(parents=True)
+        (self.root / "state").mkdir()
+        (self.root / "home").mkdir()
+
+
+@dataclass
+class EngineProject(_Project):
+    """A throwaway Pulumi project whose ``__main__.py`` runs one of ``engine_programs.PROGRAMS``."""
+
+    root: Path
+    search_path: str
+    program: str
+    render_dir: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.work = self.root / "project"
+        self.stack = STACK
+        self._folders()
+        project = {
+            "name": "mlplatform-engine-test",
+            "runtime": {"name": "python", "options": {"virtualenv": sys.prefix}},
+        }
+        (self.work / "Pulumi.yaml").write_text(yaml.safe_dump(project, sort_keys=False))
+        (self.work / "__main__.py").write_text(
+            "from tests.integration.engine_programs import PROGRAMS\n\n"
+            f"PROGRAMS[{self.program!r}]()\n"
+        )
+        self.extra_env = {RENDER_DIR_ENV: str(self.render_dir), **self.extra_env}
+        init = self.pulumi("stack", "init", STACK)
+        assert init.returncode == 0, f"stack init failed:\n{init.output}"
+
+
+@dataclass
+class StackProject(_Project):
+    """The repository's own project (its Pulumi.yaml, config block and all) and one shipped
+    stack file, copied to a throwaway folder. Only ``runtime.options`` changes: the program runs in
+    this test's virtualenv, which holds the project, instead of a ``uv`` toolchain in the copy.
+    ``program`` names an ``engine_programs.PROGRAMS`` entry, or None for the repository's own
+    ``__main__.py``."""
+
+    root: Path
+    search_path: str
+    stack: str
+    program: str | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.work = self.root / "project"
+        self._folders()
+        project = yaml.safe_load((REPO / "Pulumi.yaml").read_text())
+        project["runtime"] = {"name": "python", "options": {"virtualenv": sys.prefix}}
+        (self.work / "Pulumi.yaml").write_text(yaml.safe_dump(project, sort_keys=False))
+        (self.work / "stacks").mkdir()
+        stack_file = f"Pulumi.{self.stack}.yaml"
+        shutil.copy(REPO / "stacks" / stack_file, self.work / "stacks" / stack_file)
+        if self.program is None:
+            shutil.copy(REPO / "__main__.py", self.work / "__main__.py")
+        else:
+            (self.work / "__main__.py").write_text(
+                "from tests.integration.engine_programs import PROGRAMS\n\n"
+                f"PROGRAMS[{self.program!r}]()\n"
+            )
+        init = self.pulumi("stack", "init", self.stack, "--secrets-provider", "passphrase")
+        assert init.returncode == 0, f"stack init failed:\n{init.output}"
+
+    @property
+    def stack_file(self) -> Path:
+        return self.work / "stacks" / f"Pulumi.{self.stack}.yaml"

@@ -1,135 +1,245 @@
-"""The local stack through the real engine: Automation API, a `file://` backend in a temp folder,
-a kind (or any) cluster. Preview, up, `mlplatform verify`, a no-change preview, destroy.
+"""The local stack through the real engine, end to end: `pulumi preview`, `up`, `mlplatform
+verify`, a second preview with no changes, `destroy`, nothing left behind.
 
-Skipped, with the reason, when the `pulumi` CLI is not on PATH, stacks/Pulumi.local.yaml is
-absent, or the stack's kubeContext (or MLPLATFORM_KUBE_CONTEXT) names no reachable cluster.
-How to run them: docs/integration-tests.md."""
+The cluster is the control plane of scripts/control-plane.sh (a fresh one, shaped like a kind
+cluster: one node and kind's default StorageClass, and the CRDs the charts would bring). Chart
+repositories and Git hosts are out of reach here, so each Helm release and the Training Operator's
+kustomize overlay point at an empty local stand-in of the same name and version
+(engine_programs.stub_remote_sources); every object the platform declares itself is applied as
+is, and checked like the offline plan's (test_control_plane.py).
+
+With ``MLPLATFORM_KUBE_CONTEXT`` set, the same test runs against that context of your kubeconfig
+(kind, EKS) with the real charts instead. How to run: docs/integration-tests.md.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from mlplatform import program, verify
-from mlplatform.cli import main as cli_main
+from tests.integration import cluster_checks as checks
+from tests.integration.control_plane import (
+    CONTEXT,
+    KIND_STORAGE_CLASS,
+    ControlPlane,
+    Kubectl,
+    binaries_dir,
+    crds_dir,
+    offline_plan,
+    start,
+)
+from tests.integration.engine_programs import STUB_CHARTS_ENV
+from tests.integration.engine_support import StackProject, engine_search_path
+from tests.integration.plan_nodes import local_nodes
 
-pytestmark = pytest.mark.engine
+pytestmark = [
+    pytest.mark.engine,
+    pytest.mark.control_plane,
+    pytest.mark.xdist_group("control-plane"),
+]
 
-REPO = Path(__file__).resolve().parents[2]
 STACK = "local"
-STACK_FILE = REPO / "stacks" / f"Pulumi.{STACK}.yaml"
 CONTEXT_KEY = "ml-platform:kubeContext"
+REAL_CLUSTER_ENV = "MLPLATFORM_KUBE_CONTEXT"
+SECRET_TYPE = "pulumi-python:dynamic/mlplatform:GeneratedSecret"
 
 
-def _log(line: str) -> None:
-    print(line, end="" if line.endswith("\n") else "\n")  # shown with `pytest -s` or on failure
-
-
-@pytest.fixture(scope="module")
-def kube_context() -> str:
-    engine_dir = os.environ.get("MLPLATFORM_ENGINE_DIR")  # a locally built engine, if any
-    if engine_dir:
-        os.environ["PATH"] = os.pathsep.join([str(Path(engine_dir).resolve()), os.environ["PATH"]])
-    if shutil.which("pulumi") is None:
-        pytest.skip(
-            "the pulumi CLI is not on PATH or in MLPLATFORM_ENGINE_DIR "
-            "(https://www.pulumi.com/docs/install/ or scripts/build-engine.sh); "
-            "the Automation API drives it"
-        )
-    if not STACK_FILE.is_file():
-        pytest.skip(f"{STACK_FILE.relative_to(REPO)} does not exist")
-    config = (yaml.safe_load(STACK_FILE.read_text()) or {}).get("config", {})
-    context = os.environ.get("MLPLATFORM_KUBE_CONTEXT") or config.get(CONTEXT_KEY)
-    if not context:
-        pytest.skip(f"{STACK_FILE.name} sets no {CONTEXT_KEY} and MLPLATFORM_KUBE_CONTEXT is unset")
-
-    from kubernetes import client
-    from kubernetes import config as kube_config
-
-    try:
-        api_client = kube_config.new_client_from_config(context=context)
-        client.VersionApi(api_client).get_code(_request_timeout=5)
-    except Exception as exc:
-        pytest.skip(
-            f"no cluster reachable for kube context {context!r} ({type(exc).__name__}: {exc}); "
-            "create one with `kind create cluster --name mlplatform`"
-        )
-    return str(context)
+@dataclass
+class Cluster:
+    kubectl: Kubectl
+    kubeconfig: Path
+    context: str
+    stubbed: bool  # chart releases point at empty stand-ins
 
 
 @pytest.fixture(scope="module")
-def stack(kube_context: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """The `local` stack in a throwaway project folder and file backend; destroyed afterwards."""
-    from pulumi import automation as auto
-
-    work = tmp_path_factory.mktemp("project")
-    state = tmp_path_factory.mktemp("state")
-    # A copy of the project, so that `stack init` writes its encryption salt there, not into
-    # the repository's stack file.
-    shutil.copy(REPO / "Pulumi.yaml", work / "Pulumi.yaml")
-    (work / "stacks").mkdir()
-    shutil.copy(STACK_FILE, work / "stacks" / STACK_FILE.name)
-    env = {
-        "PULUMI_BACKEND_URL": f"file://{state}",
-        "PULUMI_CONFIG_PASSPHRASE": "integration-test-only",
-        "PULUMI_SKIP_UPDATE_CHECK": "true",
-    }
-    project = yaml.safe_load((REPO / "Pulumi.yaml").read_text())["name"]
-    st = auto.create_or_select_stack(
-        stack_name=STACK,
-        project_name=project,
-        program=program.main,  # inline: the engine runs the repository's program in-process
-        opts=auto.LocalWorkspaceOptions(work_dir=str(work), env_vars=env),
-    )
-    st.set_config(CONTEXT_KEY, auto.ConfigValue(kube_context))
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    if context := os.environ.get(REAL_CLUSTER_ENV):
+        kubeconfig = Path(os.environ.get("KUBECONFIG", Path.home() / ".kube/config"))
+        binary = shutil.which("kubectl") or str(binaries_dir() / "kubectl")
+        kubectl = Kubectl(Path(binary), kubeconfig)
+        kubectl("--context", context, "version")
+        yield Cluster(kubectl, kubeconfig, context, stubbed=False)
+        return
+    cp: ControlPlane = start(tmp_path_factory.mktemp("local-engine"))
     try:
-        yield st
+        cp.install_crds(crds_dir())
+        cp.add_nodes(local_nodes())
+        assert cp.kubectl.apply([KIND_STORAGE_CLASS]).returncode == 0
+        yield Cluster(cp.kubectl, cp.kubeconfig, CONTEXT, stubbed=True)
     finally:
-        st.destroy(on_output=_log)
-        st.workspace.remove_stack(STACK)
+        cp.stop()
 
 
-def test_preview_plans_the_local_platform(stack: Any) -> None:
-    preview = stack.preview(on_output=_log)
-    assert preview.change_summary.get("create", 0) > 0
-    assert preview.change_summary.get("delete", 0) == 0
+@pytest.fixture(scope="module")
+def project(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProject]:
+    root = tmp_path_factory.mktemp("local-stack")
+    env = {"KUBECONFIG": str(cluster.kubeconfig), STUB_CHARTS_ENV: str(root / "charts")}
+    proj = StackProject(
+        root / "engine",
+        engine_search_path(("pulumi-resource-pulumi-python",)),
+        STACK,
+        program="platform_without_remote_sources" if cluster.stubbed else None,
+        extra_env=env,
+    )
+    assert proj.pulumi("config", "set", CONTEXT_KEY, cluster.context).returncode == 0
+    try:
+        yield proj
+    finally:
+        proj.pulumi("destroy", "--yes", "--skip-preview")
 
 
-def test_up_then_verify(stack: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    up = stack.up(on_output=_log)
-    assert up.summary.result == "succeeded"
-    outputs = {name: out.value for name, out in up.outputs.items()}
-    assert outputs["platform"] == "local"
-    types = {r["type"] for r in stack.export_stack().deployment.get("resources", [])}
+@pytest.fixture(scope="module")
+def manifests(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    return list(offline_plan(STACK, tmp_path_factory.mktemp("local-manifests"))["manifests"])
+
+
+@pytest.fixture(scope="module")
+def deployed(project: StackProject) -> dict[str, Any]:
+    """`pulumi up`; the stack's outputs (secrets shown)."""
+    up = project.pulumi("up", "--yes", "--skip-preview")
+    assert up.returncode == 0, up.output
+    out = project.pulumi("stack", "output", "--json", "--show-secrets")
+    assert out.returncode == 0, out.output
+    return dict(json.loads(out.output[out.output.index("{") :]))
+
+
+def _changes(output: str) -> dict[str, int]:
+    """The resource counts of a preview's summary ("+ 52 to create")."""
+    return {
+        op: int(n) for n, op in re.findall(r"([0-9]+) to (create|update|delete|replace)", output)
+    }
+
+
+def test_preview_plans_the_local_platform(project: StackProject, manifests: list[Any]) -> None:
+    preview = project.pulumi("preview")
+    assert preview.returncode == 0, preview.output
+    assert _changes(preview.output).get("create", 0) > len(manifests)
+    assert "delete" not in _changes(preview.output)
+
+
+def test_up_applies_every_object_the_platform_declares(
+    deployed: dict[str, Any],
+    cluster: Cluster,
+    manifests: list[dict[str, Any]],
+    project: StackProject,
+) -> None:
+    assert deployed["platform"] == "local"
+    state = json.loads(project.pulumi("stack", "export").output)
+    types = {r["type"] for r in state["deployment"].get("resources", [])}
     assert not {t for t in types if t.startswith("aws:")}  # the local stack declares no AWS
+    assert checks.missing_objects(cluster.kubectl, manifests) == []
 
-    path = tmp_path / "outputs.json"
-    path.write_text(json.dumps(outputs))
+
+def test_generated_secrets_stay_secret(deployed: dict[str, Any], project: StackProject) -> None:
+    """GeneratedSecret (instead of pulumi_random) ran under the engine; its value is encrypted in
+    the state and reaches the cluster only inside Secrets."""
+    state = json.loads(project.pulumi("stack", "export").output)
+    generated = [r for r in state["deployment"]["resources"] if r["type"] == SECRET_TYPE]
+    # MinIO root user and password, Grafana admin password, MLflow's admin and the example
+    # project's user
+    assert len(generated) == 5
+    for r in generated:
+        result = r["outputs"]["result"]
+        assert isinstance(result, dict) and "ciphertext" in result, r["urn"]
+    shown = project.pulumi("stack", "export", "--show-secrets").output
+    plaintext = json.loads(shown)["deployment"]["resources"]
+    # --show-secrets writes each secret as {<secret signature>: ..., "plaintext": <JSON text>}
+    values = {
+        r["urn"]: json.loads(r["outputs"]["result"]["plaintext"])
+        for r in plaintext
+        if r["type"] == SECRET_TYPE
+    }
+    weak = [
+        (urn.rsplit("::", 1)[-1], type(v).__name__, len(v))
+        for urn, v in values.items()
+        if not (isinstance(v, str) and len(v) >= 20 and v.isalnum())
+    ]
+    assert weak == []
+    values = list(values.values())
+    assert not any(v in json.dumps(state) for v in values)
+
+
+def test_the_cluster_agrees_with_the_platform(
+    deployed: dict[str, Any], cluster: Cluster, manifests: list[dict[str, Any]]
+) -> None:
+    """The checks the offline manifests pass (test_control_plane.py), on what the engine applied."""
+    assert checks.pod_security_problems(cluster.kubectl, manifests) == []
+    assert checks.placement_problems(cluster.kubectl, manifests) == []
+    assert checks.claim_problems(cluster.kubectl, manifests) == []
+
+
+def test_verify_reports_what_it_can_see(
+    deployed: dict[str, Any],
+    cluster: Cluster,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`mlplatform verify --stack local` after `up`: the cluster checks run against it. Without
+    the charts (stand-ins here) there is no Prometheus or Alertmanager to answer, and verify says
+    so; everything the platform declares itself passes."""
+    from mlplatform.cli import main as cli_main
+
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps(deployed))
+    monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
     capsys.readouterr()
-    code = cli_main(["verify", "--stack", STACK, "--outputs", str(path), "--format", "json"])
+    code = cli_main(["verify", "--stack", STACK, "--outputs", str(outputs), "--format", "json"])
     report = json.loads(capsys.readouterr().out)
-    failures = {c["name"]: c["detail"] for c in report["checks"] if not c["ok"]}
-    assert code == 0, failures
-    checked = {c["name"] for c in report["checks"] if c["status"] == "pass"}
-    assert {"k8s.nodes-ready", "k8s.prometheus-targets", "k8s.alertmanager"} <= checked
-    for endpoint in outputs.get("servingEndpoints") or {}:
-        assert f"k8s.serving.{endpoint}.request" in checked
+    status = {c["name"]: c["status"] for c in report["checks"]}
+    assert status["aws"] == "skip"
+    assert status["k8s.nodes-ready"] == "pass"
+    chart_made = {"k8s.prometheus-targets", "k8s.alertmanager"}
+    if cluster.stubbed:
+        assert code == 1
+        assert {n for n, s in status.items() if s == "fail"} == chart_made, report
+    else:
+        assert code == 0, report
 
-    # A second run changes nothing: no perpetual diff (random names, unpinned charts, ...).
-    stack.preview(expect_no_changes=True, on_output=_log)
+
+def test_second_preview_changes_nothing(deployed: dict[str, Any], project: StackProject) -> None:
+    again = project.pulumi("preview", "--expect-no-changes")
+    assert again.returncode == 0, again.output
+    # The same check fails when something would change.
+    assert (
+        project.pulumi(
+            "config", "set", "--path", "ml-platform:monitoring.prometheus.retentionDays", "4"
+        ).returncode
+        == 0
+    )
+    try:
+        changed = project.pulumi("preview", "--expect-no-changes")
+        assert changed.returncode != 0
+        assert _changes(changed.output).get("update", 0) >= 1, changed.output
+    finally:
+        project.pulumi(
+            "config", "set", "--path", "ml-platform:monitoring.prometheus.retentionDays", "3"
+        )
 
 
-def test_verify_reads_outputs_from_the_engine(stack: Any) -> None:
-    """What `verify` does without --outputs, checked through the same engine state."""
-    outputs = stack.outputs()
-    if not outputs:
-        pytest.skip("the stack was not deployed (test_up_then_verify failed or was deselected)")
-    results = verify.run_checks({k: v.value for k, v in outputs.items()}, skip_aws=True)
-    assert all(r.ok for r in results), [r for r in results if not r.ok]
+def test_destroy_leaves_nothing_behind(
+    deployed: dict[str, Any],
+    project: StackProject,
+    cluster: Cluster,
+    manifests: list[dict[str, Any]],
+) -> None:
+    def present() -> list[str]:
+        return [
+            checks.ref(m) for m in manifests if not checks.missing_objects(cluster.kubectl, [m])
+        ]
+
+    assert len(present()) == len(manifests)  # all there before
+    down = project.pulumi("destroy", "--yes", "--skip-preview")
+    assert down.returncode == 0, down.output
+    state = json.loads(project.pulumi("stack", "export").output)
+    assert not state["deployment"].get("resources")
+    assert present() == []

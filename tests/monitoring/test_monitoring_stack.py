@@ -186,8 +186,8 @@ def test_grafana_has_no_default_password(aws: Graph, local: Graph) -> None:
         assert secret["stringData"] == SECRET_PLACEHOLDER
         assert "prom-operator" not in json.dumps(graph.helm_releases())
     # no password given: one is generated, never a fixed default
-    assert local.by_type("random:index/randomPassword:RandomPassword")
-    assert not aws.by_type("random:index/randomPassword:RandomPassword")
+    assert local.by_type("pulumi-python:dynamic/mlplatform:GeneratedSecret")
+    assert not aws.by_type("pulumi-python:dynamic/mlplatform:GeneratedSecret")
 
 
 def test_grafana_persists_and_loads_dashboards(aws: Graph) -> None:

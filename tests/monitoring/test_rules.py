@@ -19,6 +19,7 @@ from components.monitoring_stack import (
     load_rule_files,
     prometheus_rule,
 )
+from tests.conftest import missing_tool
 
 FIXTURES = Path(__file__).parent / "promtool"
 RULE_FILES = sorted(ALERTS_DIR.glob("*.yaml"))
@@ -28,7 +29,7 @@ FIXTURE_FILES = sorted(FIXTURES.glob("*_test.yaml"))
 def promtool() -> str:
     path = shutil.which("promtool")
     if path is None:
-        pytest.skip("promtool is not on PATH (Debian package 'prometheus'; .ci/run installs it)")
+        missing_tool("promtool is not on PATH (Debian package 'prometheus'; .ci/run installs it)")
     return path
 
 

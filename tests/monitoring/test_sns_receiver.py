@@ -37,6 +37,7 @@ from components.monitoring_stack import (
 )
 from mlplatform.graph import Graph
 from mlplatform.plan import run_program
+from tests.conftest import missing_tool
 from tests.iam import iam_findings
 
 CLUSTER = "ml-prod"
@@ -185,7 +186,7 @@ def test_subjects_fit_sns_limits_for_every_platform_alert() -> None:
 def amtool() -> str:
     path = shutil.which("amtool")
     if path is None:
-        pytest.skip("amtool is not on PATH (Debian package 'prometheus-alertmanager')")
+        missing_tool("amtool is not on PATH (Debian package 'prometheus-alertmanager')")
     return path
 
 

@@ -2,19 +2,15 @@
 
 kubectl-validate checks custom resources against the CRDs of the versions the platform installs
 (schemas and CEL rules) and built-in kinds against Kubernetes' own OpenAPI documents
-(tests/kube_validate.py). Where the Go module proxy does not serve a pinned release, the CRDs are
-those of the nearest served one; scripts/crd-sources.txt lists each such case:
-- Karpenter chart 1.8.1: CRDs of karpenter-provider-aws v1.8.2;
-- Kueue chart 0.19.6: CRDs of Kueue v0.17.0;
-- kube-prometheus-stack 79.7.1 (prometheus-operator v0.86.2): CRDs of prometheus-operator v0.85.0;
-- Training Operator v1.9.4: CRDs of training-operator v1.8.1;
-- KEDA (no chart installed yet): CRDs of KEDA v2.21.1.
+(tests/kube_validate.py). scripts/crd-sources.txt says where each CRD set comes from, and names
+each pin whose exact release the Go module proxy does not serve (the nearest served one is used).
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -144,6 +140,14 @@ def _rule_duration(m: dict[str, Any]) -> None:
     rule["for"] = "ten minutes"
 
 
+def _discovery_role(m: dict[str, Any]) -> None:
+    m["spec"]["serviceDiscoveryRole"] = "Pod"
+
+
+def _negative_limit(m: dict[str, Any]) -> None:
+    m["spec"]["sampleLimit"] = -1
+
+
 def _duplicate_env(m: dict[str, Any]) -> None:
     container = m["spec"]["template"]["spec"]["containers"][0]
     container["env"] = [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]
@@ -170,6 +174,9 @@ BREAKAGES: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("EC2NodeClass", _cel_tags, "tag contains a restricted tag matching kubernetes.io/cluster/"),
     ("ServiceMonitor", _monitor_typo, "spec.endpoints[0].intervall"),
     ("PrometheusRule", _rule_duration, "should match"),
+    # Prometheus Operator v0.85.0's CRD would call the first an unknown field and accept the second
+    ("ServiceMonitor", _discovery_role, 'spec.serviceDiscoveryRole: Unsupported value: "Pod"'),
+    ("ServiceMonitor", _negative_limit, "spec.sampleLimit in body should be greater than or equal"),
     # built-in kinds: what kubernetes-validate's JSON schemas cannot see
     ("Deployment", _duplicate_env, "env[1]: Duplicate value"),
     ("Service", _long_label, "must be no more than 63 characters"),
@@ -192,6 +199,38 @@ def test_a_broken_object_is_rejected_with_the_reason(
     assert kubectl_validate.problems([good]) == [[]]
     (problems,) = kubectl_validate.problems([broken])
     assert any(message in p for p in problems), problems
+
+
+def test_monitors_may_use_the_fields_of_the_operator_release_the_platform_runs(
+    kubectl_validate: KubectlValidate,
+) -> None:
+    """Fields the CRDs of Prometheus Operator v0.85.0 (the previous source) lack: the CRDs are
+    v0.93.1's, as prometheus-operator-crds 31.0.1 installs them."""
+    monitor = _first("ServiceMonitor")
+    monitor["spec"]["serviceDiscoveryRole"] = "EndpointSlice"  # since v0.86.0
+    monitor["spec"]["scrapeNativeHistograms"] = True  # since v0.88.0
+    monitor["spec"]["endpoints"][0]["scheme"] = "HTTPS"  # upper case accepted since v0.93.0
+    assert kubectl_validate.problems([monitor]) == [[]]
+
+
+# The handover for clusters from before the CRD charts ------------------------------------------
+def test_the_handover_adopts_every_crd_the_crd_charts_ship(
+    kubectl_validate: KubectlValidate,
+) -> None:
+    """docs/upgrading-crds.md lists Karpenter's CRDs by name: exactly those of the pinned release
+    (its pkg/apis/crds, the files the karpenter-crd chart's templates are made from)."""
+    doc = (ROOT / "docs" / "upgrading-crds.md").read_text()
+    karpenter = sources()["karpenter-crd"]
+    assert f"`karpenter-crd` {karpenter.pinned} ships" in doc, "the doc names another release"
+    loop = re.search(r'for crd in ([^;]*); do\s+adopt "\$crd" karpenter-crd ', doc)
+    assert loop, "docs/upgrading-crds.md has no adoption loop for karpenter-crd"
+    assert set(loop[1].replace("\\", " ").split()) == set(
+        kubectl_validate.crd_names(karpenter.name)
+    )
+    # the Prometheus Operator's are found by their group: one the chart adds is adopted too
+    groups = {n.partition(".")[2] for n in kubectl_validate.crd_names("prometheus-operator-crds")}
+    assert groups == {"monitoring.coreos.com"}
+    assert "grep 'monitoring\\.coreos\\.com$'" in doc
 
 
 # Finding the validator ------------------------------------------------------------------------

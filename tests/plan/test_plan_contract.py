@@ -8,6 +8,7 @@ import sys
 
 import pulumi
 import pytest
+import yaml
 
 from mlplatform import program
 from mlplatform.plan import run_program
@@ -100,3 +101,21 @@ def test_cli_formats(fmt: str, tmp_path) -> None:
     else:
         assert proc.stdout.startswith("### Offline plan")
     assert len(list(out.glob("*.yaml"))) == len(build_plan("dev")["manifests"])
+
+
+def test_written_secrets_keep_a_shape_the_api_server_takes(tmp_path) -> None:
+    """A plan shows a wholly secret map as "[secret]"; `--out` leaves such a field out (and says
+    so in an annotation) rather than write a string where the API server wants a map."""
+    from mlplatform.render import REDACTED_ANNOTATION, applicable, write_manifests
+
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}}
+    redacted = applicable({**secret, "stringData": "[secret]", "type": "Opaque"})
+    assert "stringData" not in redacted
+    assert redacted["metadata"]["annotations"] == {REDACTED_ANNOTATION: "stringData"}
+    kept = {**secret, "stringData": {"user": "admin", "password": "[secret]"}}
+    assert applicable(kept) == kept
+    written = [yaml.safe_load(p.read_text()) for p in write_manifests(build_plan("dev"), tmp_path)]
+    secrets = [m for m in written if m["kind"] == "Secret"]
+    assert secrets
+    for m in secrets:
+        assert all(isinstance(m.get(k, {}), dict) for k in ("data", "stringData")), m

@@ -214,6 +214,18 @@ def producers(graph: Graph) -> Fed:
     ):
         add("training-operator", CATALOGUE["training-operator"]["metrics"])
 
+    karpenter = CATALOGUE["karpenter"]["service"]
+    karpenter_service = {
+        "metadata": {"namespace": karpenter["namespace"], "labels": karpenter["labels"]},
+        "spec": {"ports": [{"name": p} for p in karpenter["ports"]]},
+    }
+    if _release(graph, "karpenter") is not None and any(
+        _monitor_selects(m, karpenter_service) for m in monitors
+    ):
+        add("karpenter", CATALOGUE["karpenter"]["metrics"])
+    if kps is not None:
+        add("karpenter-state", _custom_resource_metrics(kps["values"], problems))
+
     endpoints = [
         s
         for s in manifests
@@ -222,6 +234,35 @@ def producers(graph: Graph) -> Fed:
     if any(_monitor_selects(m, s) for m in monitors for s in endpoints):
         add("serving", CATALOGUE["serving"]["metrics"])
     return Fed(fed, allow, problems)
+
+
+def _custom_resource_metrics(values: dict[str, Any], problems: list[str]) -> list[str]:
+    """The catalogued custom-resource metrics kube-state-metrics' config defines and may read."""
+    ksm = values.get("kube-state-metrics", {})
+    state = ksm.get("customResourceState", {})
+    if not state.get("enabled"):
+        return []
+    rules = ksm.get("rbac", {}).get("extraRules", [])
+    out = []
+    for resource in state.get("config", {}).get("spec", {}).get("resources", []):
+        prefix = resource.get("metricNamePrefix", "kube_customresource")
+        group = resource["groupVersionKind"]["group"]
+        for metric in resource.get("metrics", []):
+            name = f"{prefix}_{metric['name']}" if prefix else metric["name"]
+            wanted = CATALOGUE["karpenter-state"]["custom_resource_metrics"].get(name)
+            if wanted is None or wanted["group"] != group:
+                continue
+            readable = any(
+                group in r.get("apiGroups", [])
+                and wanted["resource"] in r.get("resources", [])
+                and {"list", "watch"} <= set(r.get("verbs", []))
+                for r in rules
+            )
+            if readable:
+                out.append(name)
+            else:
+                problems.append(f"kube-state-metrics may not list/watch {wanted['resource']}")
+    return out
 
 
 def unfed(graph: Graph) -> list[str]:

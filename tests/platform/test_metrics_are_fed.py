@@ -57,6 +57,8 @@ def test_the_check_sees_what_the_plan_reads(dev: Graph) -> None:
         "training_operator_jobs_failed_total",
         "http_requests_total",
         "kube_namespace_labels",
+        "karpenter_nodeclaims_disrupted_total",
+        "kube_customresource_ec2nodeclass_capacity_reservation_end_time_seconds",
     } <= read
 
 
@@ -124,6 +126,40 @@ def test_fails_when_prometheus_only_picks_up_its_own_monitors(dev: Graph) -> Non
     assert any("does not pick up every ServiceMonitor" in p for p in problems)
 
 
+def test_fails_when_karpenter_is_not_scraped(dev: Graph) -> None:
+    def rename(inputs: dict[str, Any]) -> None:
+        inputs["spec"]["endpoints"][0]["port"] = "metrics"  # the chart's Service: http-metrics
+
+    broken = _cut(dev, lambda r: r.name == "karpenter-service-monitor", rename)
+    assert any(
+        "NodeRepairedOften: karpenter_nodeclaims_disrupted_total" in p for p in unfed(broken)
+    )
+
+
+def test_fails_when_kube_state_metrics_cannot_read_node_classes(dev: Graph) -> None:
+    def drop(inputs: dict[str, Any]) -> None:
+        inputs["values"]["kube-state-metrics"]["rbac"]["extraRules"] = []
+
+    problems = unfed(_cut(dev, _chart("kube-prometheus-stack"), drop))
+    assert any("may not list/watch ec2nodeclasses" in p for p in problems)
+    assert any("CapacityBlockEndingSoon" in p for p in problems)
+
+
+def test_fails_when_the_reservation_label_is_not_exported(dev: Graph) -> None:
+    def drop(inputs: dict[str, Any]) -> None:
+        ksm = inputs["values"]["kube-state-metrics"]
+        ksm["metricLabelsAllowlist"] = [
+            e.replace(",karpenter.k8s.aws/capacity-reservation-id", "")
+            for e in ksm["metricLabelsAllowlist"]
+        ]
+
+    problems = unfed(_cut(dev, _chart("kube-prometheus-stack"), drop))
+    assert any(
+        "label_karpenter_k8s_aws_capacity_reservation_id" in p and "kube_node_labels" in p
+        for p in problems
+    )
+
+
 def test_fails_on_a_metric_no_exporter_emits(dev: Graph) -> None:
     def typo(inputs: dict[str, Any]) -> None:
         rule = inputs["spec"]["groups"][0]["rules"][0]
@@ -147,6 +183,7 @@ def test_serving_catalogue_matches_the_template_server() -> None:
 def _source_of(metric: str) -> MetricSource | None:
     for name, entry in CATALOGUE.items():
         names = set(entry.get("metrics", [])) | set(entry.get("known_fields", []))
+        names |= set(entry.get("custom_resource_metrics", {}))
         names |= {h + s for h in entry.get("histograms", []) for s in ("_bucket", "_count", "_sum")}
         if metric in names:
             return MetricSource(name)

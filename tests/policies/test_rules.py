@@ -301,6 +301,22 @@ CASES: list[tuple[Any, Any, Any, str]] = [
         "0.0.0.0/0",
     ),
     (
+        rules.validate_no_nat_instance,
+        args("aws:ec2/networkInterface:NetworkInterface", {"subnetId": "subnet-1"}),
+        args(
+            "aws:ec2/networkInterface:NetworkInterface",
+            {"subnetId": "subnet-1", "sourceDestCheck": False},
+            name="network-nat-eni",
+        ),
+        "gateway-per-az",
+    ),
+    (
+        rules.validate_no_nat_instance,
+        args("aws:ec2/instance:Instance", {"sourceDestCheck": True}),
+        args("aws:ec2/instance:Instance", {"sourceDestCheck": False}, name="router"),
+        "source/destination check",
+    ),
+    (
         rules.validate_no_open_ingress,
         args(
             "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
@@ -313,6 +329,24 @@ CASES: list[tuple[Any, Any, Any, str]] = [
             name="db-https",
         ),
         "::/0",
+    ),
+    (
+        rules.validate_no_placement_group_on_reservations,
+        args(
+            "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass",
+            {"spec": {"capacityReservationSelectorTerms": [{"id": "cr-0123456789abcdef0"}]}},
+        ),
+        args(
+            "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass",
+            {
+                "spec": {
+                    "capacityReservationSelectorTerms": [{"tags": {"pool": "h100"}}],
+                    "placementGroupSelector": {"name": "spine"},
+                }
+            },
+            name="gpu-h100",
+        ),
+        "forces a placement group",
     ),
 ]
 
@@ -460,7 +494,11 @@ def test_dev_is_advisory_and_prod_is_mandatory_with_prod_only_rules() -> None:
     assert {p.enforcement_level for p in prod} == {EnforcementLevel.MANDATORY}
     dev_names = {p.name for p in dev}
     prod_names = {p.name for p in prod}
-    assert prod_names - dev_names == {"no-force-destroy-in-prod", "stateful-protected-in-prod"}
+    assert prod_names - dev_names == {
+        "no-force-destroy-in-prod",
+        "stateful-protected-in-prod",
+        "no-nat-instance-in-prod",
+    }
     assert all(isinstance(p, (ResourceValidationPolicy, StackValidationPolicy)) for p in prod)
 
 
@@ -494,3 +532,65 @@ def test_rules_see_containers_through_the_engines_proxies() -> None:
         {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "r/a:1"}]}}}}
     )
     assert violations(rules.validate_containers, args("kubernetes:apps/v1:Deployment", unsafe))
+
+
+# -------------------------------------------------------------------------------------------
+# reserved capacity: queued in Kueue, never pinned to a placement group
+
+
+def _nodepool(name: str, capacity: list[str]) -> PolicyResource:
+    spec = {
+        "template": {
+            "metadata": {"labels": {"mlplatform.io/pool": name}},
+            "spec": {
+                "requirements": [
+                    {"key": "karpenter.sh/capacity-type", "operator": "In", "values": capacity}
+                ]
+            },
+        }
+    }
+    return _pres("kubernetes:karpenter.sh/v1:NodePool", name, metadata={"name": name}, spec=spec)
+
+
+def _flavor(name: str, pool: str) -> PolicyResource:
+    return _pres(
+        "kubernetes:kueue.x-k8s.io/v1beta2:ResourceFlavor",
+        name,
+        metadata={"name": name},
+        spec={"nodeLabels": {"mlplatform.io/pool": pool}},
+    )
+
+
+def _queue(name: str, flavor: str, gpus: str) -> PolicyResource:
+    resources = [
+        {"name": "cpu", "nominalQuota": "8"},
+        {"name": "nvidia.com/gpu", "nominalQuota": gpus},
+    ]
+    return _pres(
+        "kubernetes:kueue.x-k8s.io/v1beta2:ClusterQueue",
+        name,
+        metadata={"name": name},
+        spec={"resourceGroups": [{"flavors": [{"name": flavor, "resources": resources}]}]},
+    )
+
+
+def _queued_violations(resources: list[PolicyResource]) -> list[str]:
+    found: list[str] = []
+    rules.validate_reserved_pools_queued(
+        StackValidationArgs(resources), lambda m, urn=None: found.append(m)
+    )
+    return found
+
+
+def test_reserved_only_pool_needs_gpu_quota_in_kueue() -> None:
+    pool = _nodepool("a100", ["reserved"])
+    (found,) = _queued_violations([pool])
+    assert "'a100' launches reserved capacity only" in found
+    # a flavor with zero GPU quota does not count
+    assert _queued_violations([pool, _flavor("a100", "a100"), _queue("team", "a100", "0")])
+    assert _queued_violations([pool, _flavor("a100", "a100"), _queue("team", "a100", "8")]) == []
+    # a block queue's flavor (named after the block, labelled with the pool) counts too
+    block = _flavor("a100-cr-0aaaaaaaaaaaaaaaa", "a100")
+    assert _queued_violations([pool, block, _queue("blk", "a100-cr-0aaaaaaaaaaaaaaaa", "16")]) == []
+    # reserved-first pools fall back to on-demand: no queue needed
+    assert _queued_violations([_nodepool("l4", ["reserved", "on-demand"])]) == []

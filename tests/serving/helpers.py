@@ -15,6 +15,7 @@ from components.serving_endpoint import ServingEndpoint, ServingEndpointArgs
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/serving:1.4.2"
 CERT = "arn:aws:acm:us-east-1:123456789012:certificate/0f1e2d3c-aaaa-bbbb-cccc-112233445566"
 POOLS = ("gpu-a10g", "gpu-h100")
+PRIVATE_SUBNETS = ["10.0.0.0/19", "10.0.32.0/19"]
 
 HTTP_ENDPOINT: dict[str, Any] = {
     "project": "fraud",
@@ -47,6 +48,7 @@ def endpoint_program(
     on_aws: bool = True,
     storage_kind: str = "s3",
     with_controller: bool = True,
+    network_policy: bool = True,
     **kwargs: Any,
 ) -> Callable[[], None]:
     """A program with a provider, a stand-in cluster and controller, and one endpoint."""
@@ -64,6 +66,7 @@ def endpoint_program(
             depends_on=(cluster,) if on_aws else (),
             cluster_name="ml-dev" if on_aws else None,
             on_aws=on_aws,
+            network_policy=network_policy,
         )
         if storage_kind == "s3":
             storage = StorageBackend(kind="s3", bucket="ml-dev-models", region="us-east-1")
@@ -75,7 +78,8 @@ def endpoint_program(
                 credentials_secret="minio-credentials",
             )
         kwargs.setdefault("known_pools", POOLS)
-        kwargs.setdefault("alb_source_cidrs", ["10.0.0.0/16"] if on_aws else [])
+        # the private (internal ALB) subnets of a 10.0.0.0/16 VPC in two zones
+        kwargs.setdefault("alb_source_cidrs", PRIVATE_SUBNETS if on_aws else [])
         ep = ServingEndpoint(
             name,
             args,

@@ -17,11 +17,13 @@ from components.serving_endpoint import (
 )
 from mlplatform.graph import Graph
 from mlplatform.plan import run_program
+from tests.conftest import missing_tool
 from tests.kube_validate import KubectlValidate
 from tests.serving.helpers import (
     CERT,
     HTTP_ENDPOINT,
     IMAGE,
+    PRIVATE_SUBNETS,
     VLLM_ENDPOINT,
     by_kind,
     endpoint_args,
@@ -257,11 +259,14 @@ def test_graceful_shutdown_outlasts_alb_deregistration(http_aws: Graph) -> None:
     assert spec["terminationGracePeriodSeconds"] > sleep
 
 
-def test_cpu_model_has_no_gpu_scheduling(http_aws: Graph) -> None:
+def test_cpu_model_has_no_gpu_scheduling_and_stays_on_its_images_architecture(
+    http_aws: Graph,
+) -> None:
     spec = pod_specs(http_aws)[0]
     assert GPU_RESOURCE not in spec["containers"][0]["resources"]["limits"]
     assert "tolerations" not in spec
-    assert "nodeSelector" not in spec
+    # the template builds amd64 images: never on an arm64 node (exec format error)
+    assert spec["nodeSelector"] == {"kubernetes.io/arch": "amd64"}
 
 
 def test_gpu_model_requests_gpus_tolerates_taint_and_targets_pool(vllm_aws: Graph) -> None:
@@ -269,7 +274,7 @@ def test_gpu_model_requests_gpus_tolerates_taint_and_targets_pool(vllm_aws: Grap
     res = spec["containers"][0]["resources"]
     assert res["requests"][GPU_RESOURCE] == res["limits"][GPU_RESOURCE] == "1"
     assert GPU_TOLERATION in spec["tolerations"]
-    assert spec["nodeSelector"] == {POOL_LABEL: "gpu-a10g"}
+    assert spec["nodeSelector"] == {POOL_LABEL: "gpu-a10g", "kubernetes.io/arch": "amd64"}
 
 
 def test_model_location_comes_from_the_store(http_aws: Graph) -> None:
@@ -389,7 +394,8 @@ def test_network_policy_admits_only_ingress_monitoring_project_and_alb(http_aws:
         {PROJECT_LABEL: "fraud"},
     ]
     blocks = [s["ipBlock"]["cidr"] for s in _sources(np) if "ipBlock" in s]
-    assert blocks == ["10.0.0.0/16"]
+    # the load balancer subnets only, not the VPC (every pod has a VPC address with VPC CNI)
+    assert blocks == PRIVATE_SUBNETS
     for rule in np["spec"]["ingress"]:
         assert rule["ports"] == [{"protocol": "TCP", "port": 8080}]
 
@@ -563,7 +569,7 @@ def _checkov() -> str:
     local = Path(__file__).resolve().parents[2] / ".tools" / "checkov" / "bin" / "checkov"
     found = shutil.which("checkov") or (str(local) if local.exists() else None)
     if found is None:
-        pytest.skip("checkov is not installed (.ci/run installs it)")
+        missing_tool("checkov is not installed (.ci/run installs it)")
     return found
 
 
@@ -602,3 +608,46 @@ def test_checkov_reports_no_failures(
     results = report["results"] if isinstance(report, dict) else report[0]["results"]
     for skipped in results.get("skipped_checks", []):
         assert skipped["check_result"].get("suppress_comment"), skipped["check_id"]
+
+
+def test_a_multi_arch_image_may_run_anywhere() -> None:
+    args = endpoint_args({**HTTP_ENDPOINT, "architecture": None})
+    g = run_program(endpoint_program("fraud-scorer", args))
+    spec = by_kind(g.manifests(), "Deployment")[0]["spec"]["template"]["spec"]
+    assert "nodeSelector" not in spec
+    arm = endpoint_args({**HTTP_ENDPOINT, "architecture": "arm64"})
+    g = run_program(endpoint_program("fraud-scorer", arm))
+    spec = by_kind(g.manifests(), "Deployment")[0]["spec"]["template"]["spec"]
+    assert spec["nodeSelector"] == {"kubernetes.io/arch": "arm64"}
+
+
+def test_no_network_policy_where_the_cni_would_ignore_it() -> None:
+    g = run_program(
+        endpoint_program("fraud-scorer", endpoint_args(HTTP_ENDPOINT), network_policy=False)
+    )
+    assert by_kind(g.manifests(), "NetworkPolicy") == []
+
+
+def test_models_from_mlflow_get_the_projects_registry_credentials() -> None:
+    data = {**HTTP_ENDPOINT, "model": {"store": "mlflow", "path": "models:/fraud/3"}}
+    g = run_program(
+        endpoint_program(
+            "fraud-scorer",
+            endpoint_args(data),
+            mlflow_tracking_uri="http://mlflow.mlflow.svc.cluster.local:5000",
+            mlflow_credentials="[mlflow]\nmlflow_tracking_username = fraud\n",
+        )
+    )
+    secret = one(g.manifests(), "Secret", "mlflow-tracking")
+    assert secret["metadata"]["namespace"] == "fraud-scorer"
+    spec = by_kind(g.manifests(), "Deployment")[0]["spec"]["template"]["spec"]
+    (vol,) = [v for v in spec["volumes"] if v["name"] == "mlflow-credentials"]
+    assert vol["secret"]["secretName"] == "mlflow-tracking"
+    (c,) = spec["containers"]
+    assert {"name": "mlflow-credentials", "mountPath": "/tmp/.mlflow", "readOnly": True} in c[
+        "volumeMounts"
+    ]
+    assert env_of(c)["HOME"] == "/tmp"
+    # the pods wait for their credentials
+    deploy = g.by_name("fraud-scorer-deploy")
+    assert g.depends_on(deploy, g.by_name("fraud-scorer-mlflow-credentials"))

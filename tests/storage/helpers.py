@@ -23,6 +23,8 @@ K8S_VERSION = "1.33"
 CLUSTER = "ml-prod"
 KMS_ARN = "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555"
 CLUSTER_SG = "sg-0cluster"
+# Namespace -> MLflow user (project) of the registry's clients.
+CLIENTS = {"churn": "churn", "team-vision": "vision"}
 
 # Stateful resource types that must be protected and retained in prod.
 STATEFUL = (
@@ -104,6 +106,7 @@ def registry_program(data: Mapping[str, Any], *, on_aws: bool = True) -> Callabl
                 storage=storage,
                 network=network,
                 kms_key_arn=KMS_ARN,
+                clients=CLIENTS,
             )
         else:
             reg = ModelRegistry(
@@ -116,6 +119,7 @@ def registry_program(data: Mapping[str, Any], *, on_aws: bool = True) -> Callabl
                     endpoint_url="http://minio.model-store.svc.cluster.local:9000",
                     credentials_secret="model-store-credentials",
                 ),
+                clients=CLIENTS,
             )
         pulumi.export("mlflowTrackingUri", reg.tracking_uri)
 

@@ -142,7 +142,9 @@ def test_database_accepts_only_the_cluster(prod: Graph) -> None:
 
 
 def test_password_is_generated_and_kept_in_secrets_manager(prod: Graph) -> None:
-    assert prod.one("random:index/randomPassword:RandomPassword").inputs["length"] >= 32
+    password = prod.by_name("registry-db-password")
+    assert password.type == "pulumi-python:dynamic/mlplatform:GeneratedSecret"
+    assert password.inputs["length"] >= 32
     secret = prod.one("aws:secretsmanager/secret:Secret")
     assert secret.inputs["kmsKeyId"] == KMS_ARN
     assert secret.protect and secret.retain_on_delete
@@ -241,11 +243,16 @@ def test_artifact_role_is_limited_to_the_mlflow_prefix(prod: Graph) -> None:
 # --- Kubernetes objects -----------------------------------------------------------------------
 
 
-def test_image_is_pinned(prod: Graph) -> None:
+def test_image_has_its_drivers_and_installs_nothing_at_start(prod: Graph) -> None:
+    """Issue 16 item 16: no pip install from PyPI at every start; `-full` carries the drivers."""
     (c,) = server(prod)["containers"]
-    assert c["image"] == "ghcr.io/mlflow/mlflow:v2.22.0"
-    (init,) = server(prod)["initContainers"]
-    assert all("==" in a for a in init["command"] if a.startswith(("boto3", "psycopg2")))
+    assert c["image"] == "ghcr.io/mlflow/mlflow:v3.18.0-full"
+    pod = server(prod)
+    for container in pod["containers"] + pod["initContainers"]:
+        command = " ".join(map(str, container.get("command", []) + container.get("args", [])))
+        assert "pip" not in command, container["name"]
+        assert container["image"] == c["image"]
+    assert "PYTHONPATH" not in env(prod)
 
 
 def all_containers(m: dict[str, Any]) -> list[dict[str, Any]]:
@@ -261,7 +268,7 @@ def test_tags_are_pulled_always_and_digests_are_not_skipped() -> None:
         registry_program(
             {
                 **data,
-                "image": f"ghcr.io/mlflow/mlflow:v2.22.0@{digest}",
+                "image": f"ghcr.io/mlflow/mlflow:v3.18.0-full@{digest}",
                 "database": {"kind": "postgres", "image": f"docker.io/library/postgres@{digest}"},
             },
             on_aws=False,
@@ -320,6 +327,21 @@ def test_network_policy_fences_the_server(prod: Graph) -> None:
     assert set(np["policyTypes"]) == {"Ingress", "Egress"}
     (rule,) = np["ingress"]
     assert rule["ports"] == [{"protocol": "TCP", "port": 5000}]
+    # Issue 16 item 15: the projects' namespaces (and the registry's own, for the user Job),
+    # not every namespace; the ALB by its source CIDRs
+    (namespaces, alb) = rule["from"]
+    assert namespaces == {
+        "namespaceSelector": {
+            "matchExpressions": [
+                {
+                    "key": "kubernetes.io/metadata.name",
+                    "operator": "In",
+                    "values": ["churn", "mlflow", "team-vision"],
+                }
+            ]
+        }
+    }
+    assert alb == {"ipBlock": {"cidr": "10.0.0.0/8"}}
 
 
 def test_manifests_are_valid_and_wait_for_the_cluster(prod: Graph, dev: Graph) -> None:
@@ -352,7 +374,7 @@ def test_local_postgres_is_in_cluster_and_fenced() -> None:
     sts = manifest(g, "StatefulSet", "mlflow-postgres")
     pod = sts["spec"]["template"]["spec"]
     (c,) = pod["containers"]
-    assert c["image"] == "docker.io/library/postgres:16.8-bookworm"
+    assert c["image"] == "docker.io/library/postgres:16.13-bookworm"
     # The password is a file the image's entrypoint reads (POSTGRES_PASSWORD_FILE).
     assert no_secret_in_env(c)
     pw_file = {e["name"]: e.get("value") for e in c["env"]}["POSTGRES_PASSWORD_FILE"]
@@ -411,12 +433,12 @@ def test_sqlite_with_replicas_and_unpinned_images_are_all_reported() -> None:
         "database": {"kind": "sqlite"},
         "replicas": 2,
         "image": "ghcr.io/mlflow/mlflow:latest",
-        "extraPipPackages": ["boto3"],
+        "auth": {"adminUsername": "Admin!"},
     }
     with pytest.raises(InvalidArgsError) as exc:
         run_program(registry_program(data, on_aws=False))
     text = str(exc.value)
-    for path in ("replicas", "image", "extraPipPackages[0]"):
+    for path in ("replicas", "image", "auth.adminUsername"):
         assert f"  - {path}:" in text, path
 
 

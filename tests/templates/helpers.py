@@ -39,12 +39,18 @@ def combo_id(combo: Mapping[str, str]) -> str:
     return "-".join(f"{v}" for v in combo.values())
 
 
+# Plain-cookiecutter bakes name a pool for GPU combinations (new-project takes it from a stack).
+GPU_POOL = "gpu-pool"
+
+
 def bake(output_dir: Path, **options: str) -> Path:
     context = {
         "python_version": LOCAL_PYTHON,
         "platform_requirement": PLATFORM_REQUIREMENT,
         **options,
     }
+    if context.get("accelerator", "none") != "none":
+        context.setdefault("gpu_pool", GPU_POOL)
     return Path(
         cookiecutter(
             str(TEMPLATE), no_input=True, extra_context=context, output_dir=str(output_dir)
@@ -52,7 +58,9 @@ def bake(output_dir: Path, **options: str) -> Path:
     )
 
 
-def expected_files(combo: Mapping[str, str], slug: str = DEFAULT_SLUG) -> set[str]:
+def expected_files(
+    combo: Mapping[str, str], slug: str = DEFAULT_SLUG, stack: str = "dev"
+) -> set[str]:
     """The exact file set a combination must produce (written independently of the hooks)."""
     pkg = f"src/{slug}"
     files = {
@@ -83,8 +91,7 @@ def expected_files(combo: Mapping[str, str], slug: str = DEFAULT_SLUG) -> set[st
         "tests/test_tracking.py",
         "tests/test_train.py",
         "infra/Pulumi.yaml",
-        "infra/Pulumi.dev.yaml",
-        "infra/Pulumi.prod.yaml",
+        f"infra/Pulumi.{stack}.yaml",
         "infra/__main__.py",
         "infra/program.py",
         "infra/pyproject.toml",

@@ -9,9 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
+from tests.conftest import missing_tool
 from tests.templates.helpers import (
     CHOICES,
+    GPU_POOL,
     TEMPLATE,
     bake,
     combo_id,
@@ -66,8 +69,11 @@ def test_options_reach_the_files(baked: dict[str, Path], combo: dict[str, str]) 
     pulumi_yaml = (root / "infra" / "Pulumi.yaml").read_text()
     gpus = 0 if combo["accelerator"] == "none" else 1
     assert f"default: {gpus}\n" in pulumi_yaml
-    if combo["accelerator"] != "none":
-        assert f'default: "{combo["accelerator"]}"' in pulumi_yaml
+    stack_file = yaml.safe_load((root / "infra" / "Pulumi.dev.yaml").read_text())["config"]
+    ns = root.name.replace("_", "-")
+    assert stack_file[f"{ns}:team"] == "research"
+    assert stack_file[f"{ns}:platformStack"] == "org/ml-platform/dev"
+    assert stack_file.get(f"{ns}:gpuPool") == (None if gpus == 0 else GPU_POOL)
     dockerfile = (root / "Dockerfile").read_text()
     assert ("EXPOSE 8080" in dockerfile) == (combo["serving"] == "yes")
     cruft = json.loads((root / ".cruft.json").read_text())
@@ -83,7 +89,7 @@ def _run(cmd: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess
 def _tool(name: str) -> str:
     path = Path(sys.executable).parent / name
     if not path.exists():
-        pytest.skip(f"{name} is not installed in this environment (dev group)")
+        missing_tool(f"{name} is not installed in this environment (the test group)")
     return str(path)
 
 
@@ -172,12 +178,15 @@ def test_hooks_logic_has_no_jinja() -> None:
         head, sep, logic = hook.read_text().partition(marker)
         assert sep, f"{hook.name} lacks the marker line"
         assert not re.search(r"\{\{|\{%", logic), f"Jinja in {hook.name}'s logic"
-        # Above the marker: only `"key": {{ cookiecutter.key | tojson }},` assignments.
+        # Above the marker: only `"key": {{ cookiecutter.key | tojson }},` assignments (or a
+        # parenthesised expression about cookiecutter values, through tojson).
         for line in head.splitlines():
             if "{{" in line:
-                assert re.fullmatch(r'\s*"(\w+)": \{\{ cookiecutter\.\1 \| tojson \}\},', line), (
-                    line
-                )
+                assert re.fullmatch(
+                    r'\s*"(\w+)": \{\{ (cookiecutter\.\1|\(.*cookiecutter\..*\)( \| string)?) '
+                    r"\| tojson \}\},",
+                    line,
+                ), line
 
 
 def test_rendered_hooks_are_ruff_clean(tmp_path: Path) -> None:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.templates.helpers import bake, uv_env
+from tests.conftest import missing_tool
+from tests.templates.helpers import REPO, bake, uv_env
 
 pytestmark = pytest.mark.slow
 SUITE_TIMEOUT_S = 600
@@ -27,7 +28,8 @@ SUITE_TIMEOUT_S = 600
 def _uv() -> str:
     uv = shutil.which("uv")
     if uv is None:
-        pytest.skip("uv is not on PATH")
+        missing_tool("uv is not on PATH")
+    assert uv is not None
     return uv
 
 
@@ -121,3 +123,101 @@ def test_pytorch_project_suite_passes_where_torch_is_available(tmp_path: Path) -
         env={**os.environ, "PYTHONPATH": str(root / "src")},
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
+def _plain(tmp_path: Path) -> Path:
+    """A plain-cookiecutter project left with the default (empty) platform requirement."""
+    return bake(tmp_path, platform_requirement="")
+
+
+def test_make_infra_test_fails_loudly_without_the_platform_requirement(tmp_path: Path) -> None:
+    make = shutil.which("make")
+    if make is None:
+        missing_tool("make is not on PATH")
+    assert make is not None
+    root = _plain(tmp_path)
+    result = subprocess.run(
+        [make, "infra_test"], cwd=root, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode != 0
+    assert "does not install the platform library" in result.stderr
+    assert "ml-platform @ git+https://" in result.stderr
+    assert "platform_requirement" in result.stderr
+
+
+def test_infra_tests_fail_in_ci_and_skip_locally_without_the_platform(tmp_path: Path) -> None:
+    uv = _uv()
+    infra = _plain(tmp_path) / "infra"
+    env = uv_env()
+    sync = subprocess.run(
+        [uv, "sync", "--quiet"], cwd=infra, env=env, capture_output=True, text=True,
+        timeout=SUITE_TIMEOUT_S, check=False,
+    )  # fmt: skip
+    assert sync.returncode == 0, sync.stderr
+
+    def pytest_in(ci: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [uv, "run", "--no-sync", "pytest", "-p", "no:cacheprovider", "-rs"],
+            cwd=infra, env={**env, "CI": ci}, capture_output=True, text=True,
+            timeout=SUITE_TIMEOUT_S, check=False,
+        )  # fmt: skip
+
+    in_ci = pytest_in("true")
+    assert in_ci.returncode != 0, in_ci.stdout
+    assert "platform library is not installed" in in_ci.stdout + in_ci.stderr
+    assert "platform_requirement" in in_ci.stdout + in_ci.stderr
+    local = pytest_in("")
+    assert local.returncode == 0, local.stdout + local.stderr
+    assert "skipped" in local.stdout and "platform library is not installed" in local.stdout
+    assert " passed" not in local.stdout
+
+
+@pytest.fixture
+def git_server(tmp_path: Path):
+    """This repository's committed history, served over HTTP on 127.0.0.1 (git's dumb protocol)."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    if shutil.which("git") is None:
+        missing_tool("git is not on PATH")
+    served = tmp_path / "srv"
+    bare = served / "ml-platform.git"
+    for cmd in (
+        ["clone", "-q", "--bare", str(REPO), str(bare)],
+        ["-C", str(bare), "update-server-info"],
+    ):
+        done = subprocess.run(
+            ["git", *cmd], capture_output=True, text=True, timeout=120, check=False
+        )
+        assert done.returncode == 0, done.stderr
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(served)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/ml-platform.git"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_infra_lock_with_a_git_url_holds_no_local_path(tmp_path: Path, git_server: str) -> None:
+    uv = _uv()
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    root = bake(tmp_path / "p", platform_requirement=f"ml-platform @ git+{git_server}@{commit}")
+    lock = subprocess.run(
+        [uv, "lock", "--quiet"], cwd=root / "infra", env=uv_env(), capture_output=True,
+        text=True, timeout=SUITE_TIMEOUT_S, check=False,
+    )  # fmt: skip
+    assert lock.returncode == 0, lock.stderr
+    text = (root / "infra" / "uv.lock").read_text()
+    assert f'git = "{git_server}' in text and commit in text
+    for local in (str(tmp_path), str(REPO), str(Path.home()), "file://"):
+        assert local not in text, local

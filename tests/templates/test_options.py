@@ -6,16 +6,15 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
+import yaml
 from cookiecutter.exceptions import FailedHookException
 from cookiecutter.main import cookiecutter
 
-from mlplatform.new_project import NewProjectError, new_project, stack_values
-from tests.templates.helpers import PLATFORM_REQUIREMENT, TEMPLATE, bake
-
-STACK = {"stack": "dev", "region": "eu-west-1", "accelerators": ["nvidia-l4", "nvidia-a10g"]}
+from mlplatform.new_project import NewProjectError, PlatformOffer, new_project, offer_from_plan
+from tests.shipped import shipped_plan
+from tests.templates.helpers import PLATFORM_REQUIREMENT, REPO, TEMPLATE, bake
 
 
 def _cli(tmp_path: Path, *options: str) -> subprocess.CompletedProcess[str]:
@@ -120,82 +119,152 @@ def test_quotes_in_free_text_cannot_break_generated_files(tmp_path: Path) -> Non
 # --- new_project ------------------------------------------------------------------------------
 
 
-def test_new_project_takes_region_stack_and_presets_from_the_stack(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def dev() -> PlatformOffer:
+    return offer_from_plan(shipped_plan("dev"))
+
+
+@pytest.fixture(scope="module")
+def prod() -> PlatformOffer:
+    return offer_from_plan(shipped_plan("prod"))
+
+
+def _quiet(_message: str) -> None:
+    pass
+
+
+def test_new_project_takes_region_stack_team_and_pool_from_the_stack(
+    tmp_path: Path, prod: PlatformOffer
+) -> None:
     root = new_project(
-        STACK,
+        prod,
         tmp_path,
         {"project_name": "Fraud Scorer", "framework": "pytorch", "accelerator": "nvidia-l4"},
+        warn=_quiet,
     )
     assert root == tmp_path / "fraud_scorer"
     answers = json.loads((root / ".cruft.json").read_text())["context"]["cookiecutter"]
-    assert answers["aws_region"] == "eu-west-1"
+    assert answers["aws_region"] == "us-east-1"
+    assert answers["platform_stack"] == "organization/ml-platform/prod"
+    assert (answers["team"], answers["gpu_pool"]) == ("research", "l4-spot")
+    assert answers["platform_requirement"].startswith("ml-platform @ ")
+    config = yaml.safe_load((root / "infra" / "Pulumi.prod.yaml").read_text())["config"]
+    assert config["fraud-scorer:gpuPool"] == "l4-spot"  # a pool of the stack, not "nvidia-l4"
+    assert config["fraud-scorer:team"] == "research"
+    assert config["fraud-scorer:platformStack"] == "organization/ml-platform/prod"
+    assert config["aws:region"] == "us-east-1"
+    # prod endpoints keep two replicas through a node drain
+    assert (config["fraud-scorer:minReplicas"], config["fraud-scorer:maxReplicas"]) == ("2", "3")
+    assert not (root / "infra" / "Pulumi.dev.yaml").exists()
+    deploy = (root / ".github/workflows/deploy.yml").read_text()
+    assert "stack-name: prod" in deploy and "aws-region: us-east-1" in deploy
+
+
+def test_a_gpu_pool_alone_gives_its_accelerator(tmp_path: Path, prod: PlatformOffer) -> None:
+    root = new_project(
+        prod, tmp_path, {"framework": "pytorch", "gpu_pool": "a100-ondemand"}, warn=_quiet
+    )
+    answers = json.loads((root / ".cruft.json").read_text())["context"]["cookiecutter"]
+    assert (answers["accelerator"], answers["gpu_pool"]) == ("nvidia-a100", "a100-ondemand")
+
+
+def test_defaults_are_values_of_the_stack(tmp_path: Path, dev: PlatformOffer) -> None:
+    root = new_project(dev, tmp_path, {}, warn=_quiet)
+    answers = json.loads((root / ".cruft.json").read_text())["context"]["cookiecutter"]
+    assert answers["team"] == next(iter(dev.outputs.trainingQueues)) == "research"
+    assert (answers["accelerator"], answers["gpu_pool"]) == ("none", "")
     assert answers["platform_stack"] == "organization/ml-platform/dev"
-    assert answers["platform_requirement"].startswith("ml-platform @ file://")
-    assert "organization/ml-platform/dev" in (root / "infra" / "Pulumi.dev.yaml").read_text()
-    assert "aws:region: eu-west-1" in (root / "infra" / "Pulumi.dev.yaml").read_text()
-    assert "organization/ml-platform/prod" in (root / "infra" / "Pulumi.prod.yaml").read_text()
-    assert "aws-region: eu-west-1" in (root / ".github/workflows/deploy.yml").read_text()
-    assert 'default: "nvidia-l4"' in (root / "infra" / "Pulumi.yaml").read_text()
-    cruft = json.loads((root / ".cruft.json").read_text())
-    assert cruft["template"].endswith("templates/ml-project")
-
-
-def test_new_project_refuses_a_preset_the_stack_lacks(tmp_path: Path) -> None:
-    with pytest.raises(
-        NewProjectError,
-        match=r"accelerator: 'nvidia-h100' is not offered by "
-        r"stack 'dev'; it offers: nvidia-a10g, nvidia-l4",
-    ):
-        new_project(STACK, tmp_path, {"framework": "pytorch", "accelerator": "nvidia-h100"})
-    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize(
-    ("extra", "message"),
+    ("stack", "extra", "message"),
     [
-        ({"project_slug": "my project"}, "project_slug: 'my project' must start"),
-        ({"accelerator": "nvidia-v100"}, "accelerator: 'nvidia-v100' is not one of none"),
-        ({"serving": "no", "serving_min_replicas": "2"}, "serving_min_replicas: only applies"),
-        ({"colour": "red"}, "colour: unknown option; options are: project_name"),
+        (
+            "prod",
+            {"team": "ops"},
+            "team: 'ops' has no training queue on prod; teams: research, applied",
+        ),
+        (
+            "prod",
+            {"framework": "pytorch", "accelerator": "nvidia-h100"},
+            "accelerator: team 'research' of stack 'prod' has no GPU pool with 'nvidia-h100'; it "
+            "can use: a100-ondemand (nvidia-a100), l4-spot (nvidia-l4)",
+        ),
+        (
+            "dev",
+            {"framework": "pytorch", "gpu_pool": "l4-spot"},
+            "gpu_pool: 'l4-spot' is not a GPU pool of dev",
+        ),
+        (
+            "prod",
+            {"framework": "pytorch", "gpu_pool": "l4-spot", "accelerator": "nvidia-a100"},
+            "accelerator: 'nvidia-a100' does not match gpu_pool 'l4-spot'",
+        ),
+        (
+            "dev",
+            {"project_name": "churn"},
+            "project_name: 'churn' belongs to the platform stack dev",
+        ),
+        ("dev", {"project_slug": "mlflow"}, "project_slug: 'mlflow'"),
+        ("dev", {"aws_region": "eu-west-1"}, "aws_region: stack 'dev' runs in us-east-1"),
+        ("dev", {"platform_requirement": "ml-platform==0.1.0"}, "must be a direct reference"),
+        ("dev", {"project_slug": "my project"}, "project_slug: 'my project' must start"),
+        ("dev", {"accelerator": "nvidia-v100"}, "accelerator: 'nvidia-v100' is not one of none"),
+        (
+            "dev",
+            {"serving": "no", "serving_min_replicas": "2"},
+            "serving_min_replicas: only applies",
+        ),
+        ("dev", {"colour": "red"}, "colour: unknown option; options are: project_name"),
     ],
 )
-def test_new_project_errors_name_the_option_without_traceback(
-    tmp_path: Path, extra: dict[str, str], message: str
+def test_new_project_refuses_what_the_stack_or_template_cannot_do(
+    tmp_path: Path,
+    dev: PlatformOffer,
+    prod: PlatformOffer,
+    stack: str,
+    extra: dict[str, str],
+    message: str,
 ) -> None:
+    offer = {"dev": dev, "prod": prod}[stack]
     with pytest.raises(NewProjectError) as info:
-        new_project(STACK, tmp_path, extra)
+        new_project(offer, tmp_path, extra, warn=_quiet)
     assert message in str(info.value)
     assert "Traceback" not in str(info.value)
-
-
-def test_stack_values_from_a_settings_object() -> None:
-    class Pool:
-        def model_dump(self, mode: str) -> dict[str, Any]:
-            return {"gpuPools": [{"name": "big", "accelerator": "nvidia-h100"}], "x": "nvidia-t4"}
-
-    class Settings:
-        stack = "prod"
-        region = "us-west-2"
-        config = Pool()
-
-    values = stack_values(Settings())
-    assert values == {
-        "stack": "prod",
-        "region": "us-west-2",
-        "accelerators": ["nvidia-h100", "nvidia-t4"],
-        "platform_stack": "organization/ml-platform/prod",
-    }
-
-
-def test_stack_values_explain_whats_missing() -> None:
-    with pytest.raises(NewProjectError, match=r"(?s)stack: .*required.*region: "):
-        stack_values({})
-
-
-def test_new_project_reports_choice_and_hook_problems_together(tmp_path: Path) -> None:
-    with pytest.raises(NewProjectError) as info:
-        new_project(STACK, tmp_path, {"project_slug": "bad slug", "accelerator": "nvidia-v100"})
-    text = str(info.value)
-    assert "accelerator: 'nvidia-v100' is not one of" in text
-    assert "project_slug: 'bad slug'" in text
     assert not list(tmp_path.iterdir()), "nothing is generated when an option is bad"
+
+
+def test_new_project_reports_every_problem_at_once(tmp_path: Path, prod: PlatformOffer) -> None:
+    with pytest.raises(NewProjectError) as info:
+        new_project(
+            prod,
+            tmp_path,
+            {"project_slug": "bad slug", "accelerator": "nvidia-v100", "team": "ops"},
+            warn=_quiet,
+        )
+    text = str(info.value)
+    for key in (
+        "accelerator: 'nvidia-v100' is not one of",
+        "project_slug: 'bad slug'",
+        "team: 'ops'",
+    ):
+        assert key in text
+
+
+def test_a_local_stack_is_refused(tmp_path: Path) -> None:
+    from mlplatform.new_project import platform_offer
+
+    with pytest.raises(NewProjectError, match=r"supports AWS stacks only: stack 'local'"):
+        platform_offer("local", REPO / "stacks")
+    local = shipped_plan("local")
+    with pytest.raises(NewProjectError, match=r"AWS stacks only"):
+        offer_from_plan(local)
+
+
+def test_outputs_that_break_the_contract_are_named(dev: PlatformOffer) -> None:
+    plan = shipped_plan("dev")
+    plan["outputs"]["trainingQueues"] = {"research": "research"}
+    with pytest.raises(
+        NewProjectError, match=r"(?s)stack .dev.: platform outputs break .*research"
+    ):
+        offer_from_plan(plan)

@@ -7,7 +7,13 @@ from typing import Any
 import pytest
 
 from components.common import GPU_TOLERATION, InvalidArgsError, format_path
-from components.training_job import TrainingJob, TrainingJobArgs, check_job_pool
+from components.training_job import (
+    TrainingJob,
+    TrainingJobArgs,
+    batch_job,
+    check_job_pool,
+    pytorch_job,
+)
 from tests.kube_validate import KubectlValidate
 from tests.training.helpers import (
     GPU_LIMITS,
@@ -59,7 +65,10 @@ def test_single_node_job_is_a_suspended_queued_batch_job(run):
     assert job["spec"]["suspend"] is True
     assert job["spec"]["backoffLimit"] == 2
     assert job["spec"]["activeDeadlineSeconds"] == 86400
-    assert job["spec"]["ttlSecondsAfterFinished"] == 86400
+    # Pulumi state: no TTL (refresh would recreate a deleted job and train again), and `up`
+    # does not wait for the training to finish
+    assert "ttlSecondsAfterFinished" not in job["spec"]
+    assert job["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
 
 
 @pytest.mark.parametrize("nodes", [1, 3])
@@ -69,7 +78,10 @@ def test_pods_request_gpus_tolerate_the_taint_select_the_pool_and_are_not_disrup
         assert template["metadata"]["annotations"] == {"karpenter.sh/do-not-disrupt": "true"}
         spec = template["spec"]
         assert spec["tolerations"] == [GPU_TOLERATION]
-        assert spec["nodeSelector"] == {"mlplatform.io/pool": "a10g-spot"}
+        assert spec["nodeSelector"] == {
+            "mlplatform.io/pool": "a10g-spot",
+            "kubernetes.io/arch": "amd64",
+        }
         resources = spec["containers"][0]["resources"]
         expected = {"cpu": "40", "memory": "160Gi", "nvidia.com/gpu": "4"}
         assert resources == {"requests": expected, "limits": expected}
@@ -129,7 +141,7 @@ def test_multi_node_job_is_a_suspended_pytorchjob_with_one_master_and_workers(ru
     assert run_policy["suspend"] is True
     assert run_policy["backoffLimit"] == 2
     assert run_policy["activeDeadlineSeconds"] == 86400
-    assert run_policy["ttlSecondsAfterFinished"] == 86400
+    assert "ttlSecondsAfterFinished" not in run_policy
     replicas = job["spec"]["pytorchReplicaSpecs"]
     assert replicas["Master"]["replicas"] == 1
     assert replicas["Worker"]["replicas"] == 3
@@ -143,7 +155,9 @@ def test_multi_node_job_is_a_suspended_pytorchjob_with_one_master_and_workers(ru
 def test_cpu_only_job_has_no_gpu_placement(run):
     job = build(run, job_args(gpusPerNode=0, pool=None))
     pod = job["spec"]["template"]["spec"]
-    assert "tolerations" not in pod and "nodeSelector" not in pod
+    assert "tolerations" not in pod
+    # still on the architecture its image is built for
+    assert pod["nodeSelector"] == {"kubernetes.io/arch": "amd64"}
     assert "nvidia.com/gpu" not in pod["containers"][0]["resources"]["limits"]
 
 
@@ -155,8 +169,7 @@ def test_preempted_pods_do_not_use_up_retries(run):
 
 
 def test_every_job_shape_passes_kubectl_validate(run, kubectl_validate: KubectlValidate):
-    """Jobs against Kubernetes 1.33, PyTorchJobs against the Training Operator's CRD (v1.8.1's:
-    the nearest release the module proxy serves to the pinned v1.9.4; same kubeflow.org/v1)."""
+    """Jobs against Kubernetes 1.33, PyTorchJobs against the pinned Training Operator's CRD."""
     jobs = [
         build(run, job_args(priorityClass="urgent", shmSize="8Gi")),
         build(run, job_args(gpusPerNode=0, pool=None)),
@@ -225,6 +238,17 @@ def test_an_unknown_pool_and_a_job_bigger_than_its_pool_are_reported():
     too_big = paths(check_job_pool(job_args(nodes=3, gpusPerNode=2), GPU_LIMITS))
     assert list(too_big) == ["gpusPerNode"] and "needs 6 GPUs" in too_big["gpusPerNode"]
     assert check_job_pool(job_args(nodes=2, gpusPerNode=2), GPU_LIMITS) == []
+
+
+def test_a_managed_job_refuses_a_ttl_submitted_runs_may_set_one(run):
+    """Issue 16 item 10: a TTL-deleted managed Job is recreated by `up --refresh` and trains again."""
+    with pytest.raises(InvalidArgsError, match="ttlSecondsAfterFinished: must be unset"):
+        build(run, job_args(ttlSecondsAfterFinished=3600))
+    # the pure builders (what a submitted run uses) still carry it when asked
+    submitted = batch_job(job_args(ttlSecondsAfterFinished=3600), "s3://b/c", s3())
+    assert submitted["spec"]["ttlSecondsAfterFinished"] == 3600
+    distributed = pytorch_job(job_args(nodes=2, ttlSecondsAfterFinished=60), "s3://b/c", s3())
+    assert distributed["spec"]["runPolicy"]["ttlSecondsAfterFinished"] == 60
 
 
 def test_the_component_refuses_bad_args_before_declaring_anything(run):

@@ -13,6 +13,7 @@ from components.training_operator import KUEUE_FRAMEWORKS
 from components.training_queues import (
     CPU_FLAVOR,
     KUEUE_API_VERSION,
+    TEAM_LABEL,
     TrainingQueues,
     TrainingQueuesArgs,
     check_pool_quotas,
@@ -54,7 +55,7 @@ def build(run, config: dict[str, Any] | None = None, **kwargs: Any):
             frameworks=kwargs.pop("frameworks", KUEUE_FRAMEWORKS),
             **kwargs,
         )
-        pulumi.export("trainingQueues", made["tq"].local_queues)
+        pulumi.export("trainingQueues", made["tq"].teams)
 
     return run(program), made
 
@@ -136,7 +137,12 @@ def test_teams_share_one_cohort_with_reclaim_and_priority_preemption_and_fair_we
     assert cqs["applied"]["spec"]["fairSharing"] == {"weight": "1"}
 
 
-def test_a_local_queue_per_project_namespace_and_only_those_namespaces_reach_the_team(run):
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    assert set(selector) == {"matchLabels"}, "only label matching is used"
+    return all(labels.get(k) == v for k, v in selector["matchLabels"].items())
+
+
+def test_a_local_queue_per_team_namespace_and_team_labelled_namespaces_reach_the_team(run):
     graph, _ = build(run)
     lqs = [m for m in graph.manifests() if m["kind"] == "LocalQueue"]
     assert sorted((m["metadata"]["namespace"], m["metadata"]["name"]) for m in lqs) == [
@@ -145,12 +151,42 @@ def test_a_local_queue_per_project_namespace_and_only_those_namespaces_reach_the
         ("vision", "research"),
     ]
     assert all(m["spec"]["clusterQueue"] == m["metadata"]["name"] for m in lqs)
-    selector = kind(graph, "ClusterQueue")["research"]["spec"]["namespaceSelector"]
-    assert selector["matchExpressions"] == [
-        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["churn", "vision"]}
-    ]
-    # the stack output jobs use to find their queue
-    assert graph.outputs["trainingQueues"] == {"research": "research", "applied": "applied"}
+    cqs = kind(graph, "ClusterQueue")
+    namespaces = {m["metadata"]["name"]: m for m in graph.manifests() if m["kind"] == "Namespace"}
+    # Each team's namespaces are admitted by its ClusterQueue and by no other team's.
+    for team, names in {"research": ["churn", "vision"], "applied": ["ranking"]}.items():
+        for ns in names:
+            labels = namespaces[ns]["metadata"]["labels"]
+            admitted = [
+                q for q, cq in cqs.items() if _selects(cq["spec"]["namespaceSelector"], labels)
+            ]
+            assert admitted == [team], ns
+    # A project's own namespace joins a team by carrying the label the platform publishes.
+    assert _selects(cqs["research"]["spec"]["namespaceSelector"], {TEAM_LABEL: "research"})
+    assert not _selects(cqs["research"]["spec"]["namespaceSelector"], {TEAM_LABEL: "applied"})
+    assert not _selects(cqs["research"]["spec"]["namespaceSelector"], {})
+
+
+def test_the_output_says_what_a_project_needs_to_be_admitted(run):
+    graph, _ = build(run)
+    teams = graph.outputs["trainingQueues"]
+    assert teams["research"] == {
+        "clusterQueue": "research",
+        "localQueue": "research",
+        "namespaceLabels": {TEAM_LABEL: "research"},
+        "namespaces": ["churn", "vision"],
+        "gpuPools": {
+            "a10g-spot": {"accelerator": "nvidia-a10g", "gpus": 2},
+            "h100-od": {"accelerator": "nvidia-h100", "gpus": 8},
+        },
+    }
+    assert teams["applied"]["gpuPools"] == {"a10g-spot": {"accelerator": "nvidia-a10g", "gpus": 2}}
+    cqs = kind(graph, "ClusterQueue")
+    for team in teams.values():
+        cq = cqs[team["clusterQueue"]]
+        assert _selects(cq["spec"]["namespaceSelector"], team["namespaceLabels"])
+        (group,) = cq["spec"]["resourceGroups"]
+        assert set(team["gpuPools"]) <= {f["name"] for f in group["flavors"]}
 
 
 def test_kueue_chart_is_pinned_and_admits_the_engine_jobs(run):
@@ -188,8 +224,8 @@ def test_queue_objects_wait_for_kueue_and_local_queues_for_their_namespace(run):
 
 
 def test_every_manifest_passes_kubectl_validate(run, kubectl_validate: KubectlValidate):
-    """Kueue objects against the CRDs of Kueue v0.17.0: the nearest release the module proxy
-    serves to the pinned chart 0.19.6 (same v1beta2 API)."""
+    """Kueue objects against the CRDs of Kueue v0.19.2: the nearest release the module proxy
+    serves to the pinned chart 0.19.3 (same v1beta2 API)."""
     graph, _ = build(run)
     manifests = graph.manifests()
     kinds = {m["kind"] for m in manifests}

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.conftest import missing_tool
+
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 NAMES = [p.name for p in WORKFLOWS]
@@ -29,7 +31,7 @@ def load(path: Path) -> dict[str, Any]:
 def tool(name: str) -> str:
     found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
     if found is None:
-        pytest.skip(f"{name} is not installed (uv sync installs it with the dev group)")
+        missing_tool(f"{name} is not installed (uv sync --group test installs it)")
     return found
 
 
@@ -37,8 +39,8 @@ def steps(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return [(job, s) for job, body in doc["jobs"].items() for s in body.get("steps", [])]
 
 
-def test_the_three_workflows_exist() -> None:
-    assert {"preview.yml", "deploy.yml", "drift.yml"} <= set(NAMES)
+def test_the_workflows_exist() -> None:
+    assert {"ci.yml", "preview.yml", "deploy.yml", "drift.yml"} <= set(NAMES)
 
 
 def test_schema() -> None:
@@ -79,6 +81,8 @@ def test_least_privilege_and_pinning(path: Path) -> None:
         assert "permissions" in body, f"{job} declares no permissions"
         for scope, level in body["permissions"].items():
             assert level in ("read", "write"), (job, scope)
+        if "uses" in body:  # a reusable workflow: only this repository's own
+            assert body["uses"].startswith("./.github/workflows/"), (job, body["uses"])
     for job, step in steps(doc):
         uses = step.get("uses")
         if uses:
@@ -105,11 +109,35 @@ def _pulumi_steps(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return [(j, s) for j, s in steps(doc) if str(s.get("uses", "")).startswith("pulumi/actions@")]
 
 
+def test_ci_runs_exactly_ci_run_with_the_builds_cached() -> None:
+    """The suite CI runs is .ci/run's, not a subset that would skip promtool, amtool, checkov,
+    the engine or the control plane; .ci/run sets CI=true, so missing tools fail."""
+    doc = load(ROOT / ".github/workflows/ci.yml")
+    assert doc["on"]["push"]["branches"] == ["main"]
+    assert "workflow_call" in doc["on"]
+    ((_, body),) = doc["jobs"].items()
+    runs = [s["run"] for _, s in steps(doc) if "run" in s]
+    assert runs == [".ci/run"]
+    assert body["timeout-minutes"] <= 90
+    ((_, cache),) = [(j, s) for j, s in steps(doc) if "actions/cache@" in s.get("uses", "")]
+    paths = cache["with"]["path"].split()
+    for folder in ("ml-platform-engine", "ml-platform-control-plane", "ml-platform-validators"):
+        assert f"~/.cache/{folder}" in paths
+    for script in ("build-engine.sh", "build-control-plane.sh", "build-validators.sh"):
+        assert script in cache["with"]["key"]
+    assert "crd-sources.txt" in cache["with"]["key"]
+    ci_run = (ROOT / ".ci/run").read_text()
+    assert "export CI=true" in ci_run
+    for script in ("build-engine.sh", "build-control-plane.sh", "build-validators.sh"):
+        assert f"scripts/{script}" in ci_run
+    assert ci_run.rstrip().endswith("uv run --group test pytest")
+
+
 def test_preview_runs_tests_offline_diff_and_policy_previews_with_oidc() -> None:
     doc = load(ROOT / ".github/workflows/preview.yml")
     assert "pull_request" in doc["on"]
+    assert doc["jobs"]["test"]["uses"] == "./.github/workflows/ci.yml"
     runs = "\n".join(s.get("run", "") for _, s in steps(doc))
-    assert "uv run pytest" in runs
     assert "mlplatform plan --stack" in runs and "mlplatform.diff" in runs
     previews = _pulumi_steps(doc)
     assert previews
@@ -120,6 +148,7 @@ def test_preview_runs_tests_offline_diff_and_policy_previews_with_oidc() -> None
         assert w["comment-on-pr"] is True
         assert doc["jobs"][job]["permissions"]["id-token"] == "write"
         assert doc["jobs"][job]["strategy"]["matrix"]["stack"] == ["dev", "prod"]
+        assert doc["jobs"][job]["needs"] == "test"
         creds = [
             s
             for j, s in steps(doc)

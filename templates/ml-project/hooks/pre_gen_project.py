@@ -17,10 +17,12 @@ OPTIONS = {
     "python_version": {{ cookiecutter.python_version | tojson }},
     "framework": {{ cookiecutter.framework | tojson }},
     "accelerator": {{ cookiecutter.accelerator | tojson }},
+    "gpu_pool": {{ cookiecutter.gpu_pool | tojson }},
     "serving": {{ cookiecutter.serving | tojson }},
     "serving_min_replicas": {{ cookiecutter.serving_min_replicas | tojson }},
     "serving_max_replicas": {{ cookiecutter.serving_max_replicas | tojson }},
     "platform_stack": {{ cookiecutter.platform_stack | tojson }},
+    "team": {{ cookiecutter.team | tojson }},
     "platform_requirement": {{ cookiecutter.platform_requirement | tojson }},
     "aws_region": {{ cookiecutter.aws_region | tojson }},
     "ci": {{ cookiecutter.ci | tojson }},
@@ -70,6 +72,9 @@ RESERVED_SLUGS = {
     "json",
     "os",
 }
+DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+# A direct reference: a bare name or version could be answered by PyPI's unrelated ml-platform.
+REQUIREMENT_RE = re.compile(r"^ml-platform @ (git\+(https|ssh|http|file)://|https://|file://)\S+$")
 STACK_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d+$")
 
@@ -128,10 +133,28 @@ def problems(opts: dict[str, str]) -> list[str]:
             f"platform_stack: {opts['platform_stack']!r} must look like org/project/stack "
             "(for example org/ml-platform/dev)"
         )
-    if not opts["platform_requirement"].strip():
-        found.append("platform_requirement: must not be empty")
-    elif any(c in opts["platform_requirement"] for c in '"\\'):
+    requirement = opts["platform_requirement"].strip()
+    if any(c in requirement for c in '"\\'):
         found.append("platform_requirement: must not contain quotes or backslashes")
+    elif requirement and not REQUIREMENT_RE.match(requirement):
+        found.append(
+            f"platform_requirement: {requirement!r} must be a direct reference, "
+            "'ml-platform @ git+https://<platform repo>@<tag>' (or a file:// path): a bare "
+            "name or version could install PyPI's unrelated ml-platform package"
+        )
+    if not DNS_LABEL_RE.match(opts["team"]):
+        found.append(f"team: {opts['team']!r} must be a platform team's name (a DNS label)")
+    pool = opts["gpu_pool"].strip()
+    if opts["accelerator"] == "none" and pool:
+        found.append(f"gpu_pool: {pool!r} needs a GPU accelerator (accelerator is none)")
+    elif opts["accelerator"] != "none" and not pool:
+        found.append(
+            f"gpu_pool: name the platform GPU pool with {opts['accelerator']} to train on "
+            "(the stack's trainingQueues output lists each team's pools; "
+            "`mlplatform new-project` fills it in)"
+        )
+    elif pool and not DNS_LABEL_RE.match(pool):
+        found.append(f"gpu_pool: {pool!r} must be a GPU pool's name (a DNS label)")
     if not REGION_RE.match(opts["aws_region"]):
         found.append(
             f"aws_region: {opts['aws_region']!r} is not an AWS region name such as us-east-1"

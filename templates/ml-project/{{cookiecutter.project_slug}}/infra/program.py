@@ -1,10 +1,13 @@
 """{{ cookiecutter.project_name }} on the ML platform.
 
 Reads the platform stack's outputs through a ``pulumi.StackReference`` and declares, with the
-platform's own components: the project's namespace, its ``ProjectAccess`` (Pod Identity roles
-scoped to ``projects/<project>/`` in the model bucket), the ``TrainingJob``{% if cookiecutter.serving == 'yes' %}, the ``ServingEndpoint``
-(which brings its ServiceMonitor and SLO burn-rate alerts){% endif %}, a Grafana dashboard and a
-training-failure alert.
+platform's own components: the project's namespace (labelled so that its team's Kueue
+ClusterQueue admits it) and the namespace's LocalQueue, its ``ProjectAccess`` (service accounts
+and Pod Identity roles scoped to ``projects/<project>/`` in the model bucket), the
+``TrainingJob``{% if cookiecutter.serving == 'yes' %}, the ``ServingEndpoint`` (which brings its
+ServiceMonitor and SLO burn-rate alerts){% endif %}, a Grafana dashboard and a training-failure
+alert. ``platformCheck`` fails the preview, naming what to change, when the platform does not
+offer what this project asks for (see ``mlplatform.contract``).
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from components.serving_endpoint import (
 )
 {%- endif %}
 from components.training_job import TrainingJob, TrainingJobArgs
+from components.training_queues import KUEUE_API_VERSION
+from mlplatform.contract import ContractError, project_problems, validate_outputs
 
 PROJECT = "{{ cookiecutter.project_slug.replace('_', '-') }}"
 PACKAGE = "{{ cookiecutter.project_slug }}"
@@ -53,7 +58,6 @@ class Settings:
     region: str
     team: str
     namespace: str
-    create_namespace: bool
     training_image: str
     gpu_pool: str | None
     gpus: int
@@ -85,11 +89,10 @@ class Settings:
                 "registry, e.g. `pulumi config set trainingImage <repo-url>:<tag>`"
             )
         return cls(
-            platform_stack=cfg.get("platformStack") or "{{ cookiecutter.platform_stack }}",
+            platform_stack=cfg.require("platformStack"),
             region=aws_cfg.get("region") or "{{ cookiecutter.aws_region }}",
-            team=cfg.get("team") or "ml",
+            team=cfg.require("team"),
             namespace=cfg.get("namespace") or PROJECT,
-            create_namespace=cfg.get_bool("createNamespace", True),
             training_image=training_image,
             gpu_pool=cfg.get("gpuPool") or None,
             gpus=cfg.get_int("gpus", {{ 0 if cookiecutter.accelerator == 'none' else 1 }}),
@@ -113,20 +116,30 @@ def ecr_repository_arn(url: str, partition: str = "aws") -> str:
     return f"arn:{partition}:ecr:{m['region']}:{m['account']}:repository/{m['repo']}"
 
 
-def platform_problems(s: Settings, queues: dict[str, str], pools: list[str]) -> list[str]:
+def platform_problems(s: Settings, outputs: dict[str, Any]) -> list[str]:
     """What this project asks of the platform that the platform stack does not offer."""
-    found = []
-    if s.team not in queues:
-        found.append(
-            f"team {s.team!r} has no training queue on {s.platform_stack}; "
-            f"teams: {', '.join(sorted(queues)) or '(none)'}"
-        )
-    if s.gpu_pool and s.gpu_pool not in pools:
-        found.append(
-            f"gpuPool {s.gpu_pool!r} is not a GPU pool of {s.platform_stack}; "
-            f"pools: {', '.join(sorted(pools)) or '(none)'}"
-        )
-    return found
+    try:
+        offer = validate_outputs(outputs)
+    except ContractError as exc:
+        return [str(exc)]
+    images = {"trainingImage": s.training_image}
+{%- if cookiecutter.serving == 'yes' %}
+    images["servingImage"] = s.serving_image
+{%- endif %}
+    return project_problems(
+        offer,
+        stack=s.platform_stack,
+        team=s.team,
+        gpu_pool=s.gpu_pool if s.gpus > 0 else None,
+        namespace=s.namespace,
+        images=images,
+    )
+
+
+def team_value(queues: Any, team: str, key: str, default: Any) -> Any:
+    """``trainingQueues[team][key]``; the default when absent (``platformCheck`` says why)."""
+    entry = queues.get(team) if isinstance(queues, dict) else None
+    return entry.get(key, default) if isinstance(entry, dict) else default
 
 
 def selector(**labels: str) -> str:
@@ -245,22 +258,27 @@ def deploy(s: Settings) -> dict[str, Any]:
     )
     k8s_opts = pulumi.ResourceOptions(provider=provider)
 
-    deps: list[pulumi.Resource] = []
-    if s.create_namespace:
-        deps.append(
-            k8s.core.v1.Namespace(
-                f"{PROJECT}-namespace",
-                metadata={
-                    "name": s.namespace,
-                    "labels": {**RESTRICTED_NAMESPACE_LABELS, PROJECT_LABEL: PROJECT},
-                },
-                opts=k8s_opts,
-            )
-        )
-    trainer_sa = k8s.core.v1.ServiceAccount(
-        f"{PROJECT}-trainer-sa",
-        metadata={"name": TRAINER_SA, "namespace": s.namespace, "labels": {PROJECT_LABEL: PROJECT}},
-        automount_service_account_token=False,
+    queues = platform.require_output("trainingQueues")
+
+    # The team's ClusterQueue admits namespaces that carry the labels the platform publishes.
+    team_labels = queues.apply(lambda q: team_value(q, s.team, "namespaceLabels", {}))
+    namespace = k8s.core.v1.Namespace(
+        f"{PROJECT}-namespace",
+        metadata={
+            "name": s.namespace,
+            "labels": team_labels.apply(
+                lambda labels: {**RESTRICTED_NAMESPACE_LABELS, PROJECT_LABEL: PROJECT, **labels}
+            ),
+        },
+        opts=k8s_opts,
+    )
+    deps: list[pulumi.Resource] = [namespace]
+    local_queue = k8s.apiextensions.CustomResource(
+        f"{PROJECT}-queue",
+        api_version=KUEUE_API_VERSION,
+        kind="LocalQueue",
+        metadata={"name": s.team, "namespace": s.namespace, "labels": {PROJECT_LABEL: PROJECT}},
+        spec={"clusterQueue": queues.apply(lambda q: team_value(q, s.team, "clusterQueue", ""))},
         opts=pulumi.ResourceOptions(provider=provider, depends_on=deps),
     )
 
@@ -268,7 +286,15 @@ def deploy(s: Settings) -> dict[str, Any]:
         AccessGrant(project=PROJECT, service_account=TRAINER_SA, access=AccessLevel.READ_WRITE)
     ]
 {%- if cookiecutter.serving == 'yes' %}
-    grants.append(AccessGrant(project=PROJECT, service_account=SERVER_SA, access=AccessLevel.READ))
+    # The ServingEndpoint declares its own service account.
+    grants.append(
+        AccessGrant(
+            project=PROJECT,
+            service_account=SERVER_SA,
+            access=AccessLevel.READ,
+            create_service_account=False,
+        )
+    )
 {%- endif %}
     access = ProjectAccess(
         f"{PROJECT}-access",
@@ -284,6 +310,8 @@ def deploy(s: Settings) -> dict[str, Any]:
             },
         ),
         cluster_name=cluster_name,
+        service_accounts=target,
+        namespace_resources={s.namespace: namespace},
         tags={PROJECT_LABEL: PROJECT},
     )
 
@@ -293,7 +321,7 @@ def deploy(s: Settings) -> dict[str, Any]:
             name=f"{PROJECT}-train",
             project=PROJECT,
             namespace=s.namespace,
-            queue=s.team,  # TrainingQueues names each namespace's LocalQueue after the team
+            queue=s.team,  # the LocalQueue above
             image=s.training_image,
             command=["python", "-m", f"{PACKAGE}.train"],
             args=["--min-accuracy", s.min_accuracy, "--upload", "yes"],
@@ -306,7 +334,7 @@ def deploy(s: Settings) -> dict[str, Any]:
         ),
         target=target,
         storage=storage,
-        depends_on=[trainer_sa, access, *deps],
+        depends_on=[local_queue, access, *deps],
     )
     outputs: dict[str, Any] = {
         "namespace": s.namespace,
@@ -356,16 +384,14 @@ def deploy(s: Settings) -> dict[str, Any]:
         opts=pulumi.ResourceOptions(provider=provider, depends_on=deps),
     )
 
-    def check(values: list[Any]) -> str:
-        problems = platform_problems(s, values[0] or {}, values[1] or [])
+    def check(outputs: dict[str, Any]) -> str:
+        problems = platform_problems(s, outputs)
         if problems:
-            raise ValueError(f"{PROJECT}: " + "; ".join(problems))
+            raise ValueError(f"{PROJECT} on {s.platform_stack}: " + "; ".join(problems))
         return "ok"
 
-    # Fails the preview with a clear message when the platform lacks the queue or GPU pool.
-    outputs["platformCheck"] = pulumi.Output.all(
-        platform.get_output("trainingQueues"), platform.get_output("gpuPools")
-    ).apply(check)
+    # Fails the preview with a clear message when the platform lacks what this project needs.
+    outputs["platformCheck"] = platform.outputs.apply(check)
     return outputs
 
 

@@ -1,0 +1,230 @@
+"""A project made by `new-project` for each shipped AWS stack runs on that stack's real outputs.
+
+For dev and prod: the stack's offline plan is built, `new_project` generates a project from what
+it offers, and the generated `infra/` program runs under mocks with its own stack file's config
+(as `pulumi up --stack <stack>` would read it) and its `StackReference` answered by the plan's
+real outputs, not by stand-ins. The training job must then be admissible: its LocalQueue sits in
+the project's namespace and points at a ClusterQueue of the plan whose namespaceSelector selects
+that namespace, its GPU pool is a flavor of that queue, and its images come from the stack's
+registries.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+from mlplatform.graph import Graph
+from mlplatform.new_project import new_project, offer_from_plan
+from mlplatform.plan import run_program
+from tests.shipped import shipped_plan
+
+CASES = [
+    # stack, options, the pool new-project must pick
+    ("dev", {"project_name": "Demand Forecast"}, None),
+    ("dev", {"project_name": "Vision", "framework": "pytorch", "accelerator": "nvidia-a10g"}, "a10g-spot"),
+    ("prod", {"project_name": "Fraud Scorer", "framework": "pytorch", "accelerator": "nvidia-l4"}, "l4-spot"),
+    ("prod", {"project_name": "Ranker", "team": "applied", "serving": "no"}, None),
+]  # fmt: skip
+POD_IDENTITY = "aws:eks/podIdentityAssociation:PodIdentityAssociation"
+
+
+@pytest.fixture(scope="module")
+def plans() -> dict[str, dict[str, Any]]:
+    return {stack: shipped_plan(stack) for stack in ("dev", "prod")}
+
+
+def _import_program(infra: Path, name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, infra / "program.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+def stack_config(infra: Path, stack: str, extra: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """The config `pulumi up --stack <stack>` passes: Pulumi.yaml defaults, then the stack file."""
+    project = yaml.safe_load((infra / "Pulumi.yaml").read_text())
+    name = project["name"]
+    config = {
+        f"{name}:{key}": str(spec["default"])
+        for key, spec in project["config"].items()
+        if "default" in spec
+    }
+    for key, value in yaml.safe_load((infra / f"Pulumi.{stack}.yaml").read_text())[
+        "config"
+    ].items():
+        config[key] = str(value)
+    config.update({f"{name}:{k}": v for k, v in extra.items()})
+    return name, config
+
+
+def deploy(tmp_path: Path, plan: dict[str, Any], options: dict[str, str]) -> tuple[Path, Graph]:
+    offer = offer_from_plan(plan)
+    root = new_project(offer, tmp_path, options, warn=lambda _m: None)
+    infra = root / "infra"
+    registries = plan["outputs"]["ecrRepositories"]
+    images = {
+        "trainingImage": f"{registries['training']}:{root.name}-abc123",
+        "servingImage": f"{registries['serving']}:{root.name}-abc123",
+    }
+    name, config = stack_config(infra, plan["stack"], images)
+    program = _import_program(infra, f"program_{plan['stack']}_{root.name}")
+    graph = run_program(
+        program.main,
+        project=name,
+        stack=plan["stack"],
+        config=config,
+        region=plan["outputs"]["region"],
+        stack_references={offer.platform_stack: plan["outputs"]},
+    )
+    return root, graph
+
+
+def _by_kind(manifests: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [m for m in manifests if m["kind"] == kind]
+
+
+@pytest.mark.parametrize(("stack", "options", "pool"), CASES, ids=lambda v: str(v))
+def test_generated_project_runs_on_the_stacks_real_outputs(
+    tmp_path: Path,
+    plans: dict[str, dict[str, Any]],
+    stack: str,
+    options: dict[str, str],
+    pool: str | None,
+) -> None:
+    plan = plans[stack]
+    root, graph = deploy(tmp_path, plan, options)
+    assert graph.outputs["platformCheck"] == "ok"
+    ns = root.name.replace("_", "-")
+    stack_file = yaml.safe_load((root / "infra" / f"Pulumi.{stack}.yaml").read_text())["config"]
+    assert stack_file[f"{ns}:gpuPool" if pool else f"{ns}:team"] == (
+        pool or options.get("team", "research")
+    )
+
+    project = graph.manifests()
+    (job,) = _by_kind(project, "Job")
+    (lq,) = _by_kind(project, "LocalQueue")
+    (namespace,) = _by_kind(project, "Namespace")
+    assert namespace["metadata"]["name"] == ns == lq["metadata"]["namespace"]
+    assert job["metadata"]["namespace"] == ns
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == lq["metadata"]["name"]
+
+    # The ClusterQueue exists on the platform and admits the project's namespace.
+    cqs = {m["metadata"]["name"]: m for m in _by_kind(plan["manifests"], "ClusterQueue")}
+    cq = cqs[lq["spec"]["clusterQueue"]]
+    selector = cq["spec"]["namespaceSelector"]["matchLabels"]
+    labels = namespace["metadata"]["labels"]
+    assert all(labels.get(k) == v for k, v in selector.items()), (selector, labels)
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+
+    pod = job["spec"]["template"]["spec"]
+    if pool:
+        flavors = {f["name"] for g in cq["spec"]["resourceGroups"] for f in g["flavors"]}
+        assert pool in flavors
+        assert pod["nodeSelector"]["mlplatform.io/pool"] == pool
+        nodepools = {m["metadata"]["name"] for m in _by_kind(plan["manifests"], "NodePool")}
+        assert pool in nodepools
+    else:
+        # no GPU pool: any node of the image's architecture (the stacks' system nodes are amd64)
+        assert pod["nodeSelector"] == {"kubernetes.io/arch": "amd64"}
+
+    # Images come from the stack's registries, the only ones its roles may pull.
+    registries = plan["outputs"]["ecrRepositories"]
+    (container,) = pod["containers"]
+    assert container["image"].startswith(registries["training"] + ":")
+    for deployment in _by_kind(project, "Deployment"):
+        for c in deployment["spec"]["template"]["spec"]["containers"]:
+            assert c["image"].startswith(registries["serving"] + ":")
+
+    # Pod Identity binds the project's accounts, which the project declares, on this cluster.
+    accounts = {
+        (m["metadata"]["namespace"], m["metadata"]["name"])
+        for m in _by_kind(project, "ServiceAccount")
+    }
+    associations = graph.by_type(POD_IDENTITY)
+    assert associations
+    for assoc in associations:
+        assert assoc.inputs["clusterName"] == plan["outputs"]["clusterName"]
+        assert (assoc.inputs["namespace"], assoc.inputs["serviceAccount"]) in accounts
+    assert pod["serviceAccountName"] == f"{ns}-trainer"
+
+
+def test_a_project_in_a_platform_namespace_is_refused(plans: dict[str, dict[str, Any]]) -> None:
+    from mlplatform.new_project import NewProjectError
+
+    offer = offer_from_plan(plans["dev"])
+    with pytest.raises(NewProjectError, match=r"project_name: 'churn' belongs to the platform"):
+        new_project(offer, Path("/nonexistent"), {"project_name": "churn"}, warn=lambda _m: None)
+
+
+def test_the_preview_check_refuses_an_image_from_elsewhere(
+    tmp_path: Path, plans: dict[str, dict[str, Any]]
+) -> None:
+    plan = plans["dev"]
+    offer = offer_from_plan(plan)
+    root = new_project(offer, tmp_path, {"project_name": "Elsewhere"}, warn=lambda _m: None)
+    infra = root / "infra"
+    name, config = stack_config(
+        infra,
+        "dev",
+        {
+            "trainingImage": "docker.io/library/python:3.12",
+            "servingImage": f"{plan['outputs']['ecrRepositories']['serving']}:1",
+        },
+    )
+    program = _import_program(infra, "program_dev_elsewhere")
+    with pytest.raises(
+        Exception, match=r"trainingImage: 'docker.io/library/python:3.12' is not in"
+    ):
+        run_program(
+            program.main,
+            project=name,
+            stack="dev",
+            config=config,
+            stack_references={offer.platform_stack: plan["outputs"]},
+        )
+
+
+def test_the_same_project_runs_on_another_stack_with_that_stacks_file(
+    tmp_path: Path, plans: dict[str, dict[str, Any]]
+) -> None:
+    """A project made for dev, given a prod stack file (as its README says), runs on prod."""
+    dev, prod = plans["dev"], plans["prod"]
+    root = new_project(
+        offer_from_plan(dev), tmp_path, {"project_name": "Churn Forecast"}, warn=lambda _m: None
+    )
+    infra = root / "infra"
+    prod_ref = offer_from_plan(prod).platform_stack
+    (infra / "Pulumi.prod.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "config": {
+                    "aws:region": prod["outputs"]["region"],
+                    "churn-forecast:platformStack": prod_ref,
+                    "churn-forecast:team": "applied",
+                }
+            }
+        )
+    )
+    registries = prod["outputs"]["ecrRepositories"]
+    images = {
+        "trainingImage": f"{registries['training']}:1",
+        "servingImage": f"{registries['serving']}:1",
+    }
+    name, config = stack_config(infra, "prod", images)
+    program = _import_program(infra, "program_prod_churn_forecast")
+    graph = run_program(
+        program.main, project=name, stack="prod", config=config,
+        stack_references={prod_ref: prod["outputs"]},
+    )  # fmt: skip
+    assert graph.outputs["platformCheck"] == "ok"
+    (lq,) = _by_kind(graph.manifests(), "LocalQueue")
+    assert lq["spec"]["clusterQueue"] == "applied"
