@@ -26,7 +26,8 @@ import pulumi_aws as aws
 from pydantic import Field
 
 from components.common import ArgsModel, Environment, Issue, merge_tags, service_trust_policy
-from components.network import LOG_RETENTION_DAYS, logs_key_policy
+from components.flow_logs import logs_key_policy
+from components.network import LOG_RETENTION_DAYS
 
 # Amazon Linux 2023 standard image: AWS CLI v2 (the kubeconfig's `aws eks get-token`), git and
 # Node.js (JavaScript actions). Confirmed in CodeBuild's "Compute images supported with the
