@@ -167,7 +167,15 @@ class CiRunnersArgs(ArgsModel):
         return found
 
     def roles(self) -> list[str]:
-        return [a for a in (self.deploy_role_arn, self.preview_role_arn) if a is not None]
+        return [*self.admin_roles(), *self.reader_roles()]
+
+    def admin_roles(self) -> list[str]:
+        """Cluster admin: the role the deploy workflow runs `pulumi up` as."""
+        return [self.deploy_role_arn] if self.deploy_role_arn else []
+
+    def reader_roles(self) -> list[str]:
+        """Read everything, write nothing: the role previews and the drift check run as."""
+        return [self.preview_role_arn] if self.preview_role_arn else []
 
     def project_for(self, cluster_name: str) -> str:
         return self.project_name or f"{cluster_name}-ci"

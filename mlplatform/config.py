@@ -273,6 +273,13 @@ def ci_issues(cfg: PlatformConfig) -> list[Issue]:
                 "is also in cluster.adminRoleArns: previews must not run as cluster admin",
             )
         )
+    if ci.deploy_role_arn is not None and ci.deploy_role_arn in cfg.cluster.reader_role_arns:
+        found.append(
+            Issue(
+                ("ci", "deployRoleArn"),
+                "is also in cluster.readerRoleArns: one principal gets one access entry",
+            )
+        )
     return found
 
 

@@ -84,7 +84,18 @@ def _declare_aws(settings: StackSettings, provider: aws.Provider, tags: dict[str
     cfg = settings.config
     opts = pulumi.ResourceOptions(providers={"aws": provider})
     cluster_name = cfg.cluster.cluster_name or f"ml-platform-{settings.stack}"
-    cluster_args = cfg.cluster.model_copy(update={"cluster_name": cluster_name})
+    cluster_args = cfg.cluster.model_copy(
+        update={
+            "cluster_name": cluster_name,
+            # CI's roles get their access entries beside the admins (see docs/ci.md).
+            "admin_role_arns": list(
+                dict.fromkeys([*cfg.cluster.admin_role_arns, *cfg.ci.admin_roles()])
+            ),
+            "reader_role_arns": list(
+                dict.fromkeys([*cfg.cluster.reader_role_arns, *cfg.ci.reader_roles()])
+            ),
+        }
+    )
 
     network = Network("network", cfg.network, cluster_name=cluster_name, tags=tags, opts=opts)
     cluster = TrainingCluster(
