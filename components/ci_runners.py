@@ -110,9 +110,7 @@ class CiRunnersArgs(ArgsModel):
     def issues(self) -> list[Issue]:
         found = super().issues()
         if self.repository is not None and not _REPOSITORY.match(self.repository):
-            found.append(
-                Issue(("repository",), f"must be owner/name, got {self.repository!r}")
-            )
+            found.append(Issue(("repository",), f"must be owner/name, got {self.repository!r}"))
         if self.connection_arn is not None and not _CONNECTION_ARN.match(self.connection_arn):
             found.append(
                 Issue(
