@@ -41,6 +41,8 @@ WORKFLOW_JOB_QUEUED = "WORKFLOW_JOB_QUEUED"
 # The label CodeBuild requires (run id and attempt make each job's runner its own).
 LABEL_SUFFIX = "-${{ github.run_id }}-${{ github.run_attempt }}"
 HTTPS = 443
+# Who may start (or approve) a pull request's runner: people who can push to the repository.
+APPROVER_ROLES = ("GITHUB_WRITE", "GITHUB_MAINTAIN", "GITHUB_ADMIN")
 
 _REPOSITORY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
 _CONNECTION_ARN = re.compile(
@@ -422,6 +424,12 @@ class CiRunners(pulumi.ComponentResource):
                     ]
                 )
             ],
+            # Defence in depth beside the workflows' same-repository guard: a pull request's
+            # job reaches the VPC only if its author, or an approving comment's, can push.
+            pull_request_build_policy=aws.codebuild.WebhookPullRequestBuildPolicyArgs(
+                requires_comment_approval="ALL_PULL_REQUESTS",
+                approver_roles=list(APPROVER_ROLES),
+            ),
             opts=child,
         )
 

@@ -73,6 +73,9 @@ def test_webhook_starts_runners_for_the_platform_workflows_only(
     [group] = hook.inputs["filterGroups"]
     filters = {f["type"]: f["pattern"] for f in group["filters"]}
     assert filters == {"EVENT": WORKFLOW_JOB_QUEUED, "WORKFLOW_NAME": "^(deploy|preview|drift)$"}
+    policy = hook.inputs["pullRequestBuildPolicy"]
+    assert policy["requiresCommentApproval"] == "ALL_PULL_REQUESTS"
+    assert "GITHUB_READ" not in policy["approverRoles"]
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
