@@ -286,21 +286,24 @@ class CiRunners(pulumi.ComponentResource):
         prod = args.environment is Environment.PROD
 
         log_group_name = f"/aws/codebuild/{project_name}"
-        key = aws.kms.Key(
-            f"{name}-logs-key",
-            description=f"CodeBuild {project_name}: CI runner logs",
-            enable_key_rotation=True,
-            deletion_window_in_days=30,
-            policy=logs_key_policy(log_group_name),
-            tags=tags,
-            # The logs record who deployed what: their key outlives the stack in prod.
-            opts=pulumi.ResourceOptions(parent=self, protect=prod, retain_on_delete=prod),
-        )
+        key = None
+        if prod:
+            # The logs record who deployed what: in prod under a key that outlives the stack.
+            # Dev keeps CloudWatch's own at-rest encryption (a key is $1 a month of its budget).
+            key = aws.kms.Key(
+                f"{name}-logs-key",
+                description=f"CodeBuild {project_name}: CI runner logs",
+                enable_key_rotation=True,
+                deletion_window_in_days=30,
+                policy=logs_key_policy(log_group_name),
+                tags=tags,
+                opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True),
+            )
         log_group = aws.cloudwatch.LogGroup(
             f"{name}-logs",
             name=log_group_name,
             retention_in_days=log_retention_days,
-            kms_key_id=key.arn,
+            kms_key_id=key.arn if key is not None else None,
             tags=tags,
             opts=child,
         )
