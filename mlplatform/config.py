@@ -263,7 +263,9 @@ def ci_issues(cfg: PlatformConfig) -> list[Issue]:
             Issue(
                 ("ci", "enabled"),
                 "runners in the private subnets reach GitHub and package indexes through NAT; "
-                "network.nat 'none' gives them no route (use 'single' or 'per-az')",
+                "network.nat 'none' gives them no route (allowed with runners: "
+                + ", ".join(repr(m.value) for m in NatMode if m is not NatMode.NONE)
+                + ")",
             )
         )
     if ci.preview_role_arn is not None and ci.preview_role_arn in cfg.cluster.admin_role_arns:
