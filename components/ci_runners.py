@@ -259,6 +259,7 @@ class CiRunners(pulumi.ComponentResource):
     label: pulumi.Output[str]
     security_group_id: pulumi.Output[str]
     role_arn: pulumi.Output[str]
+    project: aws.codebuild.Project
 
     def __init__(
         self,
@@ -281,98 +282,14 @@ class CiRunners(pulumi.ComponentResource):
             raise ValueError(f"CiRunners: log_retention_days {log_retention_days} not allowed")
         super().__init__("mlplatform:ci:CiRunners", name, None, opts)
         tags = dict(tags or {})
-        child = pulumi.ResourceOptions(parent=self)
-        invoke = pulumi.InvokeOutputOptions(parent=self)
-        prod = args.environment is Environment.PROD
-
-        log_group_name = f"/aws/codebuild/{project_name}"
-        key = None
-        if prod:
-            # The logs record who deployed what: in prod under a key that outlives the stack.
-            # Dev keeps CloudWatch's own at-rest encryption (a key is $1 a month of its budget).
-            key = aws.kms.Key(
-                f"{name}-logs-key",
-                description=f"CodeBuild {project_name}: CI runner logs",
-                enable_key_rotation=True,
-                deletion_window_in_days=30,
-                policy=logs_key_policy(log_group_name),
-                tags=tags,
-                opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True),
-            )
-        log_group = aws.cloudwatch.LogGroup(
-            f"{name}-logs",
-            name=log_group_name,
-            retention_in_days=log_retention_days,
-            kms_key_id=key.arn if key is not None else None,
-            tags=tags,
-            opts=child,
+        log_group = self._logs(name, project_name, args, log_retention_days, tags)
+        sg = self._security_group(
+            name, project_name, vpc_id, cluster_security_group_id, network_anchor, tags
         )
-
-        sg = aws.ec2.SecurityGroup(
-            f"{name}-sg",
-            vpc_id=vpc_id,
-            description=f"CI runners of {project_name}: HTTPS out only",
-            tags=merge_tags(tags, {"Name": f"{project_name}-runners"}),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(network_anchor)),
-        )
-        # GitHub, package indexes, AWS APIs and the cluster endpoint are all HTTPS; DNS goes to
-        # the VPC resolver, which security groups do not filter.
-        aws.vpc.SecurityGroupEgressRule(
-            f"{name}-https-out",
-            security_group_id=sg.id,
-            cidr_ipv4="0.0.0.0/0",
-            ip_protocol="tcp",
-            from_port=HTTPS,
-            to_port=HTTPS,
-            description="HTTPS to GitHub, package indexes, AWS APIs and the cluster endpoint",
-            opts=pulumi.ResourceOptions(parent=sg),
-        )
-        aws.vpc.SecurityGroupIngressRule(
-            f"{name}-to-cluster-api",
-            security_group_id=cluster_security_group_id,
-            referenced_security_group_id=sg.id,
-            ip_protocol="tcp",
-            from_port=HTTPS,
-            to_port=HTTPS,
-            description=f"Kubernetes API from the CI runners of {project_name}",
-            opts=pulumi.ResourceOptions(parent=sg),
-        )
-
-        partition = aws.get_partition_output(opts=invoke).partition
-        region = aws.get_region_output(opts=invoke).region
-        account_id = aws.get_caller_identity_output(opts=invoke).account_id
-        role = aws.iam.Role(
-            f"{name}-role",
-            description=f"CodeBuild {project_name}: logs and network interfaces only; jobs "
-            "assume their deploy or preview role through GitHub OIDC",
-            assume_role_policy=json.dumps(
-                service_trust_policy("codebuild.amazonaws.com"), sort_keys=True
-            ),
-            max_session_duration=3600,
-            tags=tags,
-            opts=child,
+        role, policy = self._role(
+            name, project_name, log_group, private_subnet_ids, args.connection_arn, tags
         )
         connection_arn = args.connection_arn
-        policy = aws.iam.RolePolicy(
-            f"{name}-policy",
-            role=role.id,
-            policy=pulumi.Output.all(
-                partition, region, account_id, log_group.arn, private_subnet_ids
-            ).apply(
-                lambda a: json.dumps(
-                    runner_policy(
-                        partition=a[0],
-                        region=a[1],
-                        account_id=a[2],
-                        log_group_arn=a[3],
-                        subnet_ids=list(a[4]),
-                        connection_arn=connection_arn,
-                    ),
-                    sort_keys=True,
-                )
-            ),
-            opts=child,
-        )
 
         self.project = aws.codebuild.Project(
             f"{name}-project",
@@ -411,7 +328,141 @@ class CiRunners(pulumi.ComponentResource):
             # CodeBuild checks the role's VPC rights when the project is created.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
         )
-        aws.codebuild.Webhook(
+        self._webhook(name, args)
+
+        self.project_name = self.project.name
+        self.label = self.project.name.apply(runner_label)
+        self.security_group_id = sg.id
+        self.role_arn = role.arn
+        self.register_outputs(
+            {
+                "projectName": self.project_name,
+                "label": self.label,
+                "securityGroupId": self.security_group_id,
+                "roleArn": self.role_arn,
+            }
+        )
+
+    def _logs(
+        self,
+        name: str,
+        project_name: str,
+        args: CiRunnersArgs,
+        retention_days: int,
+        tags: dict[str, str],
+    ) -> aws.cloudwatch.LogGroup:
+        log_group_name = f"/aws/codebuild/{project_name}"
+        key = None
+        if args.environment is Environment.PROD:
+            # The logs record who deployed what: in prod under a key that outlives the stack.
+            # Dev keeps CloudWatch's own at-rest encryption (a key is $1 a month of its budget).
+            key = aws.kms.Key(
+                f"{name}-logs-key",
+                description=f"CodeBuild {project_name}: CI runner logs",
+                enable_key_rotation=True,
+                deletion_window_in_days=30,
+                policy=logs_key_policy(log_group_name),
+                tags=tags,
+                opts=pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True),
+            )
+        return aws.cloudwatch.LogGroup(
+            f"{name}-logs",
+            name=log_group_name,
+            retention_in_days=retention_days,
+            kms_key_id=key.arn if key is not None else None,
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _security_group(
+        self,
+        name: str,
+        project_name: str,
+        vpc_id: pulumi.Input[str],
+        cluster_security_group_id: pulumi.Input[str],
+        network_anchor: Sequence[pulumi.Resource],
+        tags: dict[str, str],
+    ) -> aws.ec2.SecurityGroup:
+        sg = aws.ec2.SecurityGroup(
+            f"{name}-sg",
+            vpc_id=vpc_id,
+            description=f"CI runners of {project_name}: HTTPS out only",
+            tags=merge_tags(tags, {"Name": f"{project_name}-runners"}),
+            # Deleted before the network's anchors: the VPC goes after its security groups.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(network_anchor)),
+        )
+        # GitHub, package indexes, AWS APIs and the cluster endpoint are all HTTPS; DNS goes to
+        # the VPC resolver, which security groups do not filter.
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-https-out",
+            security_group_id=sg.id,
+            cidr_ipv4="0.0.0.0/0",
+            ip_protocol="tcp",
+            from_port=HTTPS,
+            to_port=HTTPS,
+            description="HTTPS to GitHub, package indexes, AWS APIs and the cluster endpoint",
+            opts=pulumi.ResourceOptions(parent=sg),
+        )
+        aws.vpc.SecurityGroupIngressRule(
+            f"{name}-to-cluster-api",
+            security_group_id=cluster_security_group_id,
+            referenced_security_group_id=sg.id,
+            ip_protocol="tcp",
+            from_port=HTTPS,
+            to_port=HTTPS,
+            description=f"Kubernetes API from the CI runners of {project_name}",
+            opts=pulumi.ResourceOptions(parent=sg),
+        )
+        return sg
+
+    def _role(
+        self,
+        name: str,
+        project_name: str,
+        log_group: aws.cloudwatch.LogGroup,
+        private_subnet_ids: pulumi.Input[Sequence[str]],
+        connection_arn: str,
+        tags: dict[str, str],
+    ) -> tuple[aws.iam.Role, aws.iam.RolePolicy]:
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        partition = aws.get_partition_output(opts=invoke).partition
+        region = aws.get_region_output(opts=invoke).region
+        account_id = aws.get_caller_identity_output(opts=invoke).account_id
+        role = aws.iam.Role(
+            f"{name}-role",
+            description=f"CodeBuild {project_name}: logs and network interfaces only; jobs "
+            "assume their deploy or preview role through GitHub OIDC",
+            assume_role_policy=json.dumps(
+                service_trust_policy("codebuild.amazonaws.com"), sort_keys=True
+            ),
+            max_session_duration=3600,
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        policy = aws.iam.RolePolicy(
+            f"{name}-policy",
+            role=role.id,
+            policy=pulumi.Output.all(
+                partition, region, account_id, log_group.arn, private_subnet_ids
+            ).apply(
+                lambda a: json.dumps(
+                    runner_policy(
+                        partition=a[0],
+                        region=a[1],
+                        account_id=a[2],
+                        log_group_arn=a[3],
+                        subnet_ids=list(a[4]),
+                        connection_arn=connection_arn,
+                    ),
+                    sort_keys=True,
+                )
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return role, policy
+
+    def _webhook(self, name: str, args: CiRunnersArgs) -> aws.codebuild.Webhook:
+        return aws.codebuild.Webhook(
             f"{name}-webhook",
             project_name=self.project.name,
             build_type="BUILD",
@@ -433,18 +484,5 @@ class CiRunners(pulumi.ComponentResource):
                 requires_comment_approval="ALL_PULL_REQUESTS",
                 approver_roles=list(APPROVER_ROLES),
             ),
-            opts=child,
-        )
-
-        self.project_name = self.project.name
-        self.label = self.project.name.apply(runner_label)
-        self.security_group_id = sg.id
-        self.role_arn = role.arn
-        self.register_outputs(
-            {
-                "projectName": self.project_name,
-                "label": self.label,
-                "securityGroupId": self.security_group_id,
-                "roleArn": self.role_arn,
-            }
+            opts=pulumi.ResourceOptions(parent=self),
         )
