@@ -36,6 +36,10 @@ from components.common import (
 from components.network import DISCOVERY_TAG, LOG_RETENTION_DAYS, Network, logs_key_policy
 
 CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+# get/list/watch on every resource, Secrets included (EKS access policy reference): what a
+# refresh and a preview read. Nothing is written: pulumi-kubernetes previews a create or update
+# it may not dry-run from its inputs, and a Helm release's preview installs nothing.
+CLUSTER_READER_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSAdminViewPolicy"
 DEFAULT_STORAGE_CLASS = "gp3-encrypted"
 DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
 # vpc-cni add-on configuration (its schema: `aws eks describe-addon-configuration --addon-name
@@ -157,6 +161,8 @@ class TrainingClusterArgs(ArgsModel):
     public_endpoint: bool = False
     public_access_cidrs: list[str] = Field(default_factory=list)
     admin_role_arns: list[str] = Field(default_factory=list)
+    # Read every object, write none: the role CI previews and drift checks run as.
+    reader_role_arns: list[str] = Field(default_factory=list)
     # Whoever runs `pulumi up` needs cluster-admin to create the Kubernetes objects.
     grant_deployer_admin: bool = True
     log_retention_days: int = 90
@@ -222,6 +228,12 @@ class TrainingClusterArgs(ArgsModel):
         for i, arn in enumerate(self.admin_role_arns):
             if not _ROLE_ARN.match(arn):
                 found.append(Issue(("adminRoleArns", i), f"must be an IAM role ARN, got {arn!r}"))
+        for i, arn in enumerate(self.reader_role_arns):
+            if not _ROLE_ARN.match(arn):
+                found.append(Issue(("readerRoleArns", i), f"must be an IAM role ARN, got {arn!r}"))
+            elif arn in self.admin_role_arns:
+                # One access entry per principal: a reader cannot also be an admin.
+                found.append(Issue(("readerRoleArns", i), f"{arn} is also in adminRoleArns"))
         if self.log_retention_days not in LOG_RETENTION_DAYS:
             found.append(
                 Issue(
@@ -504,6 +516,7 @@ class TrainingCluster(pulumi.ComponentResource):
         )
 
         self.admin_access = self._admin_access(name, args, tags)
+        self.reader_access = self._reader_access(name, args, tags)
 
         # Add-ons the nodes need to become Ready go first; the rest need running nodes.
         def addon(
@@ -643,6 +656,39 @@ class TrainingCluster(pulumi.ComponentResource):
                 )
             )
         return admin_access
+
+    def _reader_access(
+        self, name: str, args: TrainingClusterArgs, tags: dict[str, str]
+    ) -> list[aws.eks.AccessPolicyAssociation]:
+        deployer = deployer_arn(self) if args.grant_deployer_admin else None
+        if deployer is not None and deployer in args.reader_role_arns:
+            # Its admin entry and its reader entry would be one principal's two entries.
+            raise ValueError(
+                f"TrainingCluster: the deployer {deployer} is in readerRoleArns; deploy with "
+                "an admin role (the preview role cannot run pulumi up)"
+            )
+        access: list[aws.eks.AccessPolicyAssociation] = []
+        for principal in dict.fromkeys(args.reader_role_arns):
+            key = f"{name}-access-{principal_key(principal)}"
+            entry = aws.eks.AccessEntry(
+                key,
+                cluster_name=self.cluster.name,
+                principal_arn=principal,
+                type="STANDARD",
+                tags=tags,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            access.append(
+                aws.eks.AccessPolicyAssociation(
+                    f"{key}-reader",
+                    cluster_name=self.cluster.name,
+                    principal_arn=principal,
+                    policy_arn=CLUSTER_READER_POLICY,
+                    access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[entry]),
+                )
+            )
+        return access
 
     def _storage_class(
         self,

@@ -19,6 +19,7 @@ import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator
 
 from components.capacity_blocks import block_team_issues
+from components.ci_runners import CiRunnersArgs
 from components.common import ArgsModel, Environment, Issue, format_path
 from components.cost_guardrails import CostGuardrailsArgs
 from components.gpu_capacity import region_issues
@@ -30,7 +31,7 @@ from components.local_object_store import LocalObjectStoreArgs
 from components.model_registry import ModelRegistryArgs
 from components.model_store import ModelStoreArgs
 from components.monitoring_stack import MonitoringStackArgs
-from components.network import NetworkArgs
+from components.network import NatMode, NetworkArgs
 from components.project_access import AccessGrant, AccessLevel, ProjectAccessArgs
 from components.serving_endpoint import ScaleMetric, ServingEndpointArgs, check_endpoint
 from components.training_cluster import TrainingClusterArgs
@@ -153,6 +154,11 @@ class PlatformConfig(ArgsModel):
         description="Compliance profiles (gdpr, hipaa) whose policy rules the stack must pass, "
         "allowed regions, and the account's CloudTrail trail.",
     )
+    ci: CiRunnersArgs = Field(
+        default_factory=CiRunnersArgs,
+        description="CI: GitHub Actions runners in the VPC (CodeBuild) and the deploy and preview "
+        "roles the workflows assume (cluster admin and cluster-wide read).",
+    )
     secrets: dict[str, SecretStr] = Field(
         default_factory=dict,
         description="Secret values by name (receiver credentials, grafanaAdminPassword). Set each "
@@ -223,6 +229,7 @@ class PlatformConfig(ArgsModel):
             for i in check_pool_quotas(self.training_queues, self.gpu_limits())
         ]
         found += compliance_issues(self)
+        found += ci_issues(self)
         return found
 
     def access_args(self) -> ProjectAccessArgs:
@@ -243,6 +250,39 @@ class PlatformConfig(ArgsModel):
     def gpu_limits(self) -> dict[str, int]:
         """Most GPUs each pool can schedule (time-slicing multiplies what pods can request)."""
         return {p.name: p.max_gpus * (p.time_slicing_replicas or 1) for p in self.gpu_pools}
+
+
+def ci_issues(cfg: PlatformConfig) -> list[Issue]:
+    """Where the CI runners and roles meet the rest of the stack."""
+    ci = cfg.ci
+    found = []
+    if cfg.platform is Platform.local and (ci.enabled or ci.roles()):
+        found.append(Issue(("ci",), "only valid on aws (runners and access entries are EKS's)"))
+    if ci.enabled and cfg.network.nat is NatMode.NONE and cfg.network.existing is None:
+        found.append(
+            Issue(
+                ("ci", "enabled"),
+                "runners in the private subnets reach GitHub and package indexes through NAT; "
+                "network.nat 'none' gives them no route (allowed with runners: "
+                + ", ".join(repr(m.value) for m in NatMode if m is not NatMode.NONE)
+                + ")",
+            )
+        )
+    if ci.preview_role_arn is not None and ci.preview_role_arn in cfg.cluster.admin_role_arns:
+        found.append(
+            Issue(
+                ("ci", "previewRoleArn"),
+                "is also in cluster.adminRoleArns: previews must not run as cluster admin",
+            )
+        )
+    if ci.deploy_role_arn is not None and ci.deploy_role_arn in cfg.cluster.reader_role_arns:
+        found.append(
+            Issue(
+                ("ci", "deployRoleArn"),
+                "is also in cluster.readerRoleArns: one principal gets one access entry",
+            )
+        )
+    return found
 
 
 def unmanaged_autoscaler_issues(name: str, ep: ServingEndpointArgs) -> list[Issue]:

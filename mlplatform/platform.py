@@ -14,6 +14,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.capacity_blocks import CapacityBlockQueues, block_queues
+from components.ci_runners import CiRunners
 from components.common import Environment, KubeTarget, StorageBackend, merge_tags
 from components.cost_guardrails import CostGuardrails
 from components.gpu_node_pool import GpuNodePool
@@ -83,7 +84,18 @@ def _declare_aws(settings: StackSettings, provider: aws.Provider, tags: dict[str
     cfg = settings.config
     opts = pulumi.ResourceOptions(providers={"aws": provider})
     cluster_name = cfg.cluster.cluster_name or f"ml-platform-{settings.stack}"
-    cluster_args = cfg.cluster.model_copy(update={"cluster_name": cluster_name})
+    cluster_args = cfg.cluster.model_copy(
+        update={
+            "cluster_name": cluster_name,
+            # CI's roles get their access entries beside the admins (see docs/ci.md).
+            "admin_role_arns": list(
+                dict.fromkeys([*cfg.cluster.admin_role_arns, *cfg.ci.admin_roles()])
+            ),
+            "reader_role_arns": list(
+                dict.fromkeys([*cfg.cluster.reader_role_arns, *cfg.ci.reader_roles()])
+            ),
+        }
+    )
 
     network = Network("network", cfg.network, cluster_name=cluster_name, tags=tags, opts=opts)
     cluster = TrainingCluster(
@@ -114,6 +126,8 @@ def _declare_aws(settings: StackSettings, provider: aws.Provider, tags: dict[str
     pools = [
         GpuNodePool(f"pool-{p.name}", p, karpenter=karpenter, opts=opts) for p in cfg.gpu_pools
     ]
+    if cfg.ci.enabled:
+        _declare_ci(settings, network, cluster, tags, opts)
     GpuSoftware("gpu-software", cfg.gpu_software, target=target, pools=cfg.gpu_pools, opts=opts)
     warm = [(p.name, p.warm_pool_gpus, p.warm_pool) for p in cfg.gpu_pools if p.warm_pool]
     if warm:
@@ -190,6 +204,42 @@ def _declare_aws(settings: StackSettings, provider: aws.Provider, tags: dict[str
             "store": store,
             "access": access,
             "guardrails": guardrails,
+        },
+    )
+
+
+def _declare_ci(
+    settings: StackSettings,
+    network: Network,
+    cluster: TrainingCluster,
+    tags: dict[str, str],
+    opts: pulumi.ResourceOptions,
+) -> None:
+    """Runners in this stack's VPC: the workflows' cluster jobs run there (see docs/ci.md)."""
+    cfg = settings.config
+    runners = CiRunners(
+        "ci-runners",
+        cfg.ci,
+        project_name=cfg.ci.project_for(cluster.name),
+        vpc_id=network.vpc_id,
+        private_subnet_ids=network.private_subnet_ids,
+        cluster_security_group_id=cluster.cluster_security_group_id,
+        # Who deployed what is audit data: kept as long as the control plane's audit log.
+        log_retention_days=cfg.cluster.log_retention_days,
+        network_anchor=network.teardown_anchor,
+        tags=tags,
+        opts=opts,
+    )
+    # What a workflow (this repository's, or a generated project's) needs to run on them.
+    pulumi.export(
+        "ciRunner",
+        {
+            "project": runners.project_name,
+            "label": runners.label,
+            "repository": cfg.ci.repository,
+            "securityGroupId": runners.security_group_id,
+            "deployRoleArn": cfg.ci.deploy_role_arn,
+            "previewRoleArn": cfg.ci.preview_role_arn,
         },
     )
 

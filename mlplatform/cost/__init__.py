@@ -82,6 +82,7 @@ def estimate_cost(
     workloads.volumes(b, resources, manifests, helm)
     aws_resources.keys_and_misc(b, resources)
     aws_resources.logs(b, resources)
+    aws_resources.ci_runners(b, resources)
     capacity = workloads.always_on(b, manifests, helm, system_nodes)
     gpu = gpu_pools.gpu_hourly(plan, prices)
 

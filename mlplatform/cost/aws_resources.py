@@ -334,3 +334,28 @@ def logs(b: Ledger, resources: Resources) -> None:
         note="assumed volumes, see assumptions",
     )
     b.add("CloudWatch log storage", "logs", stored, "GB-month", b.price("logsStorage"))
+
+
+_CODEBUILD_PRICE = {
+    "BUILD_GENERAL1_SMALL": "codebuildSmall",
+    "BUILD_GENERAL1_MEDIUM": "codebuildMedium",
+    "BUILD_GENERAL1_LARGE": "codebuildLarge",
+}
+
+
+def ci_runners(b: Ledger, resources: Resources) -> None:
+    """CodeBuild runners bill per build-minute while a job runs: nothing when idle, so they are
+    a note beside the idle total, not a line in it (their log group and key are lines)."""
+    for project in by_type(resources, "aws:codebuild/project:Project"):
+        inputs = project.get("inputs") or {}
+        compute = str((inputs.get("environment") or {}).get("computeType", ""))
+        name = inputs.get("name") or project.get("name")
+        key = _CODEBUILD_PRICE.get(compute)
+        if key is None:
+            b.unpriced.append({"urn": project["urn"], "reason": f"no price for {compute}"})
+            continue
+        per_minute = b.price(key)
+        b.notes.append(
+            f"CI runners {name} ({compute}): ${per_minute:g} per build-minute while a job runs, "
+            f"$0 idle; e.g. 1,000 job-minutes a month cost ${1000 * per_minute:.2f}"
+        )

@@ -327,3 +327,57 @@ def test_a_block_pool_with_its_queue_is_valid() -> None:
     )  # fmt: skip
     (pool,) = settings.config.gpu_pools
     assert pool.reserved_only and pool.reservations is not None
+
+
+def test_ci_mistakes_are_reported_together() -> None:
+    role = "arn:aws:iam::123456789012:role/"
+    got = problems(
+        {
+            **BASE,
+            "ml-platform:network": json.dumps({"nat": "none"}),
+            "ml-platform:cluster": json.dumps({"adminRoleArns": [role + "preview"]}),
+            "ml-platform:ci": json.dumps(
+                {
+                    "enabled": True,
+                    "deployRoleArn": "arn:aws:iam::123456789012:user/deploy",
+                    "previewRoleArn": role + "preview",
+                }
+            ),
+        }
+    )
+    assert "must be an IAM role ARN" in got["ml-platform:ci.deployRoleArn"]
+    assert "required when enabled" in got["ml-platform:ci.repository"]
+    assert "required when enabled" in got["ml-platform:ci.connectionArn"]
+    assert "previews must not run as cluster admin" in got["ml-platform:ci.previewRoleArn"]
+    size = problems({**BASE, "ml-platform:ci": json.dumps({"computeSize": "huge"})})
+    assert "'small'" in size["ml-platform:ci.computeSize"]
+
+
+def test_ci_runners_need_a_route_out_and_aws() -> None:
+    role = "arn:aws:iam::123456789012:role/"
+    ci = {
+        "enabled": True,
+        "repository": "o/r",
+        "connectionArn": "arn:aws:codeconnections:us-east-1:123456789012:connection/"
+        "4f1c2a9e-7b3d-4e8f-9a21-5c6d7e8f9a0b",
+        "deployRoleArn": role + "deploy",
+        "previewRoleArn": role + "preview",
+    }
+    got = problems(
+        {
+            **BASE,
+            "ml-platform:network": json.dumps({"nat": "none"}),
+            "ml-platform:ci": json.dumps(ci),
+        }
+    )
+    assert "'instance'" in got["ml-platform:ci.enabled"]
+    local = problems(
+        {
+            **BASE,
+            "ml-platform:platform": "local",
+            "ml-platform:kubeContext": "kind",
+            "ml-platform:ci": json.dumps(ci),
+        }
+    )
+    assert "only valid on aws" in local["ml-platform:ci"]
+    parse_config("t", {**BASE, "ml-platform:ci": json.dumps(ci)})  # the same, valid on aws
