@@ -441,3 +441,26 @@ def test_the_cli_reports_every_problem_at_once_with_exit_2(tmp_path: Path) -> No
         "servingEndpoints.tiny.multiNode.nodes",
     ):
         assert key in proc.stderr, (key, proc.stderr)
+
+
+# --- The policy pack sees every pod of a group ------------------------------------------------
+
+
+def test_the_container_policy_checks_leader_and_worker_pods(multi_aws: Graph) -> None:
+    from policies import rules
+    from tests.policies.helpers import args as policy_args
+    from tests.policies.helpers import violations
+
+    lws = one(multi_aws.manifests(), "LeaderWorkerSet")
+    rtype = "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet"
+    assert violations(rules.validate_containers, policy_args(rtype, lws)) == []
+    assert violations(rules.validate_image_tags, policy_args(rtype, lws)) == []
+    # The check can fail: a worker that may run as root, with no memory limit, is reported.
+    root = copy.deepcopy(lws)
+    worker = root["spec"]["leaderWorkerTemplate"]["workerTemplate"]["spec"]
+    worker["securityContext"] = {}
+    worker["containers"][0]["securityContext"] = {"runAsUser": 0}
+    del worker["containers"][0]["resources"]["limits"]["memory"]
+    found = violations(rules.validate_containers, policy_args(rtype, root))
+    assert any("must run as non-root" in f for f in found), found
+    assert any("limits.memory" in f for f in found), found
