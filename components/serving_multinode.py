@@ -9,7 +9,7 @@ LWS's own vLLM example).
 
 What stays as for a Deployment: the leader pod is the server pod (same image, env, probes,
 security context, service account, volumes, GPU toleration, pool and architecture selectors,
-zone spread across groups); the Service, ServiceMonitor and Ingress select leaders only (the
+zone spread of the leaders); the Service, ServiceMonitor and Ingress select leaders only (the
 ``worker-index: "0"`` label LWS sets), the HPA scales groups through LWS's scale subresource, the
 PDB and NetworkPolicy cover every pod of the endpoint. What differs: a group's pods share one
 zone (pipeline stages talk on every token), at most one pod of the endpoint per node, the
@@ -32,13 +32,16 @@ RAY_SCRIPT = "/vllm-workspace/examples/online_serving/multi-node-serving.sh"
 
 
 class MultiNodeBuilder(WorkloadBuilder, PlanBase):
-    def _group_placement(self, spec: dict[str, Any], track: str) -> None:
-        # Spread groups (not single pods) across zones; keep a group in one zone, one pod a node.
+    def _group_placement(self, spec: dict[str, Any], track: str, *, leader: bool) -> None:
+        # Leaders spread across zones (one group per zone first); a group's workers follow its
+        # leader into that zone (pipeline stages talk on every token); one pod a node.
         spec["topologySpreadConstraints"] = [
             {**c, "labelSelector": {"matchLabels": self.leader_selector(track)}}
             for c in spec["topologySpreadConstraints"]
-            if c["topologyKey"] == ZONE_KEY
+            if leader and c["topologyKey"] == ZONE_KEY
         ]
+        if not spec["topologySpreadConstraints"]:
+            del spec["topologySpreadConstraints"]
         same_endpoint = {"matchLabels": self.selector(track)}
         spec["affinity"] = {
             "podAffinity": {
@@ -66,21 +69,20 @@ class MultiNodeBuilder(WorkloadBuilder, PlanBase):
         server["args"] = [
             f'bash {RAY_SCRIPT} leader --ray_cluster_size="$LWS_GROUP_SIZE" && exec {serve}'
         ]
-        self._group_placement(spec, track)
+        self._group_placement(spec, track, leader=True)
         return spec
 
     def _worker_spec(self, track: str) -> dict[str, Any]:
         spec = self.pod_spec(track)
-        spec.pop("initContainers", None)  # workers load their shard through the leader's Ray
         worker = spec["containers"][0]
         for key in ("command", "args", "ports", "startupProbe", "readinessProbe", "livenessProbe"):
             worker.pop(key, None)
         worker["lifecycle"] = {"preStop": {"sleep": {"seconds": 1}}}
         worker["command"] = ["/bin/bash", "-c"]
         worker["args"] = [f'exec bash {RAY_SCRIPT} worker --ray_address="$LWS_LEADER_ADDRESS"']
-        worker["volumeMounts"] = [m for m in worker["volumeMounts"] if m["name"] in ("tmp", "dshm")]
-        spec["volumes"] = [v for v in spec["volumes"] if v["name"] in ("tmp", "dshm")]
-        self._group_placement(spec, track)
+        # Each worker loads its own shards (streamed from S3, or from its own download) under the
+        # same service account, so the same read-only grant.
+        self._group_placement(spec, track, leader=False)
         return spec
 
     def leader_worker_set(self, track: str = "stable") -> dict[str, Any]:

@@ -464,3 +464,22 @@ def test_the_container_policy_checks_leader_and_worker_pods(multi_aws: Graph) ->
     found = violations(rules.validate_containers, policy_args(rtype, root))
     assert any("must run as non-root" in f for f in found), found
     assert any("limits.memory" in f for f in found), found
+
+
+def test_workers_of_a_downloaded_model_download_their_own_copy() -> None:
+    args = endpoint_args(
+        MULTI, model={"path": "models/big/", "loadFormat": "download", "downloadSize": "900Gi"}
+    )
+    g = run_program(_with_lws("big-chat", args))
+    lwt = one(g.manifests(), "LeaderWorkerSet")["spec"]["leaderWorkerTemplate"]
+    for role in ("leaderTemplate", "workerTemplate"):
+        spec = lwt[role]["spec"]
+        assert [c["name"] for c in spec["initContainers"]] == ["download-model"]
+        assert {"name": "model", "emptyDir": {"sizeLimit": "900Gi"}} in spec["volumes"]
+    # Only leaders spread over zones: a worker counted against them could not follow its leader.
+    assert "topologySpreadConstraints" not in lwt["workerTemplate"]["spec"]
+    spread = lwt["leaderTemplate"]["spec"]["topologySpreadConstraints"]
+    assert [c["topologyKey"] for c in spread] == ["topology.kubernetes.io/zone"]
+    assert (
+        spread[0]["labelSelector"]["matchLabels"]["leaderworkerset.sigs.k8s.io/worker-index"] == "0"
+    )
