@@ -483,3 +483,48 @@ def test_workers_of_a_downloaded_model_download_their_own_copy() -> None:
     assert (
         spread[0]["labelSelector"]["matchLabels"]["leaderworkerset.sigs.k8s.io/worker-index"] == "0"
     )
+
+
+# --- The whole platform, prod with its multi-node example on --------------------------------
+
+
+@pytest.fixture(scope="module")
+def prod_with_example(tmp_path_factory: pytest.TempPathFactory) -> Graph:
+    from mlplatform.report import run_stack
+
+    folder = tmp_path_factory.mktemp("stacks")
+    raw = _raw_with_example()
+    (folder / "Pulumi.prod.yaml").write_text(yaml.safe_dump({"config": raw}))
+    return run_stack("prod", folder)[0]
+
+
+def test_prod_installs_the_controller_before_the_leader_worker_set(
+    prod_with_example: Graph,
+) -> None:
+    g = prod_with_example
+    (release,) = [r for r in g.helm_releases() if r["chart"].endswith("/lws")]
+    assert release["chart"] == "oci://registry.k8s.io/lws/charts/lws"
+    assert release["version"] == LWS_CHART_VERSION
+    (lws,) = g.by_type("kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet")
+    (rel,) = [
+        r for r in g.by_type("kubernetes:helm.sh/v3:Release") if r.name == "leader-worker-set-lws"
+    ]
+    assert rel.urn in lws.dependencies
+    # Only the multi-node endpoint is an LWS; the http endpoint stays a Deployment.
+    assert one(g.manifests(), "Deployment", "churn-scorer")
+    assert g.outputs["servingEndpoints"]["llama-405b"]["workload"] == "LeaderWorkerSet"
+
+
+def test_prods_endpoint_role_reads_only_its_model(prod_with_example: Graph) -> None:
+    (policy,) = [
+        r
+        for r in prod_with_example.by_type("aws:iam/rolePolicy:RolePolicy")
+        if "llama-405b-server" in r.name
+    ]
+    doc = json.loads(policy.inputs["policy"])
+    stmts = {s["Sid"]: s for s in doc["Statement"]}
+    assert stmts["ReadObjects"]["Resource"].endswith(
+        "/projects/churn/models/llama-3.1-405b-instruct-fp8/*"
+    )
+    assert stmts["UseBucketKeyThroughS3"]["Action"] == ["kms:Decrypt"]
+    assert iam_findings(doc) == []
