@@ -24,6 +24,9 @@ from components.common import (
 PROJECT_LABEL = "mlplatform.io/project"
 ENDPOINT_LABEL = "mlplatform.io/endpoint"
 TRACK_LABEL = "mlplatform.io/track"
+# vLLM 0.11.0's OpenAI server image ships the Run:ai streamer: its docker/Dockerfile (sdist
+# vllm-0.11.0 on PyPI) installs `boto3 runai-model-streamer runai-model-streamer[s3]` into the
+# vllm-openai-base stage, and its config refuses any load format but runai_streamer for s3://.
 VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"
 DEFAULT_ALB_GROUP = "mlplatform-serving"
 ZONE_KEY = "topology.kubernetes.io/zone"
