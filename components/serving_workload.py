@@ -292,9 +292,8 @@ class WorkloadBuilder(PlanBase):
     def pod_spec(self, track: str) -> dict[str, Any]:
         """The server's pod (a Deployment's, or a LeaderWorkerSet leader's)."""
         a = self.args
-        canary = track == "canary"
-        image = (a.canary.image if canary and a.canary and a.canary.image else None) or self.image
-        model_uri = self.canary_model_uri if canary else self.model_uri
+        image = self.track_image(track)
+        model_uri = self.canary_model_uri if track == "canary" else self.model_uri
         volumes: list[dict[str, Any]] = [
             {"name": "tmp", "emptyDir": {"sizeLimit": a.resources.tmp_size}},
         ]
