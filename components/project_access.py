@@ -75,28 +75,33 @@ class AccessLevel(StrEnum):
 def s3_prefix_policy(
     *,
     bucket_arn: str,
-    prefix: str,
+    prefix: str | Sequence[str],
     access: AccessLevel,
     kms_key_arn: str,
     region: str,
     ecr_repository_arns: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Identity policy for ``access`` on ``s3://<bucket>/<prefix>*`` (``prefix`` "" = whole bucket).
+    """Identity policy for ``access`` on ``s3://<bucket>/<prefix>*`` (``prefix`` "" = whole bucket;
+    several prefixes: each of them).
 
     KMS use is limited to S3 in this region (``kms:ViaService``) and to this bucket's encryption
     context, so the grant cannot decrypt anything else protected by the same key.
     """
-    if prefix and not prefix.endswith("/"):
-        raise ValueError(f"prefix must end with '/', got {prefix!r}")
-    objects = f"{bucket_arn}/{prefix}*"
+    prefixes = [prefix] if isinstance(prefix, str) else sorted(prefix)
+    for p in prefixes:
+        if p and not p.endswith("/"):
+            raise ValueError(f"prefix must end with '/', got {p!r}")
+    object_arns = [f"{bucket_arn}/{p}*" for p in prefixes]
+    objects: str | list[str] = object_arns[0] if len(object_arns) == 1 else object_arns
     list_stmt: dict[str, Any] = {
         "Sid": "ListPrefix",
         "Effect": "Allow",
         "Action": "s3:ListBucket",
         "Resource": bucket_arn,
     }
-    if prefix:
-        list_stmt["Condition"] = {"StringLike": {"s3:prefix": [prefix, f"{prefix}*"]}}
+    if all(prefixes):
+        listed = [x for p in prefixes for x in (p, f"{p}*")]
+        list_stmt["Condition"] = {"StringLike": {"s3:prefix": listed}}
     write = access == AccessLevel.READ_WRITE
     statements: list[dict[str, Any]] = [
         list_stmt,
@@ -116,7 +121,7 @@ def s3_prefix_policy(
                 "StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"},
                 # With an S3 Bucket Key the context is the bucket ARN, otherwise the object ARN.
                 # The context is a string key (parliament: ArnLike would be a type mismatch).
-                "StringLike": {"kms:EncryptionContext:aws:s3:arn": [bucket_arn, objects]},
+                "StringLike": {"kms:EncryptionContext:aws:s3:arn": [bucket_arn, *object_arns]},
             },
         },
     ]
@@ -223,12 +228,19 @@ class AccessGrant(ArgsModel):
     ecr_repositories: list[str] = Field(default_factory=list)
     # False when another component declares the ServiceAccount (a ServingEndpoint, a chart).
     create_service_account: bool = True
+    # Narrower than the project: only these prefixes under projects/<project>/ ("models/x/").
+    prefixes: list[str] = Field(default_factory=list)
 
     def issues(self) -> list[Issue]:
         return [
             *super().issues(),
             *check_dns_label("serviceAccount", self.service_account),
             *check_dns_label("namespace", self.namespace),
+            *[
+                Issue(("prefixes", i), f"{p!r} must be a relative path ending in '/'")
+                for i, p in enumerate(self.prefixes)
+                if not p.endswith("/") or p.startswith("/") or ".." in p.split("/")
+            ],
         ]
 
 
@@ -328,7 +340,8 @@ class ProjectAccess(pulumi.ComponentResource):
                 def build(a: list[Any]) -> dict[str, Any]:
                     return s3_prefix_policy(
                         bucket_arn=a[1],
-                        prefix=f"projects/{g.project}/",
+                        prefix=[f"projects/{g.project}/{p}" for p in g.prefixes]
+                        or f"projects/{g.project}/",
                         access=g.access,
                         kms_key_arn=a[2],
                         region=a[0],
@@ -348,7 +361,7 @@ class ProjectAccess(pulumi.ComponentResource):
                 cluster_name=cluster_name,
                 policy_for=policy_for,
                 description=f"{grant.access.value} access for {ns}/{grant.service_account} "
-                f"to projects/{grant.project}/",
+                f"to projects/{grant.project}/{'{' + ','.join(grant.prefixes) + '}' if grant.prefixes else ''}",
                 tags=role_tags,
             )
             aws.eks.PodIdentityAssociation(

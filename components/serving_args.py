@@ -6,7 +6,7 @@ Part of :mod:`components.serving_endpoint`, which re-exports every name here.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Literal
 
@@ -24,6 +24,9 @@ from components.common import (
 PROJECT_LABEL = "mlplatform.io/project"
 ENDPOINT_LABEL = "mlplatform.io/endpoint"
 TRACK_LABEL = "mlplatform.io/track"
+# vLLM 0.11.0's OpenAI server image ships the Run:ai streamer: its docker/Dockerfile (sdist
+# vllm-0.11.0 on PyPI) installs `boto3 runai-model-streamer runai-model-streamer[s3]` into the
+# vllm-openai-base stage, and its config refuses any load format but runai_streamer for s3://.
 VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"
 DEFAULT_ALB_GROUP = "mlplatform-serving"
 ZONE_KEY = "topology.kubernetes.io/zone"
@@ -45,6 +48,19 @@ class ModelStore(StrEnum):
     MLFLOW = "mlflow"
 
 
+class LoadFormat(StrEnum):
+    """How a ``vllm`` endpoint gets its weights from the model store.
+
+    ``runai_streamer`` (default): vLLM's Run:ai model streamer reads the safetensors straight
+    from S3 into GPU memory, many ranges at once; nothing is written to disk (safetensors only).
+    ``download``: an init container copies the model's prefix to a pod-local volume first, then
+    vLLM loads it from disk (any weight format vLLM reads; slower: the weights pass the disk).
+    """
+
+    RUNAI_STREAMER = "runai_streamer"
+    DOWNLOAD = "download"
+
+
 class ScaleMetric(StrEnum):
     CPU = "cpu"
     REQUESTS = "requests"
@@ -63,9 +79,29 @@ class ModelSource(ArgsModel):
     # Exported as MODEL_VERSION: the project template's server loads this version from the
     # project's prefix (MODEL_BUCKET + MODEL_PREFIX, also set) into MODEL_DIR.
     version: str | None = None
+    # vllm only (see LoadFormat); None: the runtime's default (runai_streamer for vllm).
+    load_format: LoadFormat | None = None
+    # RUNAI_STREAMER_CONCURRENCY: parallel S3 readers (the streamer's default is 16).
+    streamer_concurrency: int | None = Field(default=None, ge=1, le=256)
+    # The pod-local volume a ``download`` copies the weights to (an emptyDir on the node's disk).
+    download_size: str | None = None
+
+    @property
+    def effective_load_format(self) -> LoadFormat:
+        return self.load_format or LoadFormat.RUNAI_STREAMER
 
     def issues(self) -> list[Issue]:
         found = super().issues()
+        found += check_quantity("downloadSize", self.download_size)
+        if self.effective_load_format is LoadFormat.DOWNLOAD:
+            if self.streamer_concurrency is not None:
+                found.append(
+                    Issue(("streamerConcurrency",), "only applies to loadFormat runai_streamer")
+                )
+        elif self.download_size is not None:
+            found.append(Issue(("downloadSize",), "only applies to loadFormat download"))
+        if self.store is not ModelStore.S3 and self.load_format is not None:
+            found.append(Issue(("loadFormat",), "only applies to models in the s3 model store"))
         if self.store is ModelStore.MLFLOW:
             if not _MLFLOW_URI.match(self.path):
                 found.append(
@@ -222,6 +258,39 @@ class CanaryArgs(ArgsModel):
         return found
 
 
+class MultiNodeArgs(ArgsModel):
+    """A ``vllm`` model larger than one node: each replica is a LeaderWorkerSet group of
+    ``nodes`` pods (one per node, ``resources.gpus`` GPUs each) joined by Ray; the leader serves.
+
+    Parallelism defaults to tensor parallel inside a node and pipeline parallel across nodes
+    (vLLM's advice for nodes without NVLink between them); their product must be every GPU of
+    the group.
+    """
+
+    nodes: int = Field(ge=1, le=64)
+    tensor_parallel_size: int | None = Field(default=None, ge=1)
+    pipeline_parallel_size: int | None = Field(default=None, ge=1)
+
+    def issues(self) -> list[Issue]:
+        found = super().issues()
+        if self.nodes < 2:
+            found.append(
+                Issue(
+                    ("nodes",),
+                    f"must be >= 2, got {self.nodes}: a one-node model runs as a Deployment "
+                    "(leave multiNode out)",
+                )
+            )
+        return found
+
+    def sizes(self, gpus: int) -> tuple[int, int]:
+        """(tensor, pipeline) parallel sizes for ``gpus`` GPUs per node."""
+        return (
+            self.tensor_parallel_size or max(gpus, 1),
+            self.pipeline_parallel_size or self.nodes,
+        )
+
+
 class SloArgs(ArgsModel):
     """SLO targets. Metric names default per runtime (see :func:`slo_metrics`)."""
 
@@ -263,6 +332,7 @@ class ServingEndpointArgs(ArgsModel):
     shutdown: ShutdownArgs = ShutdownArgs()
     ingress: IngressArgs = IngressArgs()
     canary: CanaryArgs | None = None
+    multi_node: MultiNodeArgs | None = None  # vllm only: one replica spans several nodes
     slo: SloArgs = SloArgs()
     env: dict[str, str] = {}
     vllm_args: list[str] = []  # extra `vllm serve` flags, e.g. ["--max-model-len", "8192"]
@@ -297,8 +367,28 @@ class ServingEndpointArgs(ArgsModel):
                 )
             if self.canary is not None and self.canary.model.store is not ModelStore.S3:
                 found.append(Issue(("canary", "model", "store"), "vllm loads weights from s3"))
-        elif self.vllm_args:
-            found.append(Issue(("vllmArgs",), "only applies to the vllm runtime"))
+            found += self._multi_node_issues()
+        else:
+            if self.vllm_args:
+                found.append(Issue(("vllmArgs",), "only applies to the vllm runtime"))
+            if self.multi_node is not None:
+                found.append(
+                    Issue(
+                        ("multiNode",),
+                        "only the vllm runtime runs across nodes (a LeaderWorkerSet); "
+                        f"runtime is {self.runtime.value!r}",
+                    )
+                )
+            sources = [("model",)] + ([("canary", "model")] if self.canary else [])
+            for path in sources:
+                src = self.model if path == ("model",) else self.canary.model  # type: ignore[union-attr]
+                for key, value in (
+                    ("loadFormat", src.load_format),
+                    ("streamerConcurrency", src.streamer_concurrency),
+                    ("downloadSize", src.download_size),
+                ):
+                    if value is not None:
+                        found.append(Issue((*path, key), "only applies to the vllm runtime"))
         if self.keda.enabled:
             found += [
                 i.at("keda")
@@ -314,6 +404,27 @@ class ServingEndpointArgs(ArgsModel):
                 found.append(Issue(("env", key), "is set by the platform"))
         return found
 
+    def _multi_node_issues(self) -> list[Issue]:
+        mn = self.multi_node
+        if mn is None or mn.nodes < 2:
+            return []
+        found = []
+        tp, pp = mn.sizes(self.resources.gpus)
+        total = mn.nodes * self.resources.gpus
+        if tp * pp != total:
+            found.append(
+                Issue(
+                    ("multiNode",),
+                    f"tensorParallelSize x pipelineParallelSize ({tp} x {pp}) must equal every "
+                    f"GPU of a group: nodes x resources.gpus = {total}",
+                )
+            )
+        return found
+
+    @property
+    def gpus_per_replica(self) -> int:
+        return self.resources.gpus * (self.multi_node.nodes if self.multi_node else 1)
+
 
 _RESERVED_ENV = frozenset(
     {
@@ -326,18 +437,25 @@ _RESERVED_ENV = frozenset(
         "PORT",
         "HOME",
         "TMPDIR",
+        "RUNAI_STREAMER_CONCURRENCY",
+        "RUNAI_STREAMER_S3_ENDPOINT",
+        "RUNAI_STREAMER_S3_USE_VIRTUAL_ADDRESSING",
     }
 )
 
 
 def check_endpoint(
     args: ServingEndpointArgs,
-    known_pools: Sequence[str],
+    known_pools: Sequence[str] | Mapping[str, int],
     *,
     name: str | None = None,
     on_aws: bool | None = None,
 ) -> list[Issue]:
-    """Every problem with an endpoint's args, given the platform's GPU pools (pure)."""
+    """Every problem with an endpoint's args, given the platform's GPU pools (pure).
+
+    ``known_pools``: the pools' names, or each pool's GPU limit (checked against a multi-node
+    group's GPUs)."""
+    known_limits = dict(known_pools) if isinstance(known_pools, Mapping) else {}
     found = args.issues()
     # The name is also the Service's, and Service names must start with a letter (DNS-1035).
     found += check_dns_label("name", name, leading_letter=True)
@@ -348,6 +466,17 @@ def check_endpoint(
     if args.gpu_pool is not None and args.gpu_pool not in pools:
         allowed = ", ".join(pools) or "none are configured"
         found.append(Issue(("gpuPool",), f"unknown pool {args.gpu_pool!r}; known pools: {allowed}"))
+    if args.multi_node is not None and args.gpu_pool is not None:
+        limit = known_limits.get(args.gpu_pool)
+        if limit is not None and args.gpus_per_replica > limit:
+            found.append(
+                Issue(
+                    ("multiNode", "nodes"),
+                    f"{args.multi_node.nodes} nodes x {args.resources.gpus} GPUs = "
+                    f"{args.gpus_per_replica} GPUs, more than pool {args.gpu_pool!r} can hold "
+                    f"({limit})",
+                )
+            )
     ing = args.ingress
     if on_aws and ing.enabled and ing.certificate_arn is None and not ing.allow_plain_http:
         found.append(

@@ -39,8 +39,10 @@ from components.serving_args import (
     CanaryArgs,
     IngressArgs,
     KedaArgs,
+    LoadFormat,
     ModelSource,
     ModelStore,
+    MultiNodeArgs,
     ProbeArgs,
     ResourcesArgs,
     Runtime,
@@ -51,9 +53,10 @@ from components.serving_args import (
     check_endpoint,
 )
 from components.serving_exposure import ExposureBuilder
+from components.serving_multinode import MultiNodeBuilder
 from components.serving_scaling import ScalingBuilder
 from components.serving_slo import BURN_WINDOWS, MonitoringBuilder, slo_metrics, slo_rule_groups
-from components.serving_workload import MLFLOW_CREDENTIALS, WorkloadBuilder
+from components.serving_workload import MLFLOW_CREDENTIALS
 
 __all__ = [
     "BURN_WINDOWS",
@@ -68,8 +71,10 @@ __all__ = [
     "EndpointPlan",
     "IngressArgs",
     "KedaArgs",
+    "LoadFormat",
     "ModelSource",
     "ModelStore",
+    "MultiNodeArgs",
     "ProbeArgs",
     "ResourcesArgs",
     "Runtime",
@@ -85,7 +90,7 @@ __all__ = [
 ]
 
 
-class EndpointPlan(WorkloadBuilder, ScalingBuilder, ExposureBuilder, MonitoringBuilder):
+class EndpointPlan(MultiNodeBuilder, ScalingBuilder, ExposureBuilder, MonitoringBuilder):
     """Plain-data manifests of one endpoint, before they are declared as resources.
 
     ``model_uri``/``canary_model_uri`` and ``env_extra`` values may be pulumi Inputs.
@@ -151,9 +156,9 @@ class EndpointPlan(WorkloadBuilder, ScalingBuilder, ExposureBuilder, MonitoringB
         out.append(self.service_account())
         if self.mlflow_credentials_secret:
             out.append(self.mlflow_credentials_manifest())
-        out += [self.deployment(), self.service_manifest()]
+        out += [self.workload(), self.service_manifest()]
         if a.canary is not None:
-            out += [self.deployment("canary"), self.service_manifest("canary")]
+            out += [self.workload("canary"), self.service_manifest("canary")]
         out.append(self.scaled_object() if a.keda.enabled else self.hpa())
         out.append(self.pdb())
         if self.network_policies:  # only where the cluster's CNI enforces them
@@ -200,7 +205,7 @@ class ServingEndpoint(pulumi.ComponentResource):
         service_account_name: str,
         storage: StorageBackend | None = None,
         iam_role_arn: pulumi.Input[str] | None = None,
-        known_pools: Sequence[str] = (),
+        known_pools: Sequence[str] | Mapping[str, int] = (),
         mlflow_tracking_uri: pulumi.Input[str] | None = None,
         mlflow_credentials: pulumi.Input[str] | None = None,
         prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090",
@@ -209,6 +214,7 @@ class ServingEndpoint(pulumi.ComponentResource):
         ingress_controller_namespace: str = "kube-system",
         alb_source_cidrs: pulumi.Input[Sequence[str]] = (),
         ingress_controller: pulumi.Resource | None = None,
+        leader_worker_set: pulumi.Resource | None = None,
         depends_on: Sequence[pulumi.Resource] = (),
         tags: Mapping[str, str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
@@ -222,6 +228,10 @@ class ServingEndpoint(pulumi.ComponentResource):
             found.append(Issue(("model", "store"), "s3 needs the platform's model store"))
         if uses_mlflow and mlflow_tracking_uri is None:
             found.append(Issue(("model", "store"), "mlflow needs the platform's tracking URI"))
+        if args.multi_node is not None and leader_worker_set is None:
+            found.append(
+                Issue(("multiNode",), "needs the LeaderWorkerSet controller (leader_worker_set)")
+            )
         if found:
             raise InvalidArgsError("ServingEndpoint", found)
         super().__init__("mlplatform:serving:ServingEndpoint", name, None, opts)
@@ -254,7 +264,10 @@ class ServingEndpoint(pulumi.ComponentResource):
         self.plan = plan
         # The SLO rules as data, for promtool and for dashboards.
         self.rule_groups: list[dict[str, Any]] = plan.rule_groups()
-        self._declare(name, plan, target, [*target.depends_on, *depends_on], ingress_controller)
+        controllers = [leader_worker_set] if leader_worker_set is not None else []
+        self._declare(
+            name, plan, target, [*target.depends_on, *depends_on, *controllers], ingress_controller
+        )
 
         self.namespace = pulumi.Output.from_input(plan.namespace)
         self.service_name = pulumi.Output.from_input(plan.service)
@@ -312,7 +325,7 @@ class ServingEndpoint(pulumi.ComponentResource):
                 continue
             if kind in typed:
                 res = typed[kind](res_name, **_snake(body), opts=child_opts(*extra))
-            else:  # custom resources: ScaledObject, ServiceMonitor, PrometheusRule
+            else:  # custom resources: LeaderWorkerSet, ScaledObject, ServiceMonitor, PrometheusRule
                 res = k8s.apiextensions.CustomResource(
                     res_name,
                     api_version=manifest["apiVersion"],
@@ -347,17 +360,22 @@ def _env_extra(
         if storage.region:
             env["AWS_REGION"] = storage.region
         if storage.endpoint_url is not None:
-            # MinIO on the local stack: boto3 and the Run:ai streamer read this.
+            # MinIO on the local stack: boto3 reads AWS_ENDPOINT_URL*; the Run:ai streamer reads
+            # its own variables (vLLM copies AWS_ENDPOINT_URL over only when given
+            # --model-loader-extra-config), and MinIO wants path-style requests.
             env["AWS_ENDPOINT_URL"] = storage.endpoint_url
             env["AWS_ENDPOINT_URL_S3"] = storage.endpoint_url
+            if args.runtime is Runtime.VLLM:
+                env["RUNAI_STREAMER_S3_ENDPOINT"] = storage.endpoint_url
+                env["RUNAI_STREAMER_S3_USE_VIRTUAL_ADDRESSING"] = "0"
     return env
 
 
 def _role(kind: str, obj_name: str, name: str) -> str:
     """The resource-name suffix of a manifest (stable: it is part of each URN)."""
-    if kind in ("Deployment", "Service"):
+    if kind in ("Deployment", "Service", "LeaderWorkerSet"):
         prefix = "canary-" if obj_name != name else ""
-        return prefix + ("deploy" if kind == "Deployment" else "svc")
+        return prefix + {"Deployment": "deploy", "Service": "svc", "LeaderWorkerSet": "lws"}[kind]
     return _ROLE.get(kind, kind.lower())
 
 

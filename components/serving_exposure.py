@@ -39,6 +39,10 @@ class ExposureBuilder(PlanBase):
             # from a pod. Only those subnets are admitted: with VPC CNI every pod has a VPC
             # address too, so the whole VPC would admit every pod of the cluster.
             rules.append({"from": _ip_blocks(self.alb_source_cidrs), "ports": port})
+        if self.args.multi_node is not None:
+            # A group's pods talk Ray and NCCL to each other on ports Ray picks at start: the
+            # endpoint's own pods are admitted on every port, nobody else is.
+            rules.append({"from": [{"podSelector": {"matchLabels": {ENDPOINT_LABEL: self.name}}}]})
         return {
             "apiVersion": "networking.k8s.io/v1",
             "kind": "NetworkPolicy",

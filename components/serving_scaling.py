@@ -51,11 +51,7 @@ class ScalingBuilder(PlanBase):
             "kind": "HorizontalPodAutoscaler",
             "metadata": self.meta(self.name),
             "spec": {
-                "scaleTargetRef": {
-                    "apiVersion": "apps/v1",
-                    "kind": "Deployment",
-                    "name": self.name,
-                },
+                "scaleTargetRef": self.workload_ref(),
                 "minReplicas": a.min_replicas,
                 "maxReplicas": a.max_replicas,
                 "metrics": [metric],
@@ -83,11 +79,7 @@ class ScalingBuilder(PlanBase):
             "kind": "ScaledObject",
             "metadata": self.meta(self.name),
             "spec": {
-                "scaleTargetRef": {
-                    "apiVersion": "apps/v1",
-                    "kind": "Deployment",
-                    "name": self.name,
-                },
+                "scaleTargetRef": self.workload_ref(),
                 "minReplicaCount": k.min_replicas,
                 "maxReplicaCount": self.args.autoscaling.max_replicas,
                 "pollingInterval": k.polling_seconds,

@@ -23,6 +23,8 @@ from components.serving_args import (
     PROJECT_LABEL,
     TRACK_LABEL,
     ZONE_KEY,
+    LoadFormat,
+    ModelSource,
     ResourcesArgs,
     Runtime,
     ServingEndpointArgs,
@@ -31,6 +33,16 @@ from components.serving_args import (
 # Where a serving pod's HOME is (an emptyDir); MLflow's client reads $HOME/.mlflow/credentials.
 HOME = "/tmp"  # noqa: S108 - the pod's own emptyDir
 MLFLOW_CREDENTIALS = "mlflow-tracking"  # the Secret's name, as in project namespaces
+LWS_API_VERSION = "leaderworkerset.x-k8s.io/v1"
+WORKER_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/worker-index"  # "0": a group's leader
+# Where a ``download`` puts the weights (its own emptyDir), and the default size of that volume.
+DOWNLOAD_DIR = "/models"
+DEFAULT_DOWNLOAD_SIZE = "100Gi"
+# runai_model_streamer.pull_files(model_path, dst) copies an S3 prefix (vLLM 0.11.0's
+# transformers_utils/runai_utils.py calls it the same way); the package ships in the vLLM image.
+_PULL = (
+    "import sys; from runai_model_streamer import pull_files; pull_files(sys.argv[1], sys.argv[2])"
+)
 
 
 def _quantity_limits(r: ResourcesArgs) -> tuple[dict[str, str], dict[str, str]]:
@@ -90,6 +102,19 @@ class PlanBase:
     def selector(self, track: str) -> dict[str, str]:
         return {ENDPOINT_LABEL: self.name, TRACK_LABEL: track}
 
+    def leader_selector(self, track: str) -> dict[str, str]:
+        """Pods that serve: every pod of a Deployment, a group's leader for a LeaderWorkerSet."""
+        out = self.selector(track)
+        if self.args.multi_node is not None:
+            out[WORKER_INDEX_LABEL] = "0"
+        return out
+
+    def workload_ref(self) -> dict[str, str]:
+        """What the HPA (or KEDA) scales: the Deployment, or the LeaderWorkerSet's groups."""
+        if self.args.multi_node is not None:
+            return {"apiVersion": LWS_API_VERSION, "kind": "LeaderWorkerSet", "name": self.name}
+        return {"apiVersion": "apps/v1", "kind": "Deployment", "name": self.name}
+
     def meta(self, name: str, track: str | None = None, **extra: Any) -> dict[str, Any]:
         return {"name": name, "namespace": self.namespace, "labels": self.labels(track), **extra}
 
@@ -135,9 +160,13 @@ class WorkloadBuilder(PlanBase):
             "stringData": {"credentials": self.mlflow_credentials},
         }
 
+    def source(self, track: str) -> ModelSource:
+        a = self.args
+        return a.canary.model if track == "canary" and a.canary else a.model
+
     def _env(self, model_uri: Any, track: str) -> list[dict[str, Any]]:
         a = self.args
-        src = a.canary.model if track == "canary" and a.canary else a.model
+        src = self.source(track)
         env: list[dict[str, Any]] = [
             {"name": "MODEL_URI", "value": model_uri},
             {"name": "MODEL_DIR", "value": "/tmp/models"},  # noqa: S108 - the writable emptyDir
@@ -155,6 +184,11 @@ class WorkloadBuilder(PlanBase):
                 {"name": "XDG_CACHE_HOME", "value": "/tmp/.cache"},  # noqa: S108
                 {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
             ]
+            if src.streamer_concurrency is not None:
+                # Read by the streamer itself (vLLM sets it from --model-loader-extra-config too).
+                env.append(
+                    {"name": "RUNAI_STREAMER_CONCURRENCY", "value": str(src.streamer_concurrency)}
+                )
         env += [{"name": k, "value": v} for k, v in sorted(self.env_extra.items())]
         env += [{"name": k, "value": v} for k, v in sorted(self.args.env.items())]
         return env
@@ -196,33 +230,70 @@ class WorkloadBuilder(PlanBase):
             container["envFrom"] = [{"secretRef": {"name": self.env_from_secret}}]
         if a.runtime is Runtime.VLLM:
             container["command"] = ["python3", "-m", "vllm.entrypoints.openai.api_server"]
-            container["args"] = [
-                "--model",
-                "$(MODEL_URI)",
-                "--served-model-name",
-                self.name,
-                "--host",
-                "0.0.0.0",  # noqa: S104 - inside the pod; the NetworkPolicy limits callers
-                "--port",
-                str(self.port),
-                "--tensor-parallel-size",
-                str(a.resources.gpus),
-                # Streams safetensors from S3 straight into GPU memory: no local copy.
-                "--load-format",
-                "runai_streamer",
-                *a.vllm_args,
-            ]
+            container["args"] = self.vllm_server_args(track)
             container["volumeMounts"].append(
                 {"name": "dshm", "mountPath": "/dev/shm"}  # noqa: S108 - an emptyDir
             )
+            if self.source(track).effective_load_format is LoadFormat.DOWNLOAD:
+                container["volumeMounts"].append(
+                    {"name": "model", "mountPath": DOWNLOAD_DIR, "readOnly": True}
+                )
         return container
 
-    def deployment(self, track: str = "stable") -> dict[str, Any]:
+    def vllm_server_args(self, track: str) -> list[str]:
+        """``vllm serve`` flags: the model, its load format and the parallel layout."""
         a = self.args
-        canary = track == "canary"
-        image = (a.canary.image if canary and a.canary and a.canary.image else None) or self.image
-        model_uri = self.canary_model_uri if canary else self.model_uri
-        name = self.canary_service if canary else self.name
+        streamed = self.source(track).effective_load_format is LoadFormat.RUNAI_STREAMER
+        tp, pp = a.multi_node.sizes(a.resources.gpus) if a.multi_node else (a.resources.gpus, 1)
+        args = [
+            "--model",
+            # Streamed: vLLM reads s3:// itself (vLLM >= 0.11 refuses any other format for it).
+            "$(MODEL_URI)" if streamed else f"{DOWNLOAD_DIR}/weights",
+            "--served-model-name",
+            self.name,
+            "--host",
+            "0.0.0.0",  # noqa: S104 - inside the pod; the NetworkPolicy limits callers
+            "--port",
+            str(self.port),
+            "--tensor-parallel-size",
+            str(tp),
+            "--load-format",
+            "runai_streamer" if streamed else "auto",
+        ]
+        if a.multi_node:
+            # The leader drives the group's GPUs through Ray (the workers join its cluster).
+            args += ["--pipeline-parallel-size", str(pp), "--distributed-executor-backend", "ray"]
+        return [*args, *a.vllm_args]
+
+    def download_init_container(self, image: str, model_uri: Any, track: str) -> dict[str, Any]:
+        """Copies the model's prefix to the pod's ``model`` volume before the server starts."""
+        env = [e for e in self._env(model_uri, track) if e["name"] != "PORT"]
+        container: dict[str, Any] = {
+            "name": "download-model",
+            "image": image,
+            "imagePullPolicy": "IfNotPresent",
+            "command": ["python3", "-c", _PULL],
+            "args": ["$(MODEL_URI)/", f"{DOWNLOAD_DIR}/weights"],
+            "env": env,
+            "resources": {
+                "requests": {"cpu": "1", "memory": "2Gi"},
+                "limits": {"cpu": "4", "memory": "4Gi"},
+            },
+            "securityContext": container_security_context(),
+            "volumeMounts": [
+                {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108
+                {"name": "model", "mountPath": DOWNLOAD_DIR},
+            ],
+        }
+        if self.env_from_secret:
+            container["envFrom"] = [{"secretRef": {"name": self.env_from_secret}}]
+        return container
+
+    def pod_spec(self, track: str) -> dict[str, Any]:
+        """The server's pod (a Deployment's, or a LeaderWorkerSet leader's)."""
+        a = self.args
+        image = self.track_image(track)
+        model_uri = self.canary_model_uri if track == "canary" else self.model_uri
         volumes: list[dict[str, Any]] = [
             {"name": "tmp", "emptyDir": {"sizeLimit": a.resources.tmp_size}},
         ]
@@ -241,30 +312,13 @@ class WorkloadBuilder(PlanBase):
             "terminationGracePeriodSeconds": a.shutdown.drain_seconds + a.shutdown.shutdown_seconds,
             "containers": [self._container(image, model_uri, track)],
             "volumes": volumes,
-            "topologySpreadConstraints": [
-                {
-                    "maxSkew": 1,
-                    "topologyKey": ZONE_KEY,
-                    "whenUnsatisfiable": (
-                        "DoNotSchedule" if a.zone_spread == "required" else "ScheduleAnyway"
-                    ),
-                    "labelSelector": {"matchLabels": self.selector(track)},
-                },
-                {
-                    "maxSkew": 1,
-                    "topologyKey": "kubernetes.io/hostname",
-                    "whenUnsatisfiable": "ScheduleAnyway",
-                    "labelSelector": {"matchLabels": self.selector(track)},
-                },
-            ],
         }
-        if a.resources.gpus:
-            pod_spec["tolerations"] = [dict(GPU_TOLERATION)]
-        selector: dict[str, str] = {ARCH_LABEL: a.architecture} if a.architecture else {}
-        if a.gpu_pool:
-            selector[POOL_LABEL] = a.gpu_pool
-        if selector:
-            pod_spec["nodeSelector"] = selector
+        src = self.source(track)
+        if a.runtime is Runtime.VLLM and src.effective_load_format is LoadFormat.DOWNLOAD:
+            size = src.download_size or DEFAULT_DOWNLOAD_SIZE
+            volumes.append({"name": "model", "emptyDir": {"sizeLimit": size}})
+            pod_spec["initContainers"] = [self.download_init_container(image, model_uri, track)]
+        self.place(pod_spec, track)
         if self.mlflow_credentials_secret:
             # MLflow's client reads $HOME/.mlflow/credentials: the project's registry user.
             volumes.append(
@@ -281,25 +335,36 @@ class WorkloadBuilder(PlanBase):
                 c["volumeMounts"].append(
                     {"name": "mlflow-credentials", "mountPath": f"{HOME}/.mlflow", "readOnly": True}
                 )
-        spec: dict[str, Any] = {
-            "revisionHistoryLimit": 5,
-            "selector": {"matchLabels": self.selector(track)},
-            # New pods must be ready before old ones go: no capacity dip during rollouts.
-            "strategy": {
-                "type": "RollingUpdate",
-                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+        return pod_spec
+
+    def place(self, pod_spec: dict[str, Any], track: str) -> None:
+        """Zone/host spread, GPU toleration, pool and architecture selectors."""
+        a = self.args
+        pod_spec["topologySpreadConstraints"] = [
+            {
+                "maxSkew": 1,
+                "topologyKey": ZONE_KEY,
+                "whenUnsatisfiable": (
+                    "DoNotSchedule" if a.zone_spread == "required" else "ScheduleAnyway"
+                ),
+                "labelSelector": {"matchLabels": self.selector(track)},
             },
-            "template": {
-                "metadata": {
-                    "labels": self.labels(track),
-                    "annotations": {"kubectl.kubernetes.io/default-container": "server"},
-                },
-                "spec": pod_spec,
+            {
+                "maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": self.selector(track)},
             },
-        }
-        if canary and a.canary:
-            spec["replicas"] = a.canary.replicas
-        # The stable track's replica count is owned by the HPA or KEDA, not by this program.
+        ]
+        if a.resources.gpus:
+            pod_spec["tolerations"] = [dict(GPU_TOLERATION)]
+        selector: dict[str, str] = {ARCH_LABEL: a.architecture} if a.architecture else {}
+        if a.gpu_pool:
+            selector[POOL_LABEL] = a.gpu_pool
+        if selector:
+            pod_spec["nodeSelector"] = selector
+
+    def workload_annotations(self, image: str) -> dict[str, str]:
         skips = {
             # In-line checkov skips, each with its reason.
             "checkov.io/skip1": (
@@ -316,10 +381,42 @@ class WorkloadBuilder(PlanBase):
                 "CKV_K8S_35=local stack only: the MinIO keys reach boto3 and the model "
                 "streamer through the environment, which both read"
             )
+        return skips
+
+    def track_image(self, track: str) -> str:
+        a = self.args
+        canary = track == "canary"
+        return (a.canary.image if canary and a.canary and a.canary.image else None) or self.image
+
+    def deployment(self, track: str = "stable") -> dict[str, Any]:
+        a = self.args
+        canary = track == "canary"
+        name = self.canary_service if canary else self.name
+        spec: dict[str, Any] = {
+            "revisionHistoryLimit": 5,
+            "selector": {"matchLabels": self.selector(track)},
+            # New pods must be ready before old ones go: no capacity dip during rollouts.
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+            },
+            "template": {
+                "metadata": {
+                    "labels": self.labels(track),
+                    "annotations": {"kubectl.kubernetes.io/default-container": "server"},
+                },
+                "spec": self.pod_spec(track),
+            },
+        }
+        if canary and a.canary:
+            spec["replicas"] = a.canary.replicas
+        # The stable track's replica count is owned by the HPA or KEDA, not by this program.
         return {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
-            "metadata": self.meta(name, track, annotations=skips),
+            "metadata": self.meta(
+                name, track, annotations=self.workload_annotations(self.track_image(track))
+            ),
             "spec": spec,
         }
 
@@ -331,7 +428,7 @@ class WorkloadBuilder(PlanBase):
             "metadata": self.meta(name, track),
             "spec": {
                 "type": "ClusterIP",
-                "selector": self.selector(track),
+                "selector": self.leader_selector(track),
                 "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
             },
         }

@@ -26,6 +26,7 @@ from components.gpu_capacity import region_issues
 from components.gpu_node_pool import GpuNodePoolArgs, pool_list_issues
 from components.gpu_software import GpuSoftwareArgs
 from components.karpenter import KarpenterArgs
+from components.leader_worker_set import LeaderWorkerSetArgs
 from components.load_balancer_controller import LoadBalancerControllerArgs
 from components.local_object_store import LocalObjectStoreArgs
 from components.model_registry import ModelRegistryArgs
@@ -33,7 +34,12 @@ from components.model_store import ModelStoreArgs
 from components.monitoring_stack import MonitoringStackArgs
 from components.network import NatMode, NetworkArgs
 from components.project_access import AccessGrant, AccessLevel, ProjectAccessArgs
-from components.serving_endpoint import ScaleMetric, ServingEndpointArgs, check_endpoint
+from components.serving_endpoint import (
+    Runtime,
+    ScaleMetric,
+    ServingEndpointArgs,
+    check_endpoint,
+)
 from components.training_cluster import TrainingClusterArgs
 from components.training_operator import TrainingOperatorArgs
 from components.training_queues import TrainingQueuesArgs, check_pool_quotas
@@ -121,6 +127,10 @@ class PlatformConfig(ArgsModel):
         default_factory=LoadBalancerControllerArgs,
         description="AWS Load Balancer Controller chart (one shared internal ALB for serving).",
     )
+    leader_worker_set: LeaderWorkerSetArgs = Field(
+        default_factory=LeaderWorkerSetArgs,
+        description="LeaderWorkerSet controller chart (installed only for multiNode endpoints).",
+    )
     monitoring: MonitoringStackArgs = Field(
         default_factory=MonitoringStackArgs,
         description="kube-prometheus-stack, Alertmanager receivers, Grafana, DCGM exporter.",
@@ -207,7 +217,7 @@ class PlatformConfig(ArgsModel):
         for name, ep in self.serving_endpoints.items():
             found += [
                 i.at("servingEndpoints", name)
-                for i in check_endpoint(ep, list(self.gpu_limits()), name=name, on_aws=on_aws)
+                for i in check_endpoint(ep, self.gpu_limits(), name=name, on_aws=on_aws)
             ]
             found += unmanaged_autoscaler_issues(name, ep)
             if ep.project not in projects:
@@ -243,6 +253,7 @@ class PlatformConfig(ArgsModel):
                     namespace=ep.namespace or name,
                     access=AccessLevel.READ,
                     create_service_account=False,  # the ServingEndpoint declares it
+                    prefixes=model_prefixes(ep),
                 )
             )
         return self.projects.model_copy(update={"grants": grants})
@@ -316,6 +327,15 @@ def reservation_issues(cfg: PlatformConfig, region: str) -> list[Issue]:
         if pool.reservations is not None
         for issue in region_issues(pool.reservations, region, zones)
     ]
+
+
+def model_prefixes(ep: ServingEndpointArgs) -> list[str]:
+    """The prefixes a vllm endpoint reads (its models'), under its project's; [] = the whole
+    project prefix (the http template's server lists the project's models itself)."""
+    if ep.runtime is not Runtime.VLLM:
+        return []
+    sources = [ep.model] + ([ep.canary.model] if ep.canary else [])
+    return sorted({s.path.strip("/") + "/" for s in sources})
 
 
 def serving_service_account(endpoint: str) -> str:

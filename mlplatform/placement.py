@@ -169,6 +169,9 @@ CHART_WORKLOADS: dict[str, tuple[ChartWorkload, ...]] = {
             ("operator", "affinity"),
         ),
     ),
+    # LeaderWorkerSet's controller (charts/lws/values.yaml at v0.10.0; its Makefile builds
+    # linux/arm64,amd64,s390x,ppc64le).
+    "lws": (ChartWorkload("controller", BOTH, ("nodeSelector",), ("tolerations",), ("affinity",)),),
     "minio": (ChartWorkload("minio", BOTH, ("nodeSelector",), ("tolerations",), ("affinity",)),),
     # Kubeflow's training operator, from its kustomize overlay: no placement of its own.
     "kubeflow/trainer": (ChartWorkload("training-operator", BOTH),),
@@ -265,6 +268,12 @@ def _pod_specs(manifest: Mapping[str, Any]) -> Iterable[tuple[str, Mapping[str, 
     elif kind == "PyTorchJob":
         for role, replica in (spec.get("pytorchReplicaSpecs") or {}).items():
             yield f"/{role}", replica["template"]["spec"]
+    elif kind == "LeaderWorkerSet":
+        # A group's leader, and its workers (the leader's template when none is given).
+        lwt = spec.get("leaderWorkerTemplate") or {}
+        worker = lwt["workerTemplate"]["spec"]
+        yield "/leader", (lwt.get("leaderTemplate") or {}).get("spec") or worker
+        yield "/worker", worker
 
 
 def _platforms(images: Iterable[str]) -> frozenset[str] | None:

@@ -20,6 +20,7 @@ from components.cost_guardrails import CostGuardrails
 from components.gpu_node_pool import GpuNodePool
 from components.gpu_software import GpuSoftware
 from components.karpenter import Karpenter
+from components.leader_worker_set import LeaderWorkerSet
 from components.load_balancer_controller import LoadBalancerController
 from components.local_object_store import LocalObjectStore, LocalObjectStoreArgs
 from components.model_registry import ModelRegistry, RegistryNetwork
@@ -381,6 +382,14 @@ def _declare_serving(settings: StackSettings, d: Declared) -> None:
     lbc = d.extra.get("lbc")
     role_arns = d.extra["access"].role_arns if "access" in d.extra else None
     network = d.network
+    lws = None
+    if any(ep.multi_node is not None for ep in cfg.serving_endpoints.values()):
+        lws = LeaderWorkerSet(
+            "leader-worker-set",
+            cfg.leader_worker_set,
+            target=d.target,
+            monitoring_crds=monitoring.crds if monitoring is not None else None,
+        ).release
     endpoints: dict[str, Any] = {}
     for name, ep in cfg.serving_endpoints.items():
         sa = serving_service_account(name)
@@ -393,7 +402,7 @@ def _declare_serving(settings: StackSettings, d: Declared) -> None:
             service_account_name=sa,
             storage=d.storage,
             iam_role_arn=role,
-            known_pools=list(cfg.gpu_limits()),
+            known_pools=cfg.gpu_limits(),
             mlflow_tracking_uri=registry.tracking_uri if registry is not None else None,
             mlflow_credentials=registry.credentials(ep.project) if registry is not None else None,
             # The ALB's interfaces live in the subnets of its scheme; only those are admitted.
@@ -405,6 +414,7 @@ def _declare_serving(settings: StackSettings, d: Declared) -> None:
             if network is not None
             else [],
             ingress_controller=lbc,
+            leader_worker_set=lws if ep.multi_node is not None else None,
             depends_on=[monitoring] if monitoring is not None else [],
             tags=d.tags,
         )
@@ -413,6 +423,7 @@ def _declare_serving(settings: StackSettings, d: Declared) -> None:
             "service": endpoint.service_name,
             "url": endpoint.url,
             "deployment": endpoint.service_name,
+            "workload": "LeaderWorkerSet" if ep.multi_node is not None else "Deployment",
             "healthPath": "/health" if ep.runtime.value == "vllm" else "/healthz",
         }
     pulumi.export("servingEndpoints", endpoints)
