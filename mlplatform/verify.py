@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -412,7 +413,8 @@ def kube_api_client(outputs: Mapping[str, Any]) -> Any:
     if kubeconfig:
         data = yaml.safe_load(kubeconfig) if isinstance(kubeconfig, str) else kubeconfig
         return config.new_client_from_config_dict(data, context=context)
-    return config.new_client_from_config(context=context)
+    # KUBECONFIG read now: the client library reads it once, when it is first imported.
+    return config.new_client_from_config(config_file=os.environ.get("KUBECONFIG"), context=context)
 
 
 @dataclass(frozen=True)
