@@ -19,6 +19,7 @@ class FakeMlflow(types.ModuleType):
         self.calls: list[tuple[str, Any]] = []
         flavor = types.SimpleNamespace(log_model=self._log_model)
         self.sklearn = self.pytorch = flavor
+        self.MlflowClient = lambda: FakeClient(self.calls)  # lineage tags (model_card.py)
 
     def _log_model(self, model: Any, path: str, registered_model_name: str | None) -> None:
         self.calls.append(("log_model", (path, registered_model_name)))
@@ -54,6 +55,26 @@ class FakeMlflow(types.ModuleType):
         self.calls.append(("log_artifacts", sorted(p.name for p in Path(path).iterdir())))
 
 
+class FakeClient:
+    """The MlflowClient calls model_card.record_in_mlflow makes."""
+
+    def __init__(self, calls: list[tuple[str, Any]]) -> None:
+        self.calls = calls
+
+    def set_tag(self, run_id: str, key: str, value: str) -> None:
+        self.calls.append(("set_tag", (run_id, key, value)))
+
+    def log_artifact(self, run_id: str, path: str, artifact_path: str) -> None:
+        self.calls.append(("log_artifact", (run_id, Path(path).name, artifact_path)))
+
+    def search_model_versions(self, query: str) -> list[Any]:
+        self.calls.append(("search_model_versions", query))
+        return [types.SimpleNamespace(name=MODEL_NAME, version="1")]
+
+    def set_model_version_tag(self, name: str, version: str, key: str, value: str) -> None:
+        self.calls.append(("set_model_version_tag", (name, version, key, value)))
+
+
 def test_mlflow_is_not_imported_without_tracking_uri(tiny_csv: Path, tmp_path: Path) -> None:
     sys.modules.pop("mlflow", None)
     result = train(data_path=tiny_csv, model_dir=tmp_path)
@@ -72,7 +93,9 @@ def test_training_logs_and_registers_when_uri_set(
     calls = dict(fake.calls)
     assert calls["set_experiment"] == MODEL_NAME
     assert calls["log_metrics"] == result.metrics
-    assert calls["log_artifacts"] == sorted([model_lib.ARTIFACT, "metadata.json"])
+    assert calls["log_artifacts"] == sorted(
+        [model_lib.ARTIFACT, "metadata.json", "README.md", "drift_reference.json"]
+    )
     assert calls["log_model"] == ("model", MODEL_NAME)
     assert calls["set_tags"]["model_version"] == "1"
 

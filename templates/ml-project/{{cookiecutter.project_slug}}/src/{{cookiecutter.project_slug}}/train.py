@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from . import model as model_lib
-from . import tracking
+from . import model_card, tracking
 from .data import load_dataset, train_test_split
 from .evaluate import evaluate
+from .gates import check_before_saving
 from .registry import ModelVersion, save_version
 from .settings import MODEL_NAME, Settings
+from .validation import validate_training_data
 
 
 @dataclass(frozen=True)
@@ -36,17 +38,24 @@ def train(
     seed: int = 0,
     test_fraction: float = 0.25,
 ) -> TrainResult:
+    validate_training_data(data_path)  # quality seam (#20): bad data stops here, with a report
     data = load_dataset(data_path)
     X_train, X_test, y_train, y_test = train_test_split(data, test_fraction, seed)
     merged = {**model_lib.DEFAULT_PARAMS, **(params or {})}
     model = model_lib.fit(model_lib.build(merged), X_train, y_train, seed=seed)
     metrics = evaluate(model, X_test, y_test)
+    # Quality seam (#20): a model that fails the gate is never saved, uploaded or registered.
+    gate = check_before_saving(
+        model, data, data_path, X_test, y_test, metrics, seed=seed, test_fraction=test_fraction
+    )
     version = save_version(
         model, model_dir, MODEL_NAME, metrics=metrics, params=merged, data_sha256=data.sha256
     )
+    model_card.document_version(version, gate, data, model, X_train)  # quality seam (#20)
     run_id = tracking.log_training(
         model, params=merged, metrics=metrics, version_dir=version.path, version=version.version
     )
+    model_card.record_in_mlflow(run_id, version)  # quality seam (#20): lineage tags
     return TrainResult(version, metrics, model_lib.device(), run_id)
 
 
