@@ -30,7 +30,8 @@ def paths_to_remove(opts: dict) -> list:
     slug = opts["project_slug"]
     remove = []
     if opts["serving"] == "no":
-        remove += [f"src/{slug}/serve.py", "tests/test_serve.py"]
+        remove += [f"src/{slug}/serve.py", "tests/test_serve.py", "tests/test_alerts.py"]
+        remove += ["monitoring"]  # its alerts read metrics only the server exports
     if opts["framework"] != "pytorch":
         remove += ["tests/test_cuda.py"]
     if opts["ci"] == "none":

@@ -208,8 +208,9 @@ def test_server_counts_bins_and_scores_and_exposes_the_jobs_results(
             per_feature[feature] = per_feature.get(feature, 0) + float(line.rsplit(" ", 1)[1])
     assert per_feature == dict.fromkeys(FEATURES, 2.0)  # each row lands in one bin per feature
     assert f"{drift.PREDICTION_SCORE}_count 2.0" in text
-    assert drift.FEATURE_PSI + '{feature="usage_hours"} 0.42' in text
-    assert f"{drift.ACCURACY_THRESHOLD} 0.7" in text
-    assert f"{drift.LIVE_ACCURACY} 0.8" in text
+    model = f'model="{MODEL_NAME}"'
+    assert drift.FEATURE_PSI + '{feature="usage_hours",' + model + "} 0.42" in text
+    assert drift.ACCURACY_THRESHOLD + "{" + model + "} 0.7" in text
+    assert drift.LIVE_ACCURACY + "{" + model + "} 0.8" in text
     assert f"{drift.LOG_DROPPED} 0.0" in text
 {%- endif %}

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from .data import FEATURES
+from .settings import MODEL_NAME
 
 log = logging.getLogger(__name__)
 REFERENCE = "drift_reference.json"
@@ -320,30 +321,27 @@ class _DriftResults:
         if r is None:
             return
         feature = GaugeMetricFamily(
-            FEATURE_PSI, "PSI of a feature vs training.", labels=["feature"]
+            FEATURE_PSI, "PSI of a feature vs training.", labels=["model", "feature"]
         )
         for name, s in r["features"].items():
-            feature.add_metric([name], s["psi"])
+            feature.add_metric([MODEL_NAME, name], s["psi"])
         yield feature
-        yield GaugeMetricFamily(
-            PREDICTION_PSI, "PSI of predictions vs training.", value=r["prediction"]["psi"]
-        )
-        yield GaugeMetricFamily(
-            DRIFT_TIMESTAMP, "When the drift job last ran.", value=r["timestamp"]
-        )
-        yield GaugeMetricFamily(
-            ACCURACY_THRESHOLD, "The model card's accuracy floor.", value=r["min_accuracy"]
-        )
-        if r.get("live_accuracy") is not None:
-            yield GaugeMetricFamily(
-                LIVE_ACCURACY, "Accuracy on labelled production rows.", value=r["live_accuracy"]
-            )
-        if r.get("demographic_parity_difference") is not None:
-            yield GaugeMetricFamily(
+        scalars = (
+            (PREDICTION_PSI, "PSI of predictions vs training.", r["prediction"]["psi"]),
+            (DRIFT_TIMESTAMP, "When the drift job last ran.", r["timestamp"]),
+            (ACCURACY_THRESHOLD, "The model card's accuracy floor.", r["min_accuracy"]),
+            (LIVE_ACCURACY, "Accuracy on labelled production rows.", r.get("live_accuracy")),
+            (
                 FAIRNESS_DPD,
                 "Demographic parity difference on labelled production rows.",
-                value=r["demographic_parity_difference"],
-            )
+                r.get("demographic_parity_difference"),
+            ),
+        )
+        for name, doc, value in scalars:
+            if value is not None:  # no labels yet: no live accuracy, rather than a made-up one
+                gauge = GaugeMetricFamily(name, doc, labels=["model"])
+                gauge.add_metric([MODEL_NAME], value)
+                yield gauge
 
 
 # ---- the drift job -------------------------------------------------------------------------
