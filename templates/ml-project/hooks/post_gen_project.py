@@ -31,7 +31,8 @@ def paths_to_remove(opts: dict) -> list:
     remove = []
     if opts["serving"] == "no":
         remove += [f"src/{slug}/serve.py", "tests/test_serve.py", "tests/test_alerts.py"]
-        remove += ["monitoring"]  # its alerts read metrics only the server exports
+        # The alerts, the drift CronJob and its tests read metrics only the server exports.
+        remove += ["monitoring", "infra/quality.py", "infra/tests/test_quality.py"]
     if opts["framework"] != "pytorch":
         remove += ["tests/test_cuda.py"]
     if opts["ci"] == "none":

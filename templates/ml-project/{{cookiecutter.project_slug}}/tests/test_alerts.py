@@ -45,7 +45,9 @@ def test_alerts_use_only_metrics_the_server_exports() -> None:
 
 def test_every_alert_has_a_runbook_section() -> None:
     headings = {
-        line[3:].strip().lower() for line in RUNBOOK.read_text().splitlines() if line.startswith("## ")
+        line[3:].strip().lower()
+        for line in RUNBOOK.read_text().splitlines()
+        if line.startswith("## ")
     }
     for rule in _rules():
         anchor = rule["annotations"]["runbook"].split("#", 1)[1]
