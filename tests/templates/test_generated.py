@@ -62,6 +62,8 @@ def test_sklearn_project_suite_passes(tmp_path: Path, serving: str) -> None:
     }
     expected = {
         "test_data",
+        "test_drift",
+        "test_quality",
         "test_registry",
         "test_settings",
         "test_storage",
@@ -69,7 +71,7 @@ def test_sklearn_project_suite_passes(tmp_path: Path, serving: str) -> None:
         "test_train",
     }
     # Serving's live-HTTP tests run with serving=yes; with serving=no they are gone, not skipped.
-    assert ran == expected | ({"test_serve"} if serving == "yes" else set())
+    assert ran == expected | ({"test_serve", "test_alerts"} if serving == "yes" else set())
     assert " SKIPPED" not in result.stdout
     lint = subprocess.run(
         [uv, "run", "--no-sync", "ruff", "check", "--no-cache", "."],
@@ -110,6 +112,7 @@ def test_pytorch_project_suite_passes_where_torch_is_available(tmp_path: Path) -
             "install torch into this environment to run the PyTorch variant's suite"
         )
     needed = ["sklearn", "fastapi", "uvicorn", "httpx", "moto", "prometheus_client", "joblib"]
+    needed += ["pandas", "pandera", "fairlearn", "scipy", "yaml"]
     missing = [m for m in needed if importlib.util.find_spec(m) is None]
     if missing:
         pytest.skip(f"the PyTorch variant's suite also needs: {', '.join(missing)}")
