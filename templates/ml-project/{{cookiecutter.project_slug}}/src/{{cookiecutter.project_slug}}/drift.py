@@ -25,6 +25,7 @@ long-running server publishes the job's results as metrics.
 from __future__ import annotations
 
 import argparse
+import bisect
 import gzip
 import io
 import json
@@ -50,6 +51,9 @@ from .settings import MODEL_NAME
 log = logging.getLogger(__name__)
 REFERENCE = "drift_reference.json"
 SCORE_EDGES = [round(0.1 * i, 1) for i in range(1, 10)]  # inner edges: ten bins on [0, 1]
+_SCORE_BUCKETS = [*SCORE_EDGES, 1.0]  # the histogram's finite upper bounds
+_SCORE_ARRAY = np.array(_SCORE_BUCKETS)
+SMALL_BATCH = 16
 PSI_ALERT = 0.2  # the usual reading: < 0.1 stable, 0.1-0.2 moderate, > 0.2 significant shift
 EPSILON = 1e-4  # floor for empty bins, so PSI stays finite
 LOG_PREFIX = "inference-logs/"
@@ -225,49 +229,53 @@ class InferenceLog:
 
 
 class ServingMonitor:
-    """What the server records for drift; ``observe`` is the one call on the predict path."""
+    """What the server records for drift; ``observe`` is the one call on the predict path.
+
+    Counts live in plain lists updated on the event loop (no lock, no per-row metric calls: a
+    one-row request costs a few bisections) and become metrics only when /metrics is scraped.
+    """
 
     def __init__(self, registry: Any, *, log_sink: InferenceLog | None = None) -> None:
-        from prometheus_client import Counter, Histogram
-
-        self.bins = Counter(
-            FEATURE_BINS.removesuffix("_total"),
-            "Rows served, by feature and training-reference bin (bin 0 = below the first decile).",
-            ["feature", "bin"],
-            registry=registry,
-        )
-        self.scores = Histogram(
-            PREDICTION_SCORE,
-            "Predicted probability of the positive class.",
-            buckets=(*SCORE_EDGES, 1.0),
-            registry=registry,
-        )
         self.log_sink = log_sink
         self._version: int | None = None
-        self._edges: list[tuple[list[float], list[Any]]] = []
-        registry.register(_DriftResults(self))
+        self._edges: list[list[float]] = []
+        self._edge_arrays: list[np.ndarray] = []
+        self._counts: list[list[int]] = []
+        self._score_counts = [0] * (len(SCORE_EDGES) + 2)  # ... le=1.0, +Inf
+        self._score_sum = 0.0
+        self.results = _DriftResults()
+        registry.register(_Collector(self))
 
     def _bind(self, version: Any) -> None:
-        reference = load_reference(version.path)
-        self._edges = []
-        for name in FEATURES:
-            edges = reference["features"][name]["edges"]
-            children = [self.bins.labels(name, str(b)) for b in range(len(edges) + 1)]
-            self._edges.append((edges, children))
         self._version = version.version
+        try:
+            reference = load_reference(version.path)
+        except FileNotFoundError:  # a model saved before references existed: scores only
+            self._edges, self._edge_arrays, self._counts = [], [], []
+            return
+        self._edges = [reference["features"][name]["edges"] for name in FEATURES]
+        self._edge_arrays = [np.array(edges) for edges in self._edges]
+        # New bins mean new counts: Prometheus reads the reset as a counter restart.
+        self._counts = [[0] * (len(edges) + 1) for edges in self._edges]
 
     def observe(self, version: Any, X: np.ndarray, proba: np.ndarray) -> None:
         if version.version != self._version:
-            try:
-                self._bind(version)
-            except FileNotFoundError:
-                self._version, self._edges = version.version, []  # a model without a reference
-        for i, (edges, children) in enumerate(self._edges):
-            counts = np.bincount(np.searchsorted(edges, X[:, i], side="right"))
-            for b in np.flatnonzero(counts):
-                children[b].inc(int(counts[b]))
-        for p in proba.tolist():
-            self.scores.observe(p)
+            self._bind(version)
+        if len(X) <= SMALL_BATCH:  # bisect on lists beats numpy's per-call overhead here
+            for row, p in zip(X.tolist(), proba.tolist(), strict=True):
+                for edges, counts, value in zip(self._edges, self._counts, row, strict=False):
+                    counts[bisect.bisect_right(edges, value)] += 1
+                self._score_counts[bisect.bisect_left(_SCORE_BUCKETS, p)] += 1
+                self._score_sum += p
+        else:
+            for i, (edges, counts) in enumerate(zip(self._edge_arrays, self._counts, strict=False)):
+                idx = np.searchsorted(edges, X[:, i], side="right")
+                for b, n in enumerate(np.bincount(idx, minlength=len(counts)).tolist()):
+                    counts[b] += n
+            idx = np.searchsorted(_SCORE_ARRAY, proba, side="left")
+            for b, n in enumerate(np.bincount(idx, minlength=len(self._score_counts)).tolist()):
+                self._score_counts[b] += n
+            self._score_sum += float(proba.sum())
         if self.log_sink is not None:
             self.log_sink.offer(version.version, X, proba)
 
@@ -276,7 +284,13 @@ class ServingMonitor:
         from .settings import Settings
 
         settings = Settings.from_env()
-        rate = float(os.environ.get("INFERENCE_LOG_SAMPLE_RATE", "0.01"))
+        raw = os.environ.get("INFERENCE_LOG_SAMPLE_RATE", "0.01")
+        try:
+            rate = float(raw)
+        except ValueError:
+            rate = -1.0
+        if not 0 <= rate <= 1:
+            raise ValueError(f"INFERENCE_LOG_SAMPLE_RATE must be between 0 and 1, got {raw!r}")
         sink = None
         if settings.model_bucket and rate > 0:
             from .storage import client
@@ -288,10 +302,9 @@ class ServingMonitor:
 
 
 class _DriftResults:
-    """Collector: the drift job's latest results as gauges, refreshed in the background."""
+    """The drift job's latest results, re-read in the background at most every DRIFT_RELOAD_S."""
 
-    def __init__(self, monitor: ServingMonitor) -> None:
-        self.monitor = monitor
+    def __init__(self) -> None:
         self.reload_s = float(os.environ.get("DRIFT_RELOAD_S", "300"))
         self.result: dict[str, Any] | None = None
         self._loaded_at = float("-inf")
@@ -305,19 +318,53 @@ class _DriftResults:
         finally:
             self._loading.release()
 
-    def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
+    def latest(self) -> dict[str, Any] | None:
         if time.monotonic() - self._loaded_at > self.reload_s and self._loading.acquire(False):
             self._loaded_at = time.monotonic()
             threading.Thread(target=self._load, name="drift-results", daemon=True).start()
-        sink = self.monitor.log_sink
+        return self.result
+
+
+class _Collector:
+    """Builds the drift metrics at scrape time from the monitor's counts and the job's results."""
+
+    def __init__(self, monitor: ServingMonitor) -> None:
+        self.monitor = monitor
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
+
+        m = self.monitor
+        bins = CounterMetricFamily(
+            FEATURE_BINS.removesuffix("_total"),
+            "Rows served, by feature and training-reference bin (bin 0: below the first decile).",
+            labels=["feature", "bin"],
+        )
+        for name, counts in zip(FEATURES, list(m._counts), strict=False):
+            for b, n in enumerate(list(counts)):
+                bins.add_metric([name, str(b)], n)
+        yield bins
+        cumulative, total = [], 0
+        for le, n in zip([*SCORE_EDGES, 1.0, float("inf")], list(m._score_counts), strict=True):
+            total += n
+            cumulative.append(("+Inf" if le == float("inf") else str(le), total))
+        yield HistogramMetricFamily(
+            PREDICTION_SCORE,
+            "Predicted probability of the positive class.",
+            buckets=cumulative,
+            sum_value=m._score_sum,
+        )
+        sink = m.log_sink
         yield CounterMetricFamily(
             LOG_DROPPED.removesuffix("_total"),
             "Inference-log samples dropped because the upload queue was full.",
             value=sink.dropped if sink else 0,
         )
-        r = self.result
+        r = m.results.latest()
         if r is None:
             return
         feature = GaugeMetricFamily(
