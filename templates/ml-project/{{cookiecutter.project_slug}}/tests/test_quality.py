@@ -2,6 +2,7 @@
 
 import csv
 import io
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -206,3 +207,29 @@ def test_card_parser_refuses_malformed_cards() -> None:
         parse("# no metadata\n")
     with pytest.raises(ValueError, match="lacks"):
         parse("---\nlibrary_name: sklearn\n---\n# card\n")
+
+
+def test_lineage_tags_the_run_and_the_registered_version(
+    tiny_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_tracking import FakeMlflow
+
+    fake = FakeMlflow()
+    monkeypatch.setitem(sys.modules, "mlflow", fake)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:1")
+    monkeypatch.setenv("GIT_COMMIT", "feedbeef")
+    monkeypatch.setenv("IMAGE_DIGEST", "sha256:" + "e" * 64)
+    train(data_path=tiny_csv, model_dir=tmp_path)
+    run_tags = {key: value for name, (run, key, value) in _calls(fake, "set_tag")}
+    assert run_tags["lineage.git_commit"] == "feedbeef"
+    assert run_tags["lineage.data_sha256"] == load_dataset(tiny_csv).sha256
+    assert run_tags["lineage.image_digest"] == "sha256:" + "e" * 64
+    version_tags = {
+        key: value for name, (model, version, key, value) in _calls(fake, "set_model_version_tag")
+    }
+    assert version_tags == run_tags
+    assert ("log_artifact", ("run-123", CARD, "model_card")) in fake.calls
+
+
+def _calls(fake, name: str) -> list:
+    return [(n, args) for n, args in fake.calls if n == name]
