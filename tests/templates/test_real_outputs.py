@@ -45,7 +45,13 @@ def _import_program(infra: Path, name: str) -> ModuleType:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
+    # program.py imports its sibling modules (quality.py) as `pulumi up` in infra/ would.
+    sys.modules.pop("quality", None)
+    sys.path.insert(0, str(infra))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(infra))
     return module
 
 

@@ -15,6 +15,9 @@ from {{ cookiecutter.project_slug }} import drift, retrain
 from {{ cookiecutter.project_slug }} import model as model_lib
 from {{ cookiecutter.project_slug }}.data import FEATURES, generate, parse_csv
 from {{ cookiecutter.project_slug }}.registry import load_version
+{%- if cookiecutter.serving == 'yes' %}
+from {{ cookiecutter.project_slug }}.serve import create_app
+{%- endif %}
 from {{ cookiecutter.project_slug }}.settings import MODEL_NAME
 from {{ cookiecutter.project_slug }}.train import TrainResult
 
@@ -181,7 +184,6 @@ def test_server_counts_bins_and_scores_and_exposes_the_jobs_results(
 ) -> None:
     import httpx
 
-    from {{ cookiecutter.project_slug }}.serve import create_app
     from tests.test_serve import run_live
 
     result_file = tmp_path / "latest.json"

@@ -27,7 +27,10 @@ from {{ cookiecutter.project_slug }}.model_card import CARD, parse
 from {{ cookiecutter.project_slug }}.registry import list_versions
 from {{ cookiecutter.project_slug }}.settings import MODEL_NAME
 from {{ cookiecutter.project_slug }}.train import main, train
-from {{ cookiecutter.project_slug }}.validation import DataValidationError, validate_training_data
+from {{ cookiecutter.project_slug }}.validation import (
+    DataValidationError,
+    validate_training_data,
+)
 
 
 def _rewrite(text: str, change) -> str:
