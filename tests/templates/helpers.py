@@ -82,19 +82,27 @@ def expected_files(
         "pyproject.toml",
         f"{pkg}/__init__.py",
         f"{pkg}/data.py",
+        f"{pkg}/drift.py",
         f"{pkg}/evaluate.py",
+        f"{pkg}/fairness.py",
+        f"{pkg}/gates.py",
         f"{pkg}/model.py",
         f"{pkg}/promote.py",
+        f"{pkg}/model_card.py",
         f"{pkg}/registry.py",
+        f"{pkg}/retrain.py",
         f"{pkg}/sample_data/churn.csv",
         f"{pkg}/settings.py",
         f"{pkg}/storage.py",
         f"{pkg}/tracking.py",
         f"{pkg}/train.py",
+        f"{pkg}/validation.py",
         "tests/__init__.py",
         "tests/conftest.py",
         "tests/test_data.py",
         "tests/test_promote.py",
+        "tests/test_drift.py",
+        "tests/test_quality.py",
         "tests/test_registry.py",
         "tests/test_settings.py",
         "tests/test_storage.py",
@@ -114,7 +122,12 @@ def expected_files(
         "infra/tests/test_submit.py",
     }
     if combo["serving"] == "yes":
-        files |= {f"{pkg}/serve.py", "tests/test_serve.py"}
+        files |= {f"{pkg}/serve.py", "tests/test_serve.py", "tests/test_alerts.py"}
+        # Model-quality alerts, runbook and drift CronJob read metrics only the server exports.
+        files |= {
+            f"monitoring/{n}" for n in ("model-alerts.yml", "model-alerts.test.yml", "RUNBOOK.md")
+        }
+        files |= {"infra/quality.py", "infra/tests/test_quality.py"}
     if combo["framework"] == "pytorch":
         files |= {"tests/test_cuda.py", "tests/test_distributed.py"}
         files |= {f"{pkg}/distributed.py", f"{pkg}/checkpoint.py"}
@@ -140,7 +153,7 @@ def uv_env(**extra: str) -> dict[str, str]:
 
 
 # The infra program's sibling modules: each project's own, never another project's cached copy.
-INFRA_MODULES = ("runs", "observability")
+INFRA_MODULES = ("runs", "observability", "quality")
 
 
 @contextmanager

@@ -64,6 +64,8 @@ def test_sklearn_project_suite_passes(tmp_path: Path, serving: str) -> None:
     expected = {
         "test_data",
         "test_promote",
+        "test_drift",
+        "test_quality",
         "test_registry",
         "test_settings",
         "test_storage",
@@ -71,7 +73,7 @@ def test_sklearn_project_suite_passes(tmp_path: Path, serving: str) -> None:
         "test_train",
     }
     # Serving's live-HTTP tests run with serving=yes; with serving=no they are gone, not skipped.
-    assert ran == expected | ({"test_serve"} if serving == "yes" else set())
+    assert ran == expected | ({"test_serve", "test_alerts"} if serving == "yes" else set())
     assert " SKIPPED" not in result.stdout
     lint = subprocess.run(
         [uv, "run", "--no-sync", "ruff", "check", "--no-cache", "."],

@@ -22,6 +22,9 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
+{%- if cookiecutter.serving == 'yes' %}
+import quality  # quality seam (#20): infra/quality.py
+{%- endif %}
 from components.common import RESTRICTED_NAMESPACE_LABELS, KubeTarget{% if cookiecutter.serving == 'yes' %}, StorageBackend{% endif %}
 from components.monitoring_stack import dashboard_configmap, prometheus_rule
 from components.project_access import (
@@ -365,6 +368,18 @@ def deploy(s: Settings) -> dict[str, Any]:
         )
         outputs["servingUrl"] = endpoint.url
         outputs["servingInternalUrl"] = endpoint.internal_url
+        # Quality seam (#20): drift CronJob, model-quality alerts and dashboard (infra/quality.py).
+        quality.deploy(
+            project=PROJECT,
+            package=PACKAGE,
+            namespace=s.namespace,
+            image=s.serving_image,
+            queue=s.team,
+            service_account=TRAINER_SA,
+            bucket=storage.bucket,
+            provider=provider,
+            depends_on=[local_queue, access, *deps],
+        )
 {%- endif %}
 
     rule = prometheus_rule(f"{PROJECT}-training", s.namespace, {"groups": rule_groups})

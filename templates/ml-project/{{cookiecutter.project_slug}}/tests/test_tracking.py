@@ -104,7 +104,12 @@ def test_training_logs_the_run_and_registers_the_version(
     assert run.info.run_name == "churn-train-abc"
     assert set(run.data.params) == set(model_lib.DEFAULT_PARAMS)
     listed = {f.path for f in client.list_artifacts(result.mlflow_run_id, "version")}
-    assert listed == {f"version/{model_lib.ARTIFACT}", "version/metadata.json"}
+    assert listed == {
+        f"version/{model_lib.ARTIFACT}",
+        "version/metadata.json",
+        "version/README.md",  # the model card (model_card.py)
+        "version/drift_reference.json",
+    }
     (mv,) = client.search_model_versions(f"run_id = '{result.mlflow_run_id}'")
     assert mv.name == MODEL_NAME
     assert mv.tags[tracking.VERSION_TAG] == str(result.version.version)
@@ -152,3 +157,19 @@ def test_missing_mlflow_extra_is_explained(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:1")
     with pytest.raises(RuntimeError, match="--extra mlflow"):
         tracking._mlflow()
+
+
+def test_the_run_and_its_registered_version_carry_the_lineage(
+    tracking_uri: str, tiny_csv: Path, tmp_path: Path
+) -> None:
+    """Model version <-> git commit <-> data hash <-> image digest, as the model card states it."""
+    result = train(data_path=tiny_csv, model_dir=tmp_path, run_id="lineage-run")
+    client = mlflow.MlflowClient()
+    run = client.get_run(result.mlflow_run_id)
+    lineage = {k: v for k, v in run.data.tags.items() if k.startswith("lineage.")}
+    assert lineage, run.data.tags
+    assert any(v == result.version.metadata["data_sha256"] for v in lineage.values()), lineage
+    cards = {f.path for f in client.list_artifacts(result.mlflow_run_id, "model_card")}
+    assert cards == {"model_card/README.md"}
+    (mv,) = client.search_model_versions(f"run_id = '{result.mlflow_run_id}'")
+    assert {k: v for k, v in mv.tags.items() if k.startswith("lineage.")} == lineage

@@ -66,6 +66,12 @@ PLATFORM_OUTPUTS: dict[str, Any] = {
 }
 
 
+def is_drift_job(cron: dict[str, Any]) -> bool:
+    """The model-quality drift CronJob of infra/quality.py (not a retraining schedule)."""
+    labels = cron["metadata"].get("labels") or {}
+    return labels.get("app.kubernetes.io/component") == "drift"
+
+
 def settings(**overrides: Any) -> program.Settings:
     base: dict[str, Any] = {
         "platform_stack": PLATFORM_STACK,
@@ -140,16 +146,17 @@ def test_local_queue_points_at_the_team_cluster_queue(graph: Any) -> None:
     assert lq["apiVersion"] == "kueue.x-k8s.io/v1beta2"
     assert lq["metadata"]["namespace"] == NS
     assert lq["spec"]["clusterQueue"] == PLATFORM_OUTPUTS["trainingQueues"][TEAM]["clusterQueue"]
-    (cron,) = manifests(graph, "CronJob")
+    (cron,) = training_schedules(graph)
     labels = cron["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
     template_labels = cron["spec"]["jobTemplate"]["metadata"]["labels"]
     assert template_labels["kueue.x-k8s.io/queue-name"] == lq["metadata"]["name"]
     assert labels["app.kubernetes.io/part-of"] == NS
     (ns,) = graph.by_type("kubernetes:core/v1:Namespace")
     (queue,) = graph.by_type("kubernetes:kueue.x-k8s.io/v1beta2:LocalQueue")
-    (cron_res,) = graph.by_type("kubernetes:batch/v1:CronJob")
+    crons = graph.by_type("kubernetes:batch/v1:CronJob")  # the schedule (and the drift job)
+    assert crons
     assert graph.depends_on(queue, ns)
-    assert graph.depends_on(cron_res, queue)
+    assert all(graph.depends_on(cron_res, queue) for cron_res in crons)
 
 
 def test_project_access_grants_pod_identity_on_project_prefix_only(graph: Any) -> None:
@@ -183,7 +190,12 @@ def test_deploying_starts_no_training_run(graph: Any) -> None:
     assert manifests(graph, "Job") == []
     assert manifests(graph, "PyTorchJob") == []
     assert graph.outputs["trainingSchedule"] == "0 3 * * 1"
-    assert manifests(run(settings(training_schedule=None)), "CronJob") == []
+    assert training_schedules(run(settings(training_schedule=None))) == []
+
+
+def training_schedules(graph: Any) -> list[dict[str, Any]]:
+    """The retraining CronJobs (not the model-quality drift job of infra/quality.py)."""
+    return [c for c in manifests(graph, "CronJob") if not is_drift_job(c)]
 
 
 def run_spec(graph: Any) -> runs.RunSpec:
@@ -259,7 +271,7 @@ def test_scikit_learn_trains_on_one_node() -> None:
 
 
 def test_scheduled_runs_are_queued_hardened_and_tracked(graph: Any) -> None:
-    (cron,) = manifests(graph, "CronJob")
+    (cron,) = training_schedules(graph)
     assert cron["spec"]["schedule"] == "0 3 * * 1"
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
     job = cron["spec"]["jobTemplate"]["spec"]

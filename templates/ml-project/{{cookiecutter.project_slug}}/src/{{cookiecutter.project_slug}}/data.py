@@ -23,6 +23,9 @@ FEATURES = ("tenure_months", "monthly_spend", "support_tickets", "usage_hours")
 TARGET = "churned"
 SAMPLE_ROWS = 400
 SAMPLE_SEED = 20240611
+# Not a model input: a sensitive attribute kept in the data for the fairness gate (fairness.py).
+SENSITIVE_COLUMN = "age_band"
+AGE_BANDS = ("18-34", "35-54", "55+")
 
 
 @dataclass(frozen=True)
@@ -48,8 +51,9 @@ def _poisson(rng: random.Random, lam: float) -> int:
 def generate(rows: int = SAMPLE_ROWS, seed: int = SAMPLE_SEED) -> str:
     """Return a synthetic churn dataset as CSV text (deterministic for a given seed)."""
     rng = random.Random(seed)  # noqa: S311 - synthetic data, not security
+    bands = random.Random(seed + 1)  # noqa: S311 - its own stream: the other columns stay as they were
     out = io.StringIO()
-    out.write(",".join((*FEATURES, TARGET)) + "\n")
+    out.write(",".join((*FEATURES, TARGET, SENSITIVE_COLUMN)) + "\n")
     for _ in range(rows):
         tenure = rng.randint(0, 72)
         spend = round(rng.uniform(10, 150), 2)
@@ -57,7 +61,8 @@ def generate(rows: int = SAMPLE_ROWS, seed: int = SAMPLE_SEED) -> str:
         usage = round(min(rng.gammavariate(2.0, 12.0), 200.0), 1)
         logit = -0.05 * tenure + 0.02 * spend + 0.55 * tickets - 0.04 * usage + 0.3
         churned = int(rng.random() < 1 / (1 + math.exp(-logit)))
-        out.write(f"{tenure},{spend:.2f},{tickets},{usage:.1f},{churned}\n")
+        band = bands.choice(AGE_BANDS)
+        out.write(f"{tenure},{spend:.2f},{tickets},{usage:.1f},{churned},{band}\n")
     return out.getvalue()
 
 

@@ -53,6 +53,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import model as model_lib
 from .data import FEATURES
+from .drift import ServingMonitor
 from .registry import ModelVersion, load_version
 from .settings import MODEL_NAME, Settings
 
@@ -225,6 +226,9 @@ def create_app(loader: Callable[[], tuple[Any, ModelVersion]] = _default_loader)
         buckets=LATENCY_BUCKETS,
         registry=registry,
     )
+    # Quality seam (#20): drift histograms, sampled inference log (off the request path) and
+    # the drift job's scores as gauges; see drift.py.
+    monitor = ServingMonitor.from_env(registry)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -309,6 +313,7 @@ def create_app(loader: Callable[[], tuple[Any, ModelVersion]] = _default_loader)
             proba = model_lib.predict_proba(state["model"], X)
         else:
             proba = await run_in_threadpool(model_lib.predict_proba, state["model"], X)
+        monitor.observe(state["version"], X, proba)  # quality seam (#20)
         probabilities = proba.tolist()
         content = {
             "model": MODEL_NAME,

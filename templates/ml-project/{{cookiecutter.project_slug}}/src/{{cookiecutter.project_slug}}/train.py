@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from . import model as model_lib
-from . import tracking
+from . import model_card, tracking
 from .data import load_dataset, train_test_split
 from .evaluate import evaluate
+from .gates import check_before_saving
 from .registry import ModelVersion, save_version
 from .settings import MODEL_NAME, Settings
+from .validation import validate_training_data
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,8 @@ class Fitted:
     metrics: dict[str, float]
     data_sha256: str
     split: dict[str, Any]
+    # (gate result, dataset, training features): what the model card and drift reference need
+    quality: tuple[Any, Any, Any] | None = None
 
 
 def fit_and_evaluate(
@@ -51,13 +55,19 @@ def fit_and_evaluate(
     seed: int = 0,
     test_fraction: float = 0.25,
 ) -> Fitted:
+    validate_training_data(data_path)  # quality seam (#20): bad data stops here, with a report
     data = load_dataset(data_path)
     X_train, X_test, y_train, y_test = train_test_split(data, test_fraction, seed)
     merged = {**model_lib.DEFAULT_PARAMS, **(params or {})}
     model = model_lib.fit(model_lib.build(merged), X_train, y_train, seed=seed)
     model_lib.stop_unless_primary()  # torchrun ranks > 0 exit here; rank 0 evaluates and saves
     split = {"seed": seed, "test_fraction": test_fraction}
-    return Fitted(model, merged, evaluate(model, X_test, y_test), data.sha256, split)
+    metrics = evaluate(model, X_test, y_test)
+    # Quality seam (#20): a model that fails the gate is never saved, uploaded or registered.
+    gate = check_before_saving(
+        model, data, data_path, X_test, y_test, metrics, seed=seed, test_fraction=test_fraction
+    )
+    return Fitted(model, merged, metrics, data.sha256, split, (gate, data, X_train))
 
 
 def save(
@@ -79,6 +89,9 @@ def save(
         version=version,
         split=fitted.split,
     )
+    if fitted.quality is not None:  # quality seam (#20): card and drift reference beside the model
+        gate, data, X_train = fitted.quality
+        model_card.document_version(saved, gate, data, fitted.model, X_train)
     result = TrainResult(saved, fitted.metrics, model_lib.device())
     return log(fitted, result, run_id) if track else result
 
@@ -93,6 +106,7 @@ def log(fitted: Fitted, result: TrainResult, run_id: str | None) -> TrainResult:
         version=result.version.version,
         run_id=run_id,
     )
+    model_card.record_in_mlflow(mlflow_run_id, result.version)  # quality seam (#20): lineage
     return TrainResult(result.version, result.metrics, result.device, mlflow_run_id)
 
 
