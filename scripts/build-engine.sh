@@ -55,7 +55,7 @@ log "building into $OUT ($STAMP; was: $(cat "$OUT/VERSION" 2>/dev/null || echo n
 rm -f "$OUT/VERSION"
 
 export CGO_ENABLED=0 GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" GOFLAGS=-mod=mod
-NICE=(nice -n 19) # the machine is shared; keep the compiler out of everyone else's way
+NICE=(nice -n "${NICENESS:-19}") # the machine is shared; keep the compiler out of everyone else's way
 mkdir -p "$OUT" "$SRC"
 
 # Copy a module out of the module cache into a writable folder: `go install mod@version` refuses

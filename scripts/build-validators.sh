@@ -22,7 +22,7 @@ REPO="$(cd "$(dirname "$0")/.." && pwd)"
 OUT="$(realpath -m "${1:-$HOME/.cache/ml-platform-validators}")"
 SOURCES="$REPO/scripts/crd-sources.txt"
 export CGO_ENABLED=0 GOTOOLCHAIN="${GOTOOLCHAIN:-auto}" GOFLAGS=-mod=mod
-NICE=(nice -n 19) # the machine is shared; keep the compiler out of everyone else's way
+NICE=(nice -n "${NICENESS:-19}") # the machine is shared; keep the compiler out of everyone else's way
 log() { printf '[build-validators] %s\n' "$*" >&2; }
 mkdir -p "$OUT"
 
