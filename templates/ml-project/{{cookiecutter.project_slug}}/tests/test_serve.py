@@ -231,11 +231,11 @@ def test_inline_rows_follow_the_budget(one_row_s: float, max_batch_s: float, row
 def _probe_model(
     monkeypatch: pytest.MonkeyPatch, load_delay_s: float
 ) -> tuple[threading.Event, threading.Event, list[int], Callable[[], None]]:
-    """Replace predict_proba: load_delay_s per call while loading; after arm(), block until released."""
+    """Replace the server's predictor: load_delay_s per call while loading; after arm(), block until released."""
     armed, started, release = threading.Event(), threading.Event(), threading.Event()
     threads: list[int] = []
 
-    def predict_proba(model: Any, X: np.ndarray) -> np.ndarray:
+    def predict(X: np.ndarray) -> np.ndarray:
         threads.append(threading.get_ident())
         if armed.is_set():
             started.set()
@@ -244,8 +244,30 @@ def _probe_model(
             time.sleep(load_delay_s)
         return np.zeros(len(X))
 
-    monkeypatch.setattr(serve.model_lib, "predict_proba", predict_proba)
+    monkeypatch.setattr(serve.model_lib, "predictor", lambda model, probe: predict)
     return started, release, threads, armed.set
+
+
+def test_the_servers_predictor_is_the_models_predict_proba(trained: TrainResult) -> None:
+    model, _ = load_version(trained.version.path.parent.parent, MODEL_NAME)
+    rng = np.random.default_rng(7)
+    X = np.vstack([rng.uniform(0, 100, (200, len(serve.FEATURES))), np.zeros((1, 4))])
+    predict = model_lib.predictor(model, serve._probe_rows())
+    np.testing.assert_allclose(predict(X), model_lib.predict_proba(model, X), rtol=0, atol=1e-12)
+    assert predict(X[:1]).shape == (1,)
+{%- if cookiecutter.framework == 'sklearn' %}
+    # The template's own pipeline takes the fast path; one it does not know keeps predict_proba.
+    import functools
+
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import MinMaxScaler
+
+    assert not isinstance(predict, functools.partial)
+    other = make_pipeline(MinMaxScaler(), LogisticRegression())
+    other.fit(X, (X[:, 0] > 50).astype(int))
+    assert isinstance(model_lib.predictor(other, X), functools.partial)
+{%- endif %}
 
 
 def test_a_slow_model_does_not_hold_up_health_checks(
