@@ -275,6 +275,11 @@ NODE_MANAGED_POLICIES: tuple[tuple[str, str], ...] = (
 )
 
 
+def managed_policy(name: str) -> str:
+    """The ARN of an AWS managed IAM policy (``service-role/...`` paths included)."""
+    return f"arn:aws:iam::aws:policy/{name}"
+
+
 def cluster_arn(partition: str, region: str, account_id: str, cluster_name: str) -> str:
     return f"arn:{partition}:eks:{region}:{account_id}:cluster/{cluster_name}"
 
