@@ -62,29 +62,10 @@ def admin_access(
     # none): one per principal, so listing the deployer among the admins cannot collide.
     access: list[aws.eks.AccessPolicyAssociation] = []
     for principal, old_index in admin_principals(admin_role_arns, deployer):
-        key = f"{name}-access-{principal_key(principal)}"
         # Before entries were keyed by principal they were numbered: keep those in place.
-        old = [pulumi.Alias(name=f"{name}-admin-{old_index}")] if old_index is not None else []
-        old_policy = (
-            [pulumi.Alias(name=f"{name}-admin-{old_index}-policy")] if old_index is not None else []
-        )
-        entry = aws.eks.AccessEntry(
-            key,
-            cluster_name=cluster_name,
-            principal_arn=principal,
-            type="STANDARD",
-            tags=tags,
-            opts=pulumi.ResourceOptions(parent=parent, aliases=old),
-        )
+        old = f"{name}-admin-{old_index}" if old_index is not None else None
         access.append(
-            aws.eks.AccessPolicyAssociation(
-                f"{key}-admin",
-                cluster_name=cluster_name,
-                principal_arn=principal,
-                policy_arn=CLUSTER_ADMIN_POLICY,
-                access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
-                opts=pulumi.ResourceOptions(parent=parent, depends_on=[entry], aliases=old_policy),
-            )
+            _entry(parent, name, cluster_name, principal, CLUSTER_ADMIN_POLICY, "admin", tags, old)
         )
     return access
 
@@ -104,25 +85,44 @@ def reader_access(
             f"TrainingCluster: the deployer {deployer} is in readerRoleArns; deploy with "
             "an admin role (the preview role cannot run pulumi up)"
         )
-    access: list[aws.eks.AccessPolicyAssociation] = []
-    for principal in dict.fromkeys(reader_role_arns):
-        key = f"{name}-access-{principal_key(principal)}"
-        entry = aws.eks.AccessEntry(
-            key,
-            cluster_name=cluster_name,
-            principal_arn=principal,
-            type="STANDARD",
-            tags=tags,
-            opts=pulumi.ResourceOptions(parent=parent),
-        )
-        access.append(
-            aws.eks.AccessPolicyAssociation(
-                f"{key}-reader",
-                cluster_name=cluster_name,
-                principal_arn=principal,
-                policy_arn=CLUSTER_READER_POLICY,
-                access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
-                opts=pulumi.ResourceOptions(parent=parent, depends_on=[entry]),
-            )
-        )
-    return access
+    return [
+        _entry(parent, name, cluster_name, principal, CLUSTER_READER_POLICY, "reader", tags)
+        for principal in dict.fromkeys(reader_role_arns)
+    ]
+
+
+def _entry(
+    parent: pulumi.Resource,
+    name: str,
+    cluster_name: pulumi.Input[str],
+    principal: str,
+    policy_arn: str,
+    role: str,
+    tags: dict[str, str],
+    old_name: str | None = None,
+) -> aws.eks.AccessPolicyAssociation:
+    """The principal's access entry and its policy association (``<name>-access-<principal>``
+    and ``...-<role>``); ``old_name``: the entry's earlier name, kept through aliases."""
+    key = f"{name}-access-{principal_key(principal)}"
+    entry = aws.eks.AccessEntry(
+        key,
+        cluster_name=cluster_name,
+        principal_arn=principal,
+        type="STANDARD",
+        tags=tags,
+        opts=pulumi.ResourceOptions(
+            parent=parent, aliases=[pulumi.Alias(name=old_name)] if old_name else None
+        ),
+    )
+    return aws.eks.AccessPolicyAssociation(
+        f"{key}-{role}",
+        cluster_name=cluster_name,
+        principal_arn=principal,
+        policy_arn=policy_arn,
+        access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
+        opts=pulumi.ResourceOptions(
+            parent=parent,
+            depends_on=[entry],
+            aliases=[pulumi.Alias(name=f"{old_name}-policy")] if old_name else None,
+        ),
+    )
