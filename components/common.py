@@ -253,6 +253,17 @@ def check_image(path: str | Path, image: str) -> list[Issue]:
     return [Issue(_as_path(path), f"{p}, got {image!r}") for p in problems]
 
 
+# One release of a Helm chart: X.Y.Z, a pre-release suffix allowed. Helm takes the version as a
+# semver constraint, so anything looser ("1.2", "^1.2.0") may resolve to a newer release.
+_CHART_VERSION = re.compile(r"\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?")
+
+
+def check_chart_version(path: str | Path, version: str) -> list[Issue]:
+    if _CHART_VERSION.fullmatch(version):
+        return []
+    return [Issue(_as_path(path), f"must be an exact version X.Y.Z, got {version!r}")]
+
+
 def merge_tags(*layers: Mapping[str, str] | None) -> dict[str, str]:
     """Merge tag maps from least to most specific: a later layer wins on the same key."""
     merged: dict[str, str] = {}
@@ -273,6 +284,11 @@ NODE_MANAGED_POLICIES: tuple[tuple[str, str], ...] = (
     ("cni", "AmazonEKS_CNI_Policy"),
     ("ecr", "AmazonEC2ContainerRegistryPullOnly"),
 )
+
+
+def managed_policy(name: str) -> str:
+    """The ARN of an AWS managed IAM policy (``service-role/...`` paths included)."""
+    return f"arn:aws:iam::aws:policy/{name}"
 
 
 def cluster_arn(partition: str, region: str, account_id: str, cluster_name: str) -> str:
@@ -349,6 +365,22 @@ RESTRICTED_NAMESPACE_LABELS = {
     "pod-security.kubernetes.io/audit": "restricted",
     "pod-security.kubernetes.io/warn": "restricted",
 }
+
+
+def ports_only_network_policy(name: str, namespace: str, ports: Iterable[int]) -> dict[str, Any]:
+    """A controller namespace's NetworkPolicy: its pods admit TCP on ``ports`` only (a webhook
+    the API server calls, a metrics port Prometheus scrapes). API server addresses are not known
+    in advance, so the ports are the only filter."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "podSelector": {},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"ports": [{"protocol": "TCP", "port": port} for port in ports]}],
+        },
+    }
 
 
 def pod_security_context(uid: int = 10001, fs_group: int | None = 10001) -> dict[str, Any]:

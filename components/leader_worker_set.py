@@ -20,7 +20,14 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pydantic import Field
 
-from components.common import RESTRICTED_NAMESPACE_LABELS, ArgsModel, Issue, KubeTarget
+from components.common import (
+    RESTRICTED_NAMESPACE_LABELS,
+    ArgsModel,
+    Issue,
+    KubeTarget,
+    check_chart_version,
+    ports_only_network_policy,
+)
 
 LWS_CHART = "oci://registry.k8s.io/lws/charts/lws"
 # v0.10.0, the newest LWS release (kubernetes-sigs/lws tag v0.10.0, 2026-08-11); its installation
@@ -41,15 +48,7 @@ class LeaderWorkerSetArgs(ArgsModel):
     replicas: int = Field(default=2, ge=1, le=5)
 
     def issues(self) -> list[Issue]:
-        found = super().issues()
-        parts = self.chart_version.split(".")
-        if len(parts) != 3 or not all(p.isdigit() for p in parts):
-            found.append(
-                Issue(
-                    ("chartVersion",), f"must be an exact version X.Y.Z, got {self.chart_version!r}"
-                )
-            )
-        return found
+        return [*super().issues(), *check_chart_version("chartVersion", self.chart_version)]
 
 
 def lws_values(args: LeaderWorkerSetArgs, *, prometheus: bool) -> dict[str, Any]:
@@ -71,28 +70,6 @@ def lws_values(args: LeaderWorkerSetArgs, *, prometheus: bool) -> dict[str, Any]
         # Operator CRDs, so the monitoring stack goes in depends_on.
         "enablePrometheus": prometheus,
         "enableCertManager": False,
-    }
-
-
-def controller_network_policy(namespace: str) -> dict[str, Any]:
-    # The API server calls the webhook and Prometheus scrapes the metrics port; API server
-    # addresses are not known in advance, so ports are the only filter.
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": {"name": "lws-controller", "namespace": namespace},
-        "spec": {
-            "podSelector": {},
-            "policyTypes": ["Ingress"],
-            "ingress": [
-                {
-                    "ports": [
-                        {"protocol": "TCP", "port": WEBHOOK_PORT},
-                        {"protocol": "TCP", "port": METRICS_PORT},
-                    ]
-                }
-            ],
-        },
     }
 
 
@@ -128,7 +105,9 @@ class LeaderWorkerSet(pulumi.ComponentResource):
             opts=k8s_opts(),
         )
         if target.network_policy:
-            policy = controller_network_policy(args.namespace)
+            policy = ports_only_network_policy(
+                "lws-controller", args.namespace, (WEBHOOK_PORT, METRICS_PORT)
+            )
             k8s.networking.v1.NetworkPolicy(
                 f"{name}-controller-netpol",
                 metadata=policy["metadata"],

@@ -23,7 +23,14 @@ from typing import Any
 import pulumi
 from pydantic import Field
 
-from components.common import ArgsModel, Issue, KubeTarget, merge_tags, pod_identity_trust_json
+from components.common import (
+    ArgsModel,
+    Issue,
+    KubeTarget,
+    check_chart_version,
+    merge_tags,
+    pod_identity_trust_json,
+)
 
 CHART = "aws-load-balancer-controller"
 CHART_REPO = "https://aws.github.io/eks-charts"
@@ -44,15 +51,7 @@ class LoadBalancerControllerArgs(ArgsModel):
     memory: str = "256Mi"
 
     def issues(self) -> list[Issue]:
-        found = super().issues()
-        parts = self.chart_version.split(".")
-        if len(parts) != 3 or not all(p.isdigit() for p in parts):
-            found.append(
-                Issue(
-                    ("chartVersion",), f"must be an exact version X.Y.Z, got {self.chart_version!r}"
-                )
-            )
-        return found
+        return [*super().issues(), *check_chart_version("chartVersion", self.chart_version)]
 
 
 def _stmt(actions: Sequence[str], resources: Any = "*", **condition: Any) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from components.common import (
     Issue,
     KubeTarget,
     StorageBackend,
+    check_chart_version,
     check_quantity,
     container_security_context,
     pod_security_context,
@@ -55,10 +56,7 @@ class LocalObjectStoreArgs(ArgsModel):
                 Issue(("bucket",), f"invalid bucket name {self.bucket!r} (3-63 of a-z 0-9 . -)")
             )
         found += check_quantity("volumeSize", self.volume_size, units=("Mi", "Gi", "Ti"))
-        if not re.fullmatch(r"\d+\.\d+\.\d+", self.chart_version):
-            found.append(
-                Issue(("chartVersion",), f"must be an exact X.Y.Z, got {self.chart_version!r}")
-            )
+        found += check_chart_version("chartVersion", self.chart_version)
         return found
 
 

@@ -81,8 +81,10 @@ from components.common import (
     InvalidArgsError,
     Issue,
     KubeTarget,
+    check_chart_version,
     check_dns_label,
     check_quantity,
+    ports_only_network_policy,
 )
 
 KUEUE_CHART = "oci://registry.k8s.io/kueue/charts/kueue"
@@ -91,6 +93,8 @@ KUEUE_CHART = "oci://registry.k8s.io/kueue/charts/kueue"
 # validate the queues against v0.19.2's CRDs, the nearest release the Go module proxy serves
 # (scripts/crd-sources.txt; keep the two in step).
 KUEUE_CHART_VERSION = "0.19.3"
+# The controller's webhook (called by the API server) and its metrics port (scraped by Prometheus).
+WEBHOOK_PORT, METRICS_PORT = 9443, 8443
 KUEUE_API_VERSION = "kueue.x-k8s.io/v1beta2"
 KUEUE_CONFIG_API_VERSION = "config.kueue.x-k8s.io/v1beta2"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
@@ -237,12 +241,7 @@ class TrainingQueuesArgs(ArgsModel):
             *check_dns_label(("cohort",), self.cohort),
             *check_count(("controllerReplicas",), self.controller_replicas, minimum=1),
         ]
-        if not re.fullmatch(r"\d+(\.\d+)*(-[0-9A-Za-z.]+)?", self.chart_version):
-            found.append(
-                Issue(
-                    ("chartVersion",), f"must be a pinned chart version, got {self.chart_version!r}"
-                )
-            )
+        found += check_chart_version("chartVersion", self.chart_version)
         if not re.fullmatch(r"\d+(s|m|h)", self.pods_ready_timeout):
             found.append(
                 Issue(
@@ -538,28 +537,6 @@ def kueue_values(args: TrainingQueuesArgs, frameworks: Sequence[str]) -> dict[st
     }
 
 
-def controller_network_policy(namespace: str) -> dict[str, Any]:
-    # The API server calls the webhooks (9443) and Prometheus scrapes 8443; nothing else may
-    # connect. API server addresses are not known in advance, so ports are the only filter.
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": {"name": "kueue-controller", "namespace": namespace},
-        "spec": {
-            "podSelector": {},
-            "policyTypes": ["Ingress"],
-            "ingress": [
-                {
-                    "ports": [
-                        {"protocol": "TCP", "port": 9443},
-                        {"protocol": "TCP", "port": 8443},
-                    ]
-                }
-            ],
-        },
-    }
-
-
 class TrainingQueues(pulumi.ComponentResource):
     """Kueue and the flavors, cluster queues and local queues of the platform's teams."""
 
@@ -605,7 +582,11 @@ class TrainingQueues(pulumi.ComponentResource):
         if target.network_policy:
             k8s.networking.v1.NetworkPolicy(
                 f"{name}-controller-netpol",
-                **_body(controller_network_policy(args.namespace)),
+                **_body(
+                    ports_only_network_policy(
+                        "kueue-controller", args.namespace, (WEBHOOK_PORT, METRICS_PORT)
+                    )
+                ),
                 opts=k8s_opts(ns),
             )
         release = k8s.helm.v3.Release(

@@ -35,6 +35,11 @@ DEFAULT_ALERTMANAGER_URL = "http://alertmanager-operated.monitoring.svc:9093"
 DEFAULT_HEALTH_PATH = "/healthz"
 DEVICE_PLUGIN_NAME = "nvidia-device-plugin"
 KARPENTER = ("karpenter.sh", "v1", "nodepools")
+# The `workload` of a servingEndpoints output entry (mlplatform/platform.py); older stacks' entries
+# have none and are Deployments.
+DEPLOYMENT, LEADER_WORKER_SET = "Deployment", "LeaderWorkerSet"
+# LWS 0.10.0 (components/leader_worker_set.py): group, version, plural of its CRD.
+LWS = ("leaderworkerset.x-k8s.io", "v1", "leaderworkersets")
 
 
 class VerifyError(Exception):
@@ -620,19 +625,82 @@ def check_alertmanager(kube: Kube, url: str) -> CheckResult:
 
 
 def check_serving_ready(kube: Kube, endpoint: str, spec: Mapping[str, Any]) -> CheckResult:
+    """The endpoint's workload is up: its kind comes from the output entry's ``workload``."""
     name = f"k8s.serving.{endpoint}.ready"
-    namespace, deployment = spec["namespace"], spec.get("deployment", spec["service"])
-    dep = kube.apps.read_namespaced_deployment(deployment, namespace, _request_timeout=TIMEOUT_S)
+    namespace, workload = spec["namespace"], spec.get("deployment", spec["service"])
+    kind = spec.get("workload", DEPLOYMENT)
+    if kind == LEADER_WORKER_SET:
+        return _leader_worker_set_ready(kube, name, namespace, workload)
+    if kind != DEPLOYMENT:
+        return failed(
+            name, f"unknown workload {kind!r} (verify knows {DEPLOYMENT}, {LEADER_WORKER_SET})"
+        )
+    dep = kube.apps.read_namespaced_deployment(workload, namespace, _request_timeout=TIMEOUT_S)
     if dep.status is None:
-        return failed(name, f"{namespace}/{deployment} has no status yet")
+        return failed(name, f"{namespace}/{workload} has no status yet")
     ready = dep.status.ready_replicas or 0
     if not _condition_true(dep.status.conditions, "Available"):
         cond = _condition(dep.status.conditions, "Available")
         why = f": {cond.message}" if cond is not None and cond.message else ""
-        return failed(name, f"{namespace}/{deployment} not Available{why}")
+        return failed(name, f"{namespace}/{workload} not Available{why}")
     if ready < 1:
-        return failed(name, f"{namespace}/{deployment} has no ready replica (scaled to zero?)")
-    return passed(name, f"{namespace}/{deployment} Available, {ready} ready")
+        return failed(name, f"{namespace}/{workload} has no ready replica (scaled to zero?)")
+    return passed(name, f"{namespace}/{workload} Available, {ready} ready")
+
+
+def _leader_worker_set_ready(kube: Kube, name: str, namespace: str, workload: str) -> CheckResult:
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        lws: Any = kube.custom.get_namespaced_custom_object(
+            LWS[0], LWS[1], namespace, LWS[2], workload, _request_timeout=TIMEOUT_S
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return failed(
+                name,
+                f"LeaderWorkerSet {namespace}/{workload} not found (or the {LWS[0]}/{LWS[1]} "
+                "API is not served: is the LWS controller installed?)",
+            )
+        raise
+    return leader_worker_set_readiness(name, lws)
+
+
+def leader_worker_set_readiness(name: str, lws: Mapping[str, Any]) -> CheckResult:
+    """A LeaderWorkerSet's readiness from its status, as the LWS 0.10 controller writes it
+    (pkg/controllers/leaderworkerset_controller.go, updateConditions): ``Available`` is true
+    only when every group (leader and workers) is ready and updated; during a rolling update
+    ``UpdateInProgress`` and ``Progressing`` are true instead; ``readyReplicas`` counts ready
+    groups, ``spec.replicas`` the groups wanted (the HPA's count)."""
+    meta, spec = lws.get("metadata") or {}, lws.get("spec") or {}
+    ref = f"{meta.get('namespace')}/{meta.get('name')}"
+    status = lws.get("status") or {}
+    if not status:
+        return failed(name, f"{ref} has no status yet: is the LWS controller running?")
+    generation, observed = meta.get("generation", 0), status.get("observedGeneration", 0)
+    if observed < generation:
+        return failed(
+            name,
+            f"{ref}: status is of generation {observed}, the object is at {generation} "
+            "(is the LWS controller running?)",
+        )
+    wanted = spec.get("replicas", 1)
+    ready = status.get("readyReplicas", 0)
+    size = (spec.get("leaderWorkerTemplate") or {}).get("size", 1)
+    groups = f"{ready}/{wanted} groups of {size} pods ready"
+    conditions = status.get("conditions")
+    if _condition_true(conditions, "Available"):
+        if ready < 1:
+            return failed(name, f"{ref} has no ready group (scaled to zero?)")
+        return passed(name, f"{ref} Available, {groups}")
+    if _condition_true(conditions, "UpdateInProgress") and ready >= max(wanted, 1):
+        return passed(name, f"{ref} rolling update in progress, {groups} (no capacity lost)")
+    why = [
+        f"{c.get('type')}: {c.get('message') or c.get('reason')}"
+        for c in conditions or []
+        if c.get("status") == "True"
+    ]
+    return failed(name, f"{ref} not Available ({'; '.join(why) or 'no conditions'}), {groups}")
 
 
 def check_serving_request(kube: Kube, endpoint: str, spec: Mapping[str, Any]) -> CheckResult:

@@ -375,3 +375,67 @@ def test_checks_catch_claims_that_cannot_bind(broken: ControlPlane) -> None:
     assert any("'gp3-nowhere', which does not exist" in p for p in problems), problems
     assert any("missing-class is Pending" in p for p in problems), problems
     assert checks.claim_problems(broken.kubectl, [good]) == []
+
+
+@pytest.fixture(scope="module")
+def multi_node_prod(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """prod's offline plan with its commented multi-node (LeaderWorkerSet) endpoint turned on."""
+    from mlplatform.report import run_stack
+    from tests.serving.test_model_loading_and_multinode import _raw_with_example
+
+    folder = tmp_path_factory.mktemp("stacks-lws")
+    (folder / "Pulumi.prod.yaml").write_text(yaml.safe_dump({"config": _raw_with_example()}))
+    return run_stack("prod", folder)[0]
+
+
+def test_verify_reads_a_leader_worker_set_through_the_real_crd(
+    broken: ControlPlane, multi_node_prod: Any
+) -> None:
+    """`mlplatform verify` on the plan's LeaderWorkerSet endpoint, against the LWS CRD the tests
+    install: the object from the plan, its status written through the status subresource in the
+    shape the LWS 0.10 controller writes (tests/verify/lws_status.py), read by the real client."""
+    from kubernetes import config
+
+    from mlplatform import verify
+    from tests.verify.lws_status import lws_status
+
+    spec = multi_node_prod.outputs["servingEndpoints"]["llama-405b"]
+    assert spec["workload"] == "LeaderWorkerSet"
+    manifests = multi_node_prod.manifests()
+    lws = next(m for m in manifests if m["kind"] == "LeaderWorkerSet")
+    ns = next(
+        m
+        for m in manifests
+        if m["kind"] == "Namespace" and m["metadata"]["name"] == spec["namespace"]
+    )
+    applied = broken.kubectl.apply([ns, lws])
+    assert applied.returncode == 0, applied.stderr
+    kube = verify.Kube(config.new_client_from_config(config_file=str(broken.kubeconfig)))
+    name = lws["metadata"]["name"]
+
+    def status(state: str, ready: int) -> verify.CheckResult:
+        body = {"status": lws_status(name, state, ready=ready, replicas=1)}
+        broken.kubectl(
+            "patch",
+            "leaderworkerset",
+            name,
+            "-n",
+            spec["namespace"],
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps(body),
+        )
+        return verify.check_serving_ready(kube, "llama-405b", spec)
+
+    # Created, no controller yet: no status.
+    fresh = verify.check_serving_ready(kube, "llama-405b", spec)
+    assert not fresh.ok and "no status yet" in fresh.detail
+    up = status("available", 1)
+    assert up.ok, up.detail
+    # CRD defaults: one group (spec.replicas) of the plan's two nodes.
+    assert up.detail.endswith("Available, 1/1 groups of 2 pods ready")
+    down = status("progressing", 0)
+    assert not down.ok and "Progressing: Replicas are progressing" in down.detail
+    gone = verify.check_serving_ready(kube, "llama-405b", {**spec, "deployment": "nope"})
+    assert not gone.ok and "not found" in gone.detail
