@@ -72,7 +72,7 @@ class Settings:
     training_image: str
     gpu_pool: str | None
     gpus: int
-    min_accuracy: str
+    min_accuracy: str | None  # None: the training gate's default (gates.py owns it)
     nodes: int = 1
     training_data: str = DEFAULT_DATA
     training_schedule: str | None = None
@@ -122,6 +122,14 @@ class Settings:
         if not 1 <= canary_weight <= 50:
             problems.append(f"canaryWeight: {canary_weight} is not between 1 and 50 (percent)")
 {%- endif %}
+        min_accuracy = cfg.get("minAccuracy") or None
+        if min_accuracy is not None:
+            try:
+                floor: float | None = float(min_accuracy)
+            except ValueError:
+                floor = None
+            if floor is None or not 0 <= floor <= 1:
+                problems.append(f"minAccuracy: {min_accuracy!r} is not a number between 0 and 1")
         nodes = cfg.get_int("nodes", 1)
         if nodes < 1:
             problems.append(f"nodes: {nodes} must be at least 1")
@@ -142,7 +150,7 @@ class Settings:
             training_image=training_image,
             gpu_pool=cfg.get("gpuPool") or None,
             gpus=cfg.get_int("gpus", {{ 0 if cookiecutter.accelerator == 'none' else 1 }}),
-            min_accuracy=cfg.get("minAccuracy") or "0.6",
+            min_accuracy=min_accuracy,
             nodes=nodes,
             training_data=cfg.get("trainingData") or DEFAULT_DATA,
             training_schedule=schedule,

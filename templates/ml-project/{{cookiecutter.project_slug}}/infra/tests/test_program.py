@@ -320,6 +320,13 @@ def test_multi_node_runs_are_pytorch_jobs(graph: Any) -> None:
 
 
 {% endif -%}
+def test_unset_min_accuracy_leaves_the_floor_to_the_training_gate(graph: Any) -> None:
+    # One owner of the default: gates.py's MIN_ACCURACY; the program passes only a set value.
+    spec = runs.RunSpec(**{**run_spec(graph).to_output(), "min_accuracy": None})
+    assert "--min-accuracy" not in runs.train_args(spec)
+    assert runs.train_args(run_spec(graph))[2:4] == ["--min-accuracy", "0.6"]
+
+
 def test_run_spec_refuses_unknown_keys(graph: Any) -> None:
     with pytest.raises(ValueError, match=r"unknown keys \['surprise'\]"):
         runs.RunSpec.from_output({**graph.outputs["trainingRun"], "surprise": 1})
@@ -448,6 +455,7 @@ def test_every_config_problem_is_reported_at_once(monkeypatch: pytest.MonkeyPatc
         "trainingImage": TRAINING_IMAGE,
         "trainingSchedule": "every monday",
         "nodes": "0",
+        "minAccuracy": "60%",
 {%- if cookiecutter.serving == 'yes' %}
         "servingImage": TRAINING_IMAGE,
         "modelVersion": "latest",
@@ -460,6 +468,7 @@ def test_every_config_problem_is_reported_at_once(monkeypatch: pytest.MonkeyPatc
     message = str(err.value)
     assert "trainingSchedule: 'every monday' is not a five-field cron" in message
     assert "nodes: 0 must be at least 1" in message
+    assert "minAccuracy: '60%' is not a number between 0 and 1" in message
 {%- if cookiecutter.serving == 'yes' %}
     assert "modelVersion: 'latest' is not a version number or none" in message
     assert "canaryModelVersion: 'v2' is not a version number" in message
