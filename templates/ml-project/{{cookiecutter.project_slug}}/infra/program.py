@@ -28,6 +28,9 @@ import quality  # quality seam (#20): infra/quality.py
 from components.common import RESTRICTED_NAMESPACE_LABELS, KubeTarget{% if cookiecutter.serving == 'yes' %}, StorageBackend{% endif %}
 from components.monitoring_stack import dashboard_configmap, prometheus_rule
 from components.project_access import (
+{%- if cookiecutter.serving == 'yes' %}
+    INFERENCE_LOG_DIR,
+{%- endif %}
     AccessGrant,
     AccessLevel,
     ProjectAccess,
@@ -36,7 +39,7 @@ from components.project_access import (
     StoreRefs,
 )
 {%- if cookiecutter.serving == 'yes' %}
-from components.serving_args import CanaryArgs, ProbeArgs
+from components.serving_args import DEFAULT_INFERENCE_LOG_SAMPLE_RATE, CanaryArgs, ProbeArgs
 from components.serving_endpoint import (
     AutoscalingArgs,
     IngressArgs,
@@ -86,6 +89,8 @@ class Settings:
     canary_weight: int = 10
     ingress_host: str | None = None
     certificate_arn: str | None = None
+    # Share of requests logged to inference-logs/ (0..1); None: the platform's default.
+    inference_log_sample_rate: float | None = None
 {%- endif %}
 
     @classmethod
@@ -121,15 +126,14 @@ class Settings:
         canary_weight = cfg.get_int("canaryWeight", 10)
         if not 1 <= canary_weight <= 50:
             problems.append(f"canaryWeight: {canary_weight} is not between 1 and 50 (percent)")
+        raw_rate = cfg.get("inferenceLogSampleRate") or None
+        sample_rate = _fraction(raw_rate)
+        if raw_rate is not None and sample_rate is None:
+            problems.append(f"inferenceLogSampleRate: {raw_rate!r} is not a number between 0 and 1")
 {%- endif %}
         min_accuracy = cfg.get("minAccuracy") or None
-        if min_accuracy is not None:
-            try:
-                floor: float | None = float(min_accuracy)
-            except ValueError:
-                floor = None
-            if floor is None or not 0 <= floor <= 1:
-                problems.append(f"minAccuracy: {min_accuracy!r} is not a number between 0 and 1")
+        if min_accuracy is not None and _fraction(min_accuracy) is None:
+            problems.append(f"minAccuracy: {min_accuracy!r} is not a number between 0 and 1")
         nodes = cfg.get_int("nodes", 1)
         if nodes < 1:
             problems.append(f"nodes: {nodes} must be at least 1")
@@ -163,8 +167,18 @@ class Settings:
             canary_weight=canary_weight,
             ingress_host=cfg.get("ingressHost") or None,
             certificate_arn=cfg.get("certificateArn") or None,
+            inference_log_sample_rate=sample_rate,
 {%- endif %}
         )
+
+
+def _fraction(raw: str | None) -> float | None:
+    """``raw`` as a number in [0, 1]; None when unset or not one."""
+    try:
+        value = float(raw) if raw is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and 0 <= value <= 1 else None
 
 
 def ecr_repository_arn(url: str, partition: str = "aws") -> str:
@@ -181,6 +195,16 @@ def training_command(nodes: int, gpus: int) -> list[str]:
         return run_command(nodes, gpus, PACKAGE)
     except ValueError as exc:
         raise ValueError(f"{PROJECT}: {exc}") from None
+
+
+{%- if cookiecutter.serving == 'yes' %}
+
+
+def log_rate(s: Settings) -> float:
+    """The share of requests the server logs: the setting, or the platform's default."""
+    rate = s.inference_log_sample_rate
+    return DEFAULT_INFERENCE_LOG_SAMPLE_RATE if rate is None else rate
+{%- endif %}
 
 
 def platform_problems(s: Settings, outputs: dict[str, Any]) -> list[str]:
@@ -284,13 +308,15 @@ def deploy(s: Settings) -> dict[str, Any]:
         AccessGrant(project=PROJECT, service_account=TRAINER_SA, access=AccessLevel.READ_WRITE)
     ]
 {%- if cookiecutter.serving == 'yes' %}
-    # The ServingEndpoint declares its own service account.
+    # The ServingEndpoint declares its own service account. The server reads models and writes
+    # its sampled inference log (PutObject only: it never reads, lists or deletes the log).
     grants.append(
         AccessGrant(
             project=PROJECT,
             service_account=SERVER_SA,
             access=AccessLevel.READ,
             create_service_account=False,
+            write_only_prefixes=[INFERENCE_LOG_DIR] if log_rate(s) > 0 else [],
         )
     )
 {%- endif %}
@@ -368,6 +394,7 @@ def deploy(s: Settings) -> dict[str, Any]:
                 ),
                 # /healthz is readiness (503 until the model loads); /livez says the process runs.
                 probes=ProbeArgs(liveness_path="/livez"),
+                inference_log_sample_rate=s.inference_log_sample_rate,
             ),
             target=target,
             service_account_name=SERVER_SA,

@@ -66,7 +66,8 @@ def test_cli_min_accuracy_overrides_the_gates_floor_in_the_card(
     assert main(["--data", str(tiny_csv), "--min-accuracy", "0"]) == 0
     version = json.loads(capsys.readouterr().out)["version"]
     card = Path(os.environ["MODEL_DIR"]) / MODEL_NAME / str(version) / CARD
-    assert parse(card.read_text())[0]["thresholds"]["min_accuracy"] == 0.0  # the card records the floor it passed
+    # The card records the floor the version passed.
+    assert parse(card.read_text())[0]["thresholds"]["min_accuracy"] == 0.0
 
 
 def test_cli_refuses_an_accuracy_floor_outside_0_1(tiny_csv: Path) -> None:
