@@ -24,7 +24,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 {%- if cookiecutter.serving == 'yes' %}
 import quality  # quality seam (#20): infra/quality.py
+import retraining  # continuous training (#20): infra/retraining.py
 {%- endif %}
+import runs
 from components.common import RESTRICTED_NAMESPACE_LABELS, KubeTarget{% if cookiecutter.serving == 'yes' %}, StorageBackend{% endif %}
 from components.monitoring_stack import dashboard_configmap, prometheus_rule
 from components.project_access import (
@@ -58,6 +60,7 @@ PROJECT = "{{ cookiecutter.project_slug.replace('_', '-') }}"
 PACKAGE = "{{ cookiecutter.project_slug }}"
 TRAINER_SA = f"{PROJECT}-trainer"
 SERVER_SA = f"{PROJECT}-server"
+RETRAINER_SA = f"{PROJECT}-retrainer"
 PROJECT_LABEL = "mlplatform.io/project"
 # Training data, relative to the project's prefix in the model bucket (or a full s3:// URI).
 DEFAULT_DATA = "data/train.csv"
@@ -91,6 +94,9 @@ class Settings:
     certificate_arn: str | None = None
     # Share of requests logged to inference-logs/ (0..1); None: the platform's default.
     inference_log_sample_rate: float | None = None
+    # The hourly retraining trigger (infra/retraining.py); max age None: retrain.py's default.
+    retrain_on_drift: bool = True
+    retrain_max_age_days: float | None = None
 {%- endif %}
 
     @classmethod
@@ -130,6 +136,11 @@ class Settings:
         sample_rate = _fraction(raw_rate)
         if raw_rate is not None and sample_rate is None:
             problems.append(f"inferenceLogSampleRate: {raw_rate!r} is not a number between 0 and 1")
+        retrain_on_drift = cfg.get_bool("retrainOnDrift", True)
+        raw_age = cfg.get("retrainMaxAgeDays") or None
+        max_age = _positive(raw_age)
+        if raw_age is not None and max_age is None:
+            problems.append(f"retrainMaxAgeDays: {raw_age!r} is not a positive number of days")
 {%- endif %}
         min_accuracy = cfg.get("minAccuracy") or None
         if min_accuracy is not None and _fraction(min_accuracy) is None:
@@ -144,6 +155,13 @@ class Settings:
                 problems.append(problem)
             elif nodes > 1:
                 problems.append("trainingSchedule: scheduled runs are single-node; set nodes: 1")
+{%- if cookiecutter.serving == 'yes' %}
+        if retrain_on_drift and nodes > 1:
+            problems.append(
+                "retrainOnDrift: triggered runs are single-node Jobs; set nodes: 1, "
+                "or retrainOnDrift: false and retrain with `make submit`"
+            )
+{%- endif %}
         if problems:
             raise ValueError(f"{PROJECT}: invalid config:\n  - " + "\n  - ".join(problems))
         return cls(
@@ -168,8 +186,19 @@ class Settings:
             ingress_host=cfg.get("ingressHost") or None,
             certificate_arn=cfg.get("certificateArn") or None,
             inference_log_sample_rate=sample_rate,
+            retrain_on_drift=retrain_on_drift,
+            retrain_max_age_days=max_age,
 {%- endif %}
         )
+
+
+def _positive(raw: str | None) -> float | None:
+    """``raw`` as a positive number; None when unset or not one."""
+    try:
+        value = float(raw) if raw is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and value > 0 else None
 
 
 def _fraction(raw: str | None) -> float | None:
@@ -319,6 +348,12 @@ def deploy(s: Settings) -> dict[str, Any]:
             write_only_prefixes=[INFERENCE_LOG_DIR] if log_rate(s) > 0 else [],
         )
     )
+    if s.retrain_on_drift and s.model_version is not None:
+        # The retraining trigger reads the drift result and the champion's card; it starts
+        # runs through the Kubernetes API (its Role), which then train as the trainer.
+        grants.append(
+            AccessGrant(project=PROJECT, service_account=RETRAINER_SA, access=AccessLevel.READ)
+        )
 {%- endif %}
     access = ProjectAccess(
         f"{PROJECT}-access",
@@ -415,6 +450,26 @@ def deploy(s: Settings) -> dict[str, Any]:
             provider=provider,
             depends_on=[local_queue, access, *deps],
         )
+        if s.retrain_on_drift:
+            # Continuous training (#20): the hourly trigger and the run it starts.
+            retraining.deploy(
+                project=PROJECT,
+                package=PACKAGE,
+                namespace=s.namespace,
+                image=s.serving_image,
+                queue=s.team,
+                bucket=storage.bucket,
+                model_version=s.model_version,
+                run_job=run_spec.apply(
+                    lambda spec: runs.job_manifest(
+                        spec, retraining.names(PROJECT)["cron"], runs.train_args(spec)
+                    )
+                ),
+                max_age_days=s.retrain_max_age_days,
+                provider=provider,
+                depends_on=[local_queue, access, *deps],
+            )
+        outputs["retrainTrigger"] = retraining.names(PROJECT)["cron"] if s.retrain_on_drift else ""
 {%- endif %}
 
     rule = prometheus_rule(f"{PROJECT}-training", s.namespace, {"groups": rule_groups})

@@ -67,9 +67,10 @@ PLATFORM_OUTPUTS: dict[str, Any] = {
 
 
 def is_drift_job(cron: dict[str, Any]) -> bool:
-    """The model-quality drift CronJob of infra/quality.py (not a retraining schedule)."""
+    """The drift CronJob of infra/quality.py or the retraining trigger of infra/retraining.py
+    (neither trains itself: they are not retraining schedules)."""
     labels = cron["metadata"].get("labels") or {}
-    return labels.get("app.kubernetes.io/component") == "drift"
+    return labels.get("app.kubernetes.io/component") in ("drift", "retrain")
 
 
 def settings(**overrides: Any) -> program.Settings:
@@ -163,7 +164,7 @@ def test_project_access_grants_pod_identity_on_project_prefix_only(graph: Any) -
     assocs = graph.by_type("aws:eks/podIdentityAssociation:PodIdentityAssociation")
     expected = {f"{NS}-trainer"}
 {%- if cookiecutter.serving == 'yes' %}
-    expected.add(f"{NS}-server")
+    expected |= {f"{NS}-server", f"{NS}-retrainer"}
 {%- endif %}
     assert {a.inputs["serviceAccount"] for a in assocs} == expected
     assert {a.inputs["namespace"] for a in assocs} == {NS}
