@@ -449,6 +449,7 @@ def deploy(s: Settings) -> dict[str, Any]:
             bucket=storage.bucket,
             provider=provider,
             depends_on=[local_queue, access, *deps],
+            model_version=s.model_version,
         )
         if s.retrain_on_drift:
             # Continuous training (#20): the hourly trigger and the run it starts.
