@@ -450,6 +450,7 @@ def deploy(s: Settings) -> dict[str, Any]:
             provider=provider,
             depends_on=[local_queue, access, *deps],
             model_version=s.model_version,
+            canary_version=s.canary_version,
         )
         if s.retrain_on_drift:
             # Continuous training (#20): the hourly trigger and the run it starts.

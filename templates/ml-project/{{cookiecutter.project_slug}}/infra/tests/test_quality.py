@@ -62,6 +62,7 @@ def test_alert_rules_are_the_promtool_tested_file(graph: Any) -> None:
         "ModelFeatureDrift",
         "ModelPredictionDrift",
         "ModelLiveAccuracyBelowCard",
+        "ModelCanaryAccuracyBelowCard",
         "ModelDriftJobStale",
     }
 

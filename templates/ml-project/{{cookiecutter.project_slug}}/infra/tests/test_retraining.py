@@ -174,3 +174,57 @@ def test_config_problems_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
     message = str(err.value)
     assert "retrainOnDrift: triggered runs are single-node Jobs" in message
     assert "retrainMaxAgeDays: '-1' is not a positive number of days" in message
+
+
+def _alerts(graph: Any) -> dict[str, dict[str, Any]]:
+    return {
+        r["alert"]: r
+        for m in manifests(graph, "PrometheusRule")
+        for g in m["spec"]["groups"]
+        for r in g["rules"]
+        if "alert" in r
+    }
+
+
+def test_the_bake_waits_on_alerts_the_deployed_rules_define() -> None:
+    """promote.py's ROLLBACK_ALERTS against what `pulumi up` deploys with a canary: the
+    platform's SLO rules, infra/observability.py's canary rules, monitoring/model-alerts.yml."""
+    g = run(settings(canary_version="4"))
+    deployed = _alerts(g)
+    promote = _constants("promote.py")
+    assert set(promote["ROLLBACK_ALERTS"]) <= set(deployed)
+    # Every alert that judges the canary (track: canary) or the endpoint's SLO is waited on.
+    judging = {
+        name
+        for name, r in deployed.items()
+        if r["labels"].get("track") == "canary" or "slo" in r["labels"]
+    }
+    assert judging == set(promote["ROLLBACK_ALERTS"])
+    assert {name for name in judging if deployed[name]["labels"].get("track") == "canary"} == set(
+        promote["CANARY_ALERTS"]
+    )
+    # The drift job scores the canary while it bakes (the accuracy alert's input).
+    (drift,) = [c for c in manifests(g, "CronJob") if c["metadata"]["name"] == f"{NS}-drift"]
+    (container,) = drift["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert {"name": "CANARY_MODEL_VERSION", "value": "4"} in container["env"]
+
+
+def _constants(module: str) -> dict[str, Any]:
+    """The literal module-level constants of the package's ``module`` (read, not imported)."""
+    import ast
+
+    path = Path(__file__).resolve().parents[2] / "src" / program.PACKAGE / module
+    found: dict[str, Any] = {}
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            name = node.targets[0].id
+            if isinstance(node.value, ast.BinOp) and isinstance(node.value.op, ast.Add):
+                left, right = node.value.left, node.value.right
+                if isinstance(left, ast.Name) and isinstance(right, ast.Name):
+                    found[name] = found[left.id] + found[right.id]
+                continue
+            try:
+                found[name] = ast.literal_eval(node.value)
+            except ValueError:
+                continue
+    return found
