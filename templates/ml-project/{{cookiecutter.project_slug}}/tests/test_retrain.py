@@ -113,6 +113,7 @@ class _ApiServer:
 
     def __init__(self, jobs: list[dict[str, Any]]) -> None:
         self.jobs, self.calls = jobs, []
+        self.refuse = 0  # an HTTP status to answer creates with, instead of 201
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -135,6 +136,9 @@ class _ApiServer:
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 owner.calls.append(("POST", self.path, body, self.headers))
+                if owner.refuse:
+                    self._answer(owner.refuse, {"kind": "Status", "reason": "Forbidden"})
+                    return
                 self._answer(201, body)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -204,6 +208,19 @@ def test_no_run_while_one_is_in_flight_and_none_without_drift(
         assert "no retraining needed" in capsys.readouterr().out
     finally:
         api.close()
+
+
+def test_a_refusal_from_the_api_server_fails_the_check_with_its_answer(
+    drifted: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    api = _ApiServer([])
+    api.refuse = 403
+    try:
+        client = retrain.KubeApi(api.url, "t", None)
+        assert retrain.main(["--submit", str(drifted[1])], api=client) == 1
+    finally:
+        api.close()
+    assert "the API server refused: 403" in capsys.readouterr().err
 
 
 def test_submit_outside_the_cluster_says_so(

@@ -31,6 +31,7 @@ import secrets
 import ssl
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -124,7 +125,7 @@ def triggered_job(template: dict[str, Any], now: datetime | None = None) -> dict
     meta.pop("generateName", None)
     for labels in (meta.setdefault("labels", {}), job["spec"]["template"]["metadata"]["labels"]):
         labels.update({"app.kubernetes.io/name": name, TRIGGER_LABEL: TRIGGER})
-        labels["app.kubernetes.io/managed-by"] = f"{__name__}"
+        labels["app.kubernetes.io/managed-by"] = "retrain-trigger"  # not Pulumi: nobody prunes it
     return job
 
 
@@ -238,7 +239,12 @@ def main(argv: list[str] | None = None, api: KubeApi | None = None) -> int:
     print("retrain: " + "; ".join(decision.reasons))
     if not args.submit:
         return 0
-    run, why = submit(args.submit, api or KubeApi.in_cluster(), cooldown_h=cooldown)
+    try:
+        run, why = submit(args.submit, api or KubeApi.in_cluster(), cooldown_h=cooldown)
+    except urllib.error.HTTPError as exc:  # e.g. 403 without the Role, 422 on a bad template
+        answer = exc.read().decode(errors="replace")
+        print(f"the API server refused: {exc.code} {answer}", file=sys.stderr)
+        return 1
     print(json.dumps({"submitted": run, "why": why, "reasons": list(decision.reasons)}))
     return 0
 
