@@ -5,7 +5,8 @@ platform's own components, what lives on between runs: the project's namespace (
 its team's Kueue ClusterQueue admits it) and the namespace's LocalQueue, its ``ProjectAccess``
 (service accounts and Pod Identity roles scoped to ``projects/<project>/`` in the model bucket),
 the retraining schedule (a CronJob, when ``trainingSchedule`` is set){% if cookiecutter.serving == 'yes' %}, the ``ServingEndpoint`` (which
-brings its ServiceMonitor and SLO burn-rate alerts) once a champion exists{% endif %}, a Grafana
+brings its ServiceMonitor and SLO burn-rate alerts), the drift job and the retraining trigger
+(``retraining.py``) once a champion exists{% endif %}, a Grafana
 dashboard and alerts. Training runs are not declared here: ``make submit`` (``submit.py``), the
 ``train`` workflow and the schedule start uniquely named Jobs from the ``trainingRun`` output
 (see ``runs.py``), so a merge never retrains and runs never replace each other.
