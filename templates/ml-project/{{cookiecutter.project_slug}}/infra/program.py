@@ -26,8 +26,8 @@ import pulumi_kubernetes as k8s
 {%- if cookiecutter.serving == 'yes' %}
 import quality  # quality seam (#20): infra/quality.py
 import retraining  # continuous training (#20): infra/retraining.py
-{%- endif %}
 import runs
+{%- endif %}
 from components.common import RESTRICTED_NAMESPACE_LABELS, KubeTarget{% if cookiecutter.serving == 'yes' %}, StorageBackend{% endif %}
 from components.monitoring_stack import dashboard_configmap, prometheus_rule
 from components.project_access import (
