@@ -8,7 +8,6 @@ import pytest
 
 from {{ cookiecutter.project_slug }}.data import generate
 from {{ cookiecutter.project_slug }}.promote import (
-    CANARY_ALERTS,
     decide,
     firing_canary_alerts,
     main,
@@ -97,6 +96,8 @@ def test_the_canary_accuracy_alert_the_bake_waits_on_is_a_rule() -> None:
     from pathlib import Path
 
     import yaml
+
+    from {{ cookiecutter.project_slug }}.promote import CANARY_ALERTS
 
     rules_file = Path(__file__).resolve().parents[1] / "monitoring" / "model-alerts.yml"
     groups = yaml.safe_load(rules_file.read_text())["groups"]
