@@ -27,6 +27,8 @@ from tests.integration.control_plane import ControlPlane, binaries_dir, start
 from tests.shipped import shipped_plan
 from tests.templates.test_real_outputs import deploy
 
+pytestmark = [pytest.mark.control_plane, pytest.mark.xdist_group("control-plane")]
+
 
 @pytest.fixture(scope="module")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
