@@ -40,6 +40,19 @@ def test_retrains_on_a_shifted_sample_and_not_on_an_unshifted_one(trained: Train
     assert any(r.startswith("drift: tenure_months PSI") for r in decision.reasons)
 
 
+def test_scores_of_the_replaced_version_do_not_retrain_a_fresh_champion(
+    trained: TrainResult,
+) -> None:
+    fresh = parse_csv(generate(600, seed=94)).X
+    fresh[:, 0] = np.clip(fresh[:, 0] + 36, 0, 600)
+    result = _drift_result(trained, fresh) | {"model_version": 6}
+    young = datetime.now(UTC) - timedelta(days=1)
+    assert retrain.decide(result, young, version=6).retrain
+    stale = retrain.decide(result, young, version=7)
+    assert not stale.retrain
+    assert stale.notes == ("the drift result scores version 6, not 7: wait for the job",)
+
+
 # --- the trigger -----------------------------------------------------------------------------
 
 

@@ -60,6 +60,7 @@ def decide(
     now: float | None = None,
     max_age_days: float = 30.0,
     max_result_age_h: float = 48.0,
+    version: int | None = None,
 ) -> Decision:
     now = time.time() if now is None else now
     reasons: list[str] = []
@@ -67,9 +68,14 @@ def decide(
     age_days = (now - model_created_at.timestamp()) / 86400
     if age_days > max_age_days:
         reasons.append(f"schedule: the model is {age_days:.1f} days old (limit {max_age_days})")
-    if result is None:
+    scored = None if result is None else result.get("model_version")
+    if version is not None and scored is not None and int(scored) != version:
+        # Scores of the version this one replaced say nothing about it (a fresh promotion).
+        notes.append(f"the drift result scores version {scored}, not {version}: wait for the job")
+        result = None
+    elif result is None:
         notes.append("no drift result yet: run the drift job")
-    else:
+    if result is not None:
         if (now - result["timestamp"]) / 3600 > max_result_age_h:
             notes.append("the drift result is stale: is the drift job running?")
         for name, s in sorted(result["features"].items()):
@@ -230,6 +236,7 @@ def main(argv: list[str] | None = None, api: KubeApi | None = None) -> int:
         datetime.fromisoformat(meta["created_at"]),
         max_age_days=max_age,
         max_result_age_h=max_result_age,
+        version=number,
     )
     for note in decision.notes:
         print(f"note: {note}")
