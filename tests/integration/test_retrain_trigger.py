@@ -11,13 +11,10 @@ refused anything its Role does not grant.
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
-import sys
 import urllib.error
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -25,6 +22,7 @@ import yaml
 
 from tests.integration.control_plane import ControlPlane, binaries_dir, start
 from tests.shipped import shipped_plan
+from tests.templates.helpers import load_package_module
 from tests.templates.test_real_outputs import deploy
 
 pytestmark = [pytest.mark.control_plane, pytest.mark.xdist_group("control-plane")]
@@ -38,17 +36,6 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
         yield cp
     finally:
         cp.stop()
-
-
-def _package_retrain(root: Path) -> ModuleType:
-    path = root / "src" / root.name / "retrain.py"
-    spec = importlib.util.spec_from_file_location(f"retrain_it_{root.name}", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _server_and_ca(cp: ControlPlane, tmp_path: Path) -> tuple[str, str]:
@@ -82,7 +69,7 @@ def test_the_trigger_creates_the_run_with_its_own_token_and_nothing_else(
     assert applied.returncode == 0, applied.stderr
     token = control_plane.kubectl("create", "token", account, "--namespace", ns).stdout.strip()
     server, ca = _server_and_ca(control_plane, tmp_path)
-    retrain = _package_retrain(root)
+    retrain = load_package_module(root, "retrain")
     api = retrain.KubeApi(server, token, ca)
     template = tmp_path / "job.json"
     template.write_text(named("ConfigMap", f"{ns}-retrain-run")["data"]["job.json"])

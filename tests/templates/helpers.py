@@ -184,3 +184,18 @@ def import_program(infra: Path, name: str) -> ModuleType:
         sys.modules[name] = module  # dataclasses look their module up while the class is built
         spec.loader.exec_module(module)
         return module
+
+
+def load_package_module(root: Path, module: str) -> ModuleType:
+    """``src/<package>/<module>.py`` of a generated project, loaded on its own: the trigger's
+    pure parts (``retrain.py``) import nothing the platform's environment lacks."""
+    import importlib.util
+
+    path = root / "src" / root.name / f"{module}.py"
+    spec = importlib.util.spec_from_file_location(f"{module}_{root.name}_{id(root)}", path)
+    assert spec is not None
+    assert spec.loader is not None
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = loaded  # dataclasses look their module up there
+    spec.loader.exec_module(loaded)
+    return loaded

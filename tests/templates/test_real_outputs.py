@@ -23,7 +23,7 @@ from mlplatform.graph import Graph
 from mlplatform.new_project import new_project, offer_from_plan
 from mlplatform.plan import run_program
 from tests.shipped import shipped_plan
-from tests.templates.helpers import import_program, infra_on_path
+from tests.templates.helpers import import_program, infra_on_path, load_package_module
 
 CASES = [
     # stack, options, the pool new-project must pick
@@ -276,9 +276,7 @@ def test_the_retraining_trigger_starts_admissible_valid_runs(
     """On dev's real outputs: the trigger's CronJob, its RBAC and the Job it creates (the
     ConfigMap's template after src/<package>/retrain.py renames it) pass the API server's strict
     schema, and the Job lands on the project's LocalQueue as the trainer."""
-    import importlib.util
     import json
-    import sys
 
     import kubernetes_validate
 
@@ -293,13 +291,7 @@ def test_the_retraining_trigger_starts_admissible_valid_runs(
     (run,) = [
         m for m in _by_kind(project, "ConfigMap") if m["metadata"]["name"] == f"{ns}-retrain-run"
     ]
-    path = root / "src" / root.name / "retrain.py"
-    spec = importlib.util.spec_from_file_location(f"retrain_{root.name}", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    module = load_package_module(root, "retrain")
     job = module.triggered_job(json.loads(run["data"]["job.json"]))
     for manifest in (trigger, role, binding, run, job):
         kubernetes_validate.validate(manifest, version, strict=True)

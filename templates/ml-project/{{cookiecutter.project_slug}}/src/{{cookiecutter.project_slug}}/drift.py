@@ -524,18 +524,27 @@ def main(argv: list[str] | None = None) -> int:
     since = datetime.now(UTC) - timedelta(hours=args.window_hours)
     s3 = None
     if settings.model_bucket:
-        from .storage import client, download_version
+        from .storage import client
 
         s3 = client()
-        download_version(
-            s3,
-            settings.model_dir,
-            settings.model_bucket,
-            settings.model_prefix,
-            MODEL_NAME,
-            settings.model_version,
-        )
-    model, version = load_version(settings.model_dir, MODEL_NAME, settings.model_version)
+
+    def fetch(number: str) -> tuple[Any, Any]:
+        """A version from the bucket (when there is one), loaded."""
+        if s3 is not None:
+            from .storage import download_version
+
+            assert settings.model_bucket is not None
+            download_version(
+                s3,
+                settings.model_dir,
+                settings.model_bucket,
+                settings.model_prefix,
+                MODEL_NAME,
+                number,
+            )
+        return load_version(settings.model_dir, MODEL_NAME, number)
+
+    model, version = fetch(settings.model_version)
     card, _ = parse((version.path / CARD).read_text(encoding="utf-8"))
     if args.logs is not None:
         blobs: Iterable[bytes] = (p.read_bytes() for p in args.logs)
@@ -569,16 +578,7 @@ def main(argv: list[str] | None = None) -> int:
     canary = None
     canary_version = os.environ.get("CANARY_MODEL_VERSION") or None
     if canary_version is not None and labelled is not None:
-        if s3 is not None:
-            download_version(
-                s3,
-                settings.model_dir,
-                settings.model_bucket,
-                settings.model_prefix,
-                MODEL_NAME,
-                canary_version,
-            )
-        canary_model, canary_mv = load_version(settings.model_dir, MODEL_NAME, canary_version)
+        canary_model, canary_mv = fetch(canary_version)
         canary = (canary_mv.version, canary_model)
     result = compute(
         load_reference(version.path),
