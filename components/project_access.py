@@ -54,6 +54,11 @@ ECR_PUSH_ACTIONS = [
     "ecr:UploadLayerPart",
 ]
 S3_READ_ACTIONS = ["s3:GetObject", "s3:GetObjectTagging", "s3:GetObjectVersion"]
+# Write-only prefixes (a server's inference log): new objects, nothing read back, listed or removed.
+S3_WRITE_ONLY_ACTIONS = ["s3:PutObject"]
+# Where a project's serving app writes its sampled inference log, under projects/<project>/
+# (components/model_store.py expires it; policies/compliance_resources.py checks that it does).
+INFERENCE_LOG_DIR = "inference-logs/"
 # No s3:DeleteObjectVersion: a project can add delete markers, never erase history.
 S3_WRITE_ACTIONS = [
     "s3:AbortMultipartUpload",
@@ -80,9 +85,11 @@ def s3_prefix_policy(
     kms_key_arn: str,
     region: str,
     ecr_repository_arns: Sequence[str] = (),
+    write_only_prefixes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Identity policy for ``access`` on ``s3://<bucket>/<prefix>*`` (``prefix`` "" = whole bucket;
-    several prefixes: each of them).
+    several prefixes: each of them), plus ``s3:PutObject`` alone on each ``write_only_prefixes``
+    (full keys' prefixes; for a read grant that must write, say, a log it never reads back).
 
     KMS use is limited to S3 in this region (``kms:ViaService``) and to this bucket's encryption
     context, so the grant cannot decrypt anything else protected by the same key.
@@ -125,6 +132,30 @@ def s3_prefix_policy(
             },
         },
     ]
+    if write_only_prefixes:
+        for p in write_only_prefixes:
+            if not p or not p.endswith("/"):
+                raise ValueError(f"write-only prefix must be non-empty and end with '/', got {p!r}")
+        log_arns = [f"{bucket_arn}/{p}*" for p in sorted(write_only_prefixes)]
+        statements += [
+            {
+                "Sid": "WriteOnlyObjects",
+                "Effect": "Allow",
+                "Action": S3_WRITE_ONLY_ACTIONS,
+                "Resource": log_arns[0] if len(log_arns) == 1 else log_arns,
+            },
+            {
+                # SSE-KMS puts need a data key; no Decrypt: what is written is never read back.
+                "Sid": "EncryptWritesThroughS3",
+                "Effect": "Allow",
+                "Action": "kms:GenerateDataKey",
+                "Resource": kms_key_arn,
+                "Condition": {
+                    "StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"},
+                    "StringLike": {"kms:EncryptionContext:aws:s3:arn": [bucket_arn, *log_arns]},
+                },
+            },
+        ]
     if ecr_repository_arns:
         statements += [
             {
@@ -230,18 +261,33 @@ class AccessGrant(ArgsModel):
     create_service_account: bool = True
     # Narrower than the project: only these prefixes under projects/<project>/ ("models/x/").
     prefixes: list[str] = Field(default_factory=list)
+    # A read grant may also put (never read, list or delete) objects under these prefixes of
+    # projects/<project>/: a serving app's sampled inference log (INFERENCE_LOG_DIR).
+    write_only_prefixes: list[str] = Field(default_factory=list)
 
     def issues(self) -> list[Issue]:
-        return [
+        found = [
             *super().issues(),
             *check_dns_label("serviceAccount", self.service_account),
             *check_dns_label("namespace", self.namespace),
-            *[
-                Issue(("prefixes", i), f"{p!r} must be a relative path ending in '/'")
-                for i, p in enumerate(self.prefixes)
-                if not p.endswith("/") or p.startswith("/") or ".." in p.split("/")
-            ],
         ]
+        for key, values in (
+            ("prefixes", self.prefixes),
+            ("writeOnlyPrefixes", self.write_only_prefixes),
+        ):
+            found += [
+                Issue((key, i), f"{p!r} must be a relative path ending in '/'")
+                for i, p in enumerate(values)
+                if not p.endswith("/") or p.startswith("/") or ".." in p.split("/")
+            ]
+        if self.write_only_prefixes and self.access is AccessLevel.READ_WRITE:
+            found.append(
+                Issue(
+                    ("writeOnlyPrefixes",),
+                    "only for access 'read': a read-write grant already writes its whole scope",
+                )
+            )
+        return found
 
 
 class ProjectAccessArgs(ArgsModel):
@@ -346,6 +392,9 @@ class ProjectAccess(pulumi.ComponentResource):
                         kms_key_arn=a[2],
                         region=a[0],
                         ecr_repository_arns=a[3:],
+                        write_only_prefixes=[
+                            f"projects/{g.project}/{p}" for p in g.write_only_prefixes
+                        ],
                     )
 
                 return pulumi.Output.all(region, store.bucket_arn, store.kms_key_arn, *repos).apply(
@@ -361,7 +410,12 @@ class ProjectAccess(pulumi.ComponentResource):
                 cluster_name=cluster_name,
                 policy_for=policy_for,
                 description=f"{grant.access.value} access for {ns}/{grant.service_account} "
-                f"to projects/{grant.project}/{'{' + ','.join(grant.prefixes) + '}' if grant.prefixes else ''}",
+                f"to projects/{grant.project}/{'{' + ','.join(grant.prefixes) + '}' if grant.prefixes else ''}"
+                + (
+                    f"; put-only {','.join(grant.write_only_prefixes)}"
+                    if grant.write_only_prefixes
+                    else ""
+                ),
                 tags=role_tags,
             )
             aws.eks.PodIdentityAssociation(

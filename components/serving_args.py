@@ -314,6 +314,11 @@ class SloArgs(ArgsModel):
         return found
 
 
+# Share of requests the http server (the project template's) writes to its sampled inference log
+# under projects/<project>/inference-logs/; the one default, passed as INFERENCE_LOG_SAMPLE_RATE.
+DEFAULT_INFERENCE_LOG_SAMPLE_RATE = 0.01
+
+
 class ServingEndpointArgs(ArgsModel):
     """One model endpoint. The component's name is the endpoint's name (a DNS label)."""
 
@@ -335,6 +340,8 @@ class ServingEndpointArgs(ArgsModel):
     multi_node: MultiNodeArgs | None = None  # vllm only: one replica spans several nodes
     slo: SloArgs = SloArgs()
     env: dict[str, str] = {}
+    # http only, 0..1 (0: no log); None: DEFAULT_INFERENCE_LOG_SAMPLE_RATE. See inference_log_rate.
+    inference_log_sample_rate: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
     vllm_args: list[str] = []  # extra `vllm serve` flags, e.g. ["--max-model-len", "8192"]
     zone_spread: Literal["required", "preferred"] = "preferred"
     # The architecture the image is built for (the project template builds amd64): pods stay on
@@ -355,6 +362,13 @@ class ServingEndpointArgs(ArgsModel):
         else:
             found += check_image("image", self.image)
         if self.runtime is Runtime.VLLM:
+            if self.inference_log_sample_rate is not None:
+                found.append(
+                    Issue(
+                        ("inferenceLogSampleRate",),
+                        "only applies to the http runtime (vLLM writes no inference log)",
+                    )
+                )
             if self.resources.gpus < 1:
                 found.append(Issue(("resources", "gpus"), "vllm needs at least 1 GPU"))
             if self.model.store is not ModelStore.S3:
@@ -422,6 +436,14 @@ class ServingEndpointArgs(ArgsModel):
         return found
 
     @property
+    def inference_log_rate(self) -> float | None:
+        """The share of requests the server logs (http), None where no server logs (vllm)."""
+        if self.runtime is not Runtime.HTTP:
+            return None
+        rate = self.inference_log_sample_rate
+        return DEFAULT_INFERENCE_LOG_SAMPLE_RATE if rate is None else rate
+
+    @property
     def gpus_per_replica(self) -> int:
         return self.resources.gpus * (self.multi_node.nodes if self.multi_node else 1)
 
@@ -434,6 +456,7 @@ _RESERVED_ENV = frozenset(
         "MODEL_PREFIX",
         "MODEL_VERSION",
         "MLFLOW_TRACKING_URI",
+        "INFERENCE_LOG_SAMPLE_RATE",
         "PORT",
         "HOME",
         "TMPDIR",

@@ -178,6 +178,8 @@ class WorkloadBuilder(PlanBase):
         ]
         if src.version:
             env.append({"name": "MODEL_VERSION", "value": src.version})
+        if a.inference_log_rate is not None:
+            env.append({"name": "INFERENCE_LOG_SAMPLE_RATE", "value": str(a.inference_log_rate)})
         if a.runtime is Runtime.VLLM:
             env += [
                 {"name": "HF_HOME", "value": "/tmp/hf"},  # noqa: S108

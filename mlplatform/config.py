@@ -33,7 +33,12 @@ from components.model_registry import ModelRegistryArgs
 from components.model_store import ModelStoreArgs
 from components.monitoring_stack import MonitoringStackArgs
 from components.network import NatMode, NetworkArgs
-from components.project_access import AccessGrant, AccessLevel, ProjectAccessArgs
+from components.project_access import (
+    INFERENCE_LOG_DIR,
+    AccessGrant,
+    AccessLevel,
+    ProjectAccessArgs,
+)
 from components.serving_endpoint import (
     Runtime,
     ScaleMetric,
@@ -243,7 +248,8 @@ class PlatformConfig(ArgsModel):
         return found
 
     def access_args(self) -> ProjectAccessArgs:
-        """Declared grants plus one read grant per serving endpoint's service account."""
+        """Declared grants plus one read grant per serving endpoint's service account (with
+        put-only access to the inference log where its server samples requests into one)."""
         grants = list(self.projects.grants)
         for name, ep in self.serving_endpoints.items():
             grants.append(
@@ -254,6 +260,7 @@ class PlatformConfig(ArgsModel):
                     access=AccessLevel.READ,
                     create_service_account=False,  # the ServingEndpoint declares it
                     prefixes=model_prefixes(ep),
+                    write_only_prefixes=[INFERENCE_LOG_DIR] if ep.inference_log_rate else [],
                 )
             )
         return self.projects.model_copy(update={"grants": grants})

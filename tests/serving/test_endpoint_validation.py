@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from components.common import InvalidArgsError, format_path
 from components.serving_endpoint import check_endpoint, check_image
 from mlplatform.plan import run_program
+from tests.config.test_config_errors import BASE as CONFIG_BASE
+from tests.config.test_config_errors import problems as config_problems
 from tests.serving.helpers import (
     HTTP_ENDPOINT,
     POOLS,
@@ -165,3 +169,20 @@ def test_component_raises_one_clean_error_and_declares_nothing() -> None:
 def test_unknown_keys_are_rejected() -> None:
     with pytest.raises(ValueError, match="replicas"):
         endpoint_args(HTTP_ENDPOINT, replicas=3)
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.5, "nan"])
+def test_inference_log_sample_rate_outside_0_1_is_named(rate: object) -> None:
+    endpoint = {**HTTP_ENDPOINT, "inferenceLogSampleRate": rate, "ingress": {"enabled": False}}
+    got = config_problems(
+        {**CONFIG_BASE, "ml-platform:servingEndpoints": json.dumps({"fraud": endpoint})}
+    )
+    assert "ml-platform:servingEndpoints.fraud.inferenceLogSampleRate" in got
+
+
+def test_inference_log_sample_rate_is_http_only() -> None:
+    found = problems(endpoint_args(VLLM_ENDPOINT, inferenceLogSampleRate=0.1))
+    assert "http runtime" in found["inferenceLogSampleRate"]
+    assert "inferenceLogSampleRate" not in problems(
+        endpoint_args(HTTP_ENDPOINT, inferenceLogSampleRate=0)
+    )

@@ -217,6 +217,21 @@ def test_the_shipped_stacks_grant_vllm_endpoints_their_model_prefix_only() -> No
     assert grants["churn-scorer-server"].prefixes == []
 
 
+def test_http_servers_may_put_their_inference_log_and_vllm_servers_may_not() -> None:
+    raw = _raw_with_example()
+    cfg = parse_config("t", raw).config
+    grants = {g.service_account: g for g in cfg.access_args().grants}
+    assert grants["churn-scorer-server"].write_only_prefixes == ["inference-logs/"]
+    assert grants["churn-scorer-server"].access is AccessLevel.READ
+    assert grants["llama-405b-server"].write_only_prefixes == []
+    # Sampling off: no write access at all.
+    endpoints = json.loads(raw["ml-platform:servingEndpoints"])
+    endpoints["churn-scorer"]["inferenceLogSampleRate"] = 0
+    off = parse_config("t", {**raw, "ml-platform:servingEndpoints": json.dumps(endpoints)}).config
+    grants = {g.service_account: g for g in off.access_args().grants}
+    assert grants["churn-scorer-server"].write_only_prefixes == []
+
+
 def test_parliament_flags_a_broken_grant() -> None:
     # The check can fail: object reads granted on the bucket instead of its objects.
     doc = {

@@ -10,6 +10,7 @@ import kubernetes_validate
 import pytest
 
 from components.common import GPU_RESOURCE, GPU_TOLERATION, POOL_LABEL
+from components.serving_args import DEFAULT_INFERENCE_LOG_SAMPLE_RATE
 from components.serving_endpoint import (
     ENDPOINT_LABEL,
     PROJECT_LABEL,
@@ -295,6 +296,21 @@ def test_model_location_comes_from_the_store(http_aws: Graph) -> None:
     assert env["MODEL_BUCKET"] == "ml-dev-models"
     assert env["MODEL_PREFIX"] == "projects/fraud/"
     assert env["MODEL_VERSION"] == "7"
+    # The server's inference-log sampling: the platform's one default, unless the endpoint says.
+    assert env["INFERENCE_LOG_SAMPLE_RATE"] == str(DEFAULT_INFERENCE_LOG_SAMPLE_RATE) == "0.01"
+
+
+def test_inference_log_sample_rate_reaches_both_tracks() -> None:
+    args = endpoint_args(
+        HTTP_ENDPOINT, inferenceLogSampleRate=0.25, canary={"model": {"path": "m"}, "weight": 10}
+    )
+    specs = pod_specs(run_program(endpoint_program("fraud-scorer", args)))
+    assert len(specs) == 2
+    assert {env_of(s["containers"][0])["INFERENCE_LOG_SAMPLE_RATE"] for s in specs} == {"0.25"}
+
+
+def test_vllm_gets_no_inference_log_setting(vllm_aws: Graph) -> None:
+    assert "INFERENCE_LOG_SAMPLE_RATE" not in env_of(pod_specs(vllm_aws)[0]["containers"][0])
 
 
 def test_mlflow_registry_model() -> None:

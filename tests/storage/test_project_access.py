@@ -9,6 +9,7 @@ import pytest
 
 from components.common import InvalidArgsError
 from components.project_access import (
+    INFERENCE_LOG_DIR,
     AccessLevel,
     ProjectAccessArgs,
     pod_identity_trust_policy,
@@ -217,3 +218,118 @@ def test_invalid_grants_fail_before_any_resource() -> None:
     data = merged(ACCESS, grants=[{"project": "ghost", "serviceAccount": "t"}])
     with pytest.raises(InvalidArgsError, match=r"grants\[0\]\.project: unknown project 'ghost'"):
         run_program(store_program({"protect": False}, access=data))
+
+
+# --- write-only prefixes: a server's inference log ------------------------------------------
+
+LOGGING = merged(
+    ACCESS,
+    grants=[
+        *ACCESS["grants"],
+        {
+            "project": "churn",
+            "serviceAccount": "churn-server",
+            "writeOnlyPrefixes": [INFERENCE_LOG_DIR],
+            "createServiceAccount": False,
+        },
+    ],
+)
+
+
+@pytest.fixture(scope="module")
+def logging_graph() -> Graph:
+    return run_program(
+        store_program({"protect": True, "bucketName": "acme-ml-prod-models"}, access=LOGGING),
+        stack="prod",
+    )
+
+
+def test_server_puts_its_inference_log_and_nothing_else(logging_graph: Graph) -> None:
+    doc = role_policy(logging_graph, "churn-churn-server")
+    s = statements(doc)
+    log = f"{BUCKET}/projects/churn/inference-logs/*"
+    # Reads stay read-only on the project; the only write is PutObject under inference-logs/.
+    assert s["ReadObjects"]["Resource"] == f"{BUCKET}/projects/churn/*"
+    assert s["WriteOnlyObjects"] == {
+        "Sid": "WriteOnlyObjects",
+        "Effect": "Allow",
+        "Action": ["s3:PutObject"],
+        "Resource": log,
+    }
+    writes = {"s3:PutObject", "s3:DeleteObject", "s3:PutObjectTagging", "s3:AbortMultipartUpload"}
+    for stmt in doc["Statement"]:
+        if stmt["Sid"] != "WriteOnlyObjects":
+            assert not writes & actions({"Statement": [stmt]}), stmt
+    # A data key to encrypt with the bucket's KMS key, through S3, for this bucket's objects only;
+    # no Decrypt beyond the read statement's.
+    kms = s["EncryptWritesThroughS3"]
+    assert kms["Action"] == "kms:GenerateDataKey"
+    assert kms["Resource"] == logging_graph.outputs["kmsKeyArn"]
+    assert kms["Condition"] == {
+        "StringEquals": {"kms:ViaService": "s3.us-east-1.amazonaws.com"},
+        "StringLike": {"kms:EncryptionContext:aws:s3:arn": [BUCKET, log]},
+    }
+    assert s["UseBucketKeyThroughS3"]["Action"] == ["kms:Decrypt"]
+    assert iam_findings(doc) == []
+    role = logging_graph.by_name("access-churn-churn-server-role")
+    assert role.inputs["description"].endswith("; put-only inference-logs/")
+
+
+def test_other_grants_get_no_write_only_statement(logging_graph: Graph) -> None:
+    for key in ("churn-trainer", "vision-inference"):
+        s = statements(role_policy(logging_graph, key))
+        assert "WriteOnlyObjects" not in s and "EncryptWritesThroughS3" not in s
+
+
+def test_the_log_prefix_is_the_one_the_store_expires() -> None:
+    # Three modules name the directory (model_store cannot import this one: it imports it).
+    from components.model_store import INFERENCE_LOG_DIR as STORE_DIR
+    from policies.compliance_resources import inference_log_prefix
+
+    assert INFERENCE_LOG_DIR == STORE_DIR
+    assert inference_log_prefix("churn") == f"projects/churn/{INFERENCE_LOG_DIR}"
+
+
+@pytest.mark.parametrize("access", list(AccessLevel))
+def test_write_only_builder_passes_parliament(access: AccessLevel) -> None:
+    doc = s3_prefix_policy(
+        bucket_arn=BUCKET,
+        prefix="projects/churn/",
+        access=access,
+        kms_key_arn=KEY,
+        region="eu-west-1",
+        write_only_prefixes=["projects/churn/inference-logs/", "projects/churn/audit/"],
+    )
+    assert iam_findings(doc) == []
+    assert statements(doc)["WriteOnlyObjects"]["Resource"] == [
+        f"{BUCKET}/projects/churn/audit/*",
+        f"{BUCKET}/projects/churn/inference-logs/*",
+    ]
+    with pytest.raises(ValueError, match="end with '/'"):
+        s3_prefix_policy(
+            bucket_arn=BUCKET,
+            prefix="projects/churn/",
+            access=access,
+            kms_key_arn=KEY,
+            region="eu-west-1",
+            write_only_prefixes=["projects/churn/inference-logs"],
+        )
+
+
+def test_write_only_prefixes_are_checked() -> None:
+    data = {
+        "projects": [{"name": "churn"}],
+        "grants": [
+            {"project": "churn", "serviceAccount": "a", "writeOnlyPrefixes": ["/abs/", "x"]},
+            {
+                "project": "churn",
+                "serviceAccount": "b",
+                "access": "read-write",
+                "writeOnlyPrefixes": ["inference-logs/"],
+            },
+        ],
+    }
+    found = issue_paths(ProjectAccessArgs.model_validate(data))
+    assert ("grants", 0, "writeOnlyPrefixes", 0) in found
+    assert ("grants", 0, "writeOnlyPrefixes", 1) in found
+    assert "only for access 'read'" in found[("grants", 1, "writeOnlyPrefixes")]

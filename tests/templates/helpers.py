@@ -108,6 +108,7 @@ def expected_files(
         "tests/test_storage.py",
         "tests/test_tracking.py",
         "tests/test_train.py",
+        "tests/test_retrain.py",
         "infra/Pulumi.yaml",
         f"infra/Pulumi.{stack}.yaml",
         "infra/__main__.py",
@@ -128,6 +129,8 @@ def expected_files(
             f"monitoring/{n}" for n in ("model-alerts.yml", "model-alerts.test.yml", "RUNBOOK.md")
         }
         files |= {"infra/quality.py", "infra/tests/test_quality.py"}
+        # Continuous training: the trigger reads the drift job's result.
+        files |= {"infra/retraining.py", "infra/tests/test_retraining.py"}
     if combo["framework"] == "pytorch":
         files |= {"tests/test_cuda.py", "tests/test_distributed.py"}
         files |= {f"{pkg}/distributed.py", f"{pkg}/checkpoint.py"}
@@ -153,7 +156,7 @@ def uv_env(**extra: str) -> dict[str, str]:
 
 
 # The infra program's sibling modules: each project's own, never another project's cached copy.
-INFRA_MODULES = ("runs", "observability", "quality")
+INFRA_MODULES = ("runs", "observability", "quality", "retraining")
 
 
 @contextmanager
@@ -181,3 +184,18 @@ def import_program(infra: Path, name: str) -> ModuleType:
         sys.modules[name] = module  # dataclasses look their module up while the class is built
         spec.loader.exec_module(module)
         return module
+
+
+def load_package_module(root: Path, module: str) -> ModuleType:
+    """``src/<package>/<module>.py`` of a generated project, loaded on its own: the trigger's
+    pure parts (``retrain.py``) import nothing the platform's environment lacks."""
+    import importlib.util
+
+    path = root / "src" / root.name / f"{module}.py"
+    spec = importlib.util.spec_from_file_location(f"{module}_{root.name}_{id(root)}", path)
+    assert spec is not None
+    assert spec.loader is not None
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = loaded  # dataclasses look their module up there
+    spec.loader.exec_module(loaded)
+    return loaded

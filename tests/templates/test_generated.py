@@ -71,6 +71,7 @@ def test_sklearn_project_suite_passes(tmp_path: Path, serving: str) -> None:
         "test_storage",
         "test_tracking",
         "test_train",
+        "test_retrain",
     }
     # Serving's live-HTTP tests run with serving=yes; with serving=no they are gone, not skipped.
     assert ran == expected | ({"test_serve", "test_alerts"} if serving == "yes" else set())

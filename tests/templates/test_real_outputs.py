@@ -23,7 +23,7 @@ from mlplatform.graph import Graph
 from mlplatform.new_project import new_project, offer_from_plan
 from mlplatform.plan import run_program
 from tests.shipped import shipped_plan
-from tests.templates.helpers import import_program, infra_on_path
+from tests.templates.helpers import import_program, infra_on_path, load_package_module
 
 CASES = [
     # stack, options, the pool new-project must pick
@@ -41,9 +41,10 @@ def plans() -> dict[str, dict[str, Any]]:
 
 
 def is_drift_job(cron: dict[str, Any]) -> bool:
-    """The model-quality drift CronJob of infra/quality.py (not a retraining schedule)."""
+    """The drift CronJob of infra/quality.py or the retraining trigger of infra/retraining.py
+    (not a retraining schedule: neither trains itself)."""
     labels = cron["metadata"].get("labels") or {}
-    return labels.get("app.kubernetes.io/component") == "drift"
+    return labels.get("app.kubernetes.io/component") in ("drift", "retrain")
 
 
 def _import_program(infra: Path, name: str) -> ModuleType:
@@ -266,3 +267,44 @@ def test_runs_pass_the_kubernetes_schema(
     kubernetes_validate.validate(job, version, strict=True)
     assert job["metadata"]["name"] == name
     assert spec.mlflow_tracking_uri == plans["prod"]["outputs"]["mlflowTrackingUri"]
+
+
+@pytest.mark.parametrize("version", ["1.31.0", "1.34.0"])
+def test_the_retraining_trigger_starts_admissible_valid_runs(
+    tmp_path: Path, plans: dict[str, dict[str, Any]], version: str
+) -> None:
+    """On dev's real outputs: the trigger's CronJob, its RBAC and the Job it creates (the
+    ConfigMap's template after src/<package>/retrain.py renames it) pass the API server's strict
+    schema, and the Job lands on the project's LocalQueue as the trainer."""
+    import json
+
+    import kubernetes_validate
+
+    root, graph = deploy(tmp_path, plans["dev"], {"project_name": "Demand Forecast"})
+    ns = root.name.replace("_", "-")
+    project = graph.manifests()
+    (trigger,) = [
+        c for c in _by_kind(project, "CronJob") if c["metadata"]["name"] == f"{ns}-retrain"
+    ]
+    (role,) = _by_kind(project, "Role")
+    (binding,) = _by_kind(project, "RoleBinding")
+    (run,) = [
+        m for m in _by_kind(project, "ConfigMap") if m["metadata"]["name"] == f"{ns}-retrain-run"
+    ]
+    module = load_package_module(root, "retrain")
+    job = module.triggered_job(json.loads(run["data"]["job.json"]))
+    for manifest in (trigger, role, binding, run, job):
+        kubernetes_validate.validate(manifest, version, strict=True)
+    (lq,) = _by_kind(project, "LocalQueue")
+    assert job["metadata"]["namespace"] == ns == lq["metadata"]["namespace"]
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == lq["metadata"]["name"]
+    assert job["spec"]["template"]["spec"]["serviceAccountName"] == f"{ns}-trainer"
+    registries = plans["dev"]["outputs"]["ecrRepositories"]
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"].startswith(
+        registries["training"] + "@sha256:"
+    )
+    # The Role lets the trigger's account do exactly what the trigger does.
+    assert (
+        binding["subjects"][0]["name"]
+        == trigger["spec"]["jobTemplate"]["spec"]["template"]["spec"]["serviceAccountName"]
+    )

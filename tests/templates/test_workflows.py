@@ -19,7 +19,7 @@ import pulumi
 import pytest
 import yaml
 
-from tests.templates.helpers import bake, import_program
+from tests.templates.helpers import bake, import_program, infra_on_path
 
 REQUIRED = re.compile(r"(\w+) \(or ([A-Z][A-Z0-9_]+)\): not set")
 STEP_OUTPUT = re.compile(r"^\$\{\{\s*steps\.([\w-]+)\.outputs\.([\w-]+)\s*\}\}$")
@@ -231,3 +231,49 @@ def test_the_mlflow_client_matches_the_platforms_server(project: Path) -> None:
     assert Version(f"{major}.{minor}.0") in spec
     assert Version(f"{major}.{minor + 1}.0") not in spec
     assert Version(f"{major}.{minor - 1}.99") not in spec
+
+
+def _steps(job: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {s.get("name") or s.get("uses", ""): s for s in job.get("steps", [])}
+
+
+def test_scheduled_promotion_takes_the_pending_candidate_and_records_refusals(
+    project: Path,
+) -> None:
+    """Continuous training's last leg: the hourly promote run (AUTO_PROMOTE) takes
+    `promote pending`, and a candidate the check or the canary refuses is `promote reject`ed."""
+    promote = _workflows(project)["promote"]
+    trigger = promote.get("on", promote.get(True))
+    assert trigger["schedule"] == [{"cron": "23 * * * *"}]
+    jobs = promote["jobs"]
+    assert "vars.AUTO_PROMOTE == 'true'" in jobs["evaluate"]["if"]
+    check = _steps(jobs["evaluate"])["Check"]["run"]
+    assert ".promote pending" in check
+    assert ".promote check" in check
+    assert {"refused", "reason", "candidate"} <= set(jobs["evaluate"]["outputs"])
+    assert jobs["reject"]["if"] == "needs.evaluate.outputs.refused != ''"
+    assert ".promote reject" in _steps(jobs["reject"])["Reject"]["run"]
+    assert jobs["promote"]["if"] == "needs.evaluate.outputs.candidate != ''"
+    if not (project / "src" / project.name / "serve.py").exists():
+        return
+    steps = _steps(jobs["promote"])
+    bake_run = steps["Bake (fails when the endpoint's alerts fire)"]["run"]
+    # The bake starts one run of the drift CronJob the infra program really declares.
+    (cron,) = re.findall(r"--from=cronjob/(\S+)", bake_run)
+    with infra_on_path(project / "infra"):
+        import quality
+
+        declared = quality.drift_cronjob(
+            project=project.name.replace("_", "-"),
+            package=project.name,
+            namespace="ns",
+            image="i",
+            queue="q",
+            service_account="sa",
+            bucket="b",
+        )["metadata"]["name"]
+    assert cron == declared
+    assert "promote firing" in bake_run
+    rejected = steps["Reject the candidate the canary alerts condemned"]
+    assert rejected["if"] == "failure() && steps.bake.outcome == 'failure'"
+    assert ".promote reject" in rejected["run"]

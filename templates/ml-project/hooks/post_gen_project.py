@@ -33,6 +33,7 @@ def paths_to_remove(opts: dict) -> list:
         remove += [f"src/{slug}/serve.py", "tests/test_serve.py", "tests/test_alerts.py"]
         # The alerts, the drift CronJob and its tests read metrics only the server exports.
         remove += ["monitoring", "infra/quality.py", "infra/tests/test_quality.py"]
+        remove += ["infra/retraining.py", "infra/tests/test_retraining.py"]
     if opts["framework"] != "pytorch":
         pkg = f"src/{slug}"
         remove += ["tests/test_cuda.py", "tests/test_distributed.py"]

@@ -5,7 +5,8 @@ platform's own components, what lives on between runs: the project's namespace (
 its team's Kueue ClusterQueue admits it) and the namespace's LocalQueue, its ``ProjectAccess``
 (service accounts and Pod Identity roles scoped to ``projects/<project>/`` in the model bucket),
 the retraining schedule (a CronJob, when ``trainingSchedule`` is set){% if cookiecutter.serving == 'yes' %}, the ``ServingEndpoint`` (which
-brings its ServiceMonitor and SLO burn-rate alerts) once a champion exists{% endif %}, a Grafana
+brings its ServiceMonitor and SLO burn-rate alerts), the drift job and the retraining trigger
+(``retraining.py``) once a champion exists{% endif %}, a Grafana
 dashboard and alerts. Training runs are not declared here: ``make submit`` (``submit.py``), the
 ``train`` workflow and the schedule start uniquely named Jobs from the ``trainingRun`` output
 (see ``runs.py``), so a merge never retrains and runs never replace each other.
@@ -24,10 +25,15 @@ import pulumi
 import pulumi_kubernetes as k8s
 {%- if cookiecutter.serving == 'yes' %}
 import quality  # quality seam (#20): infra/quality.py
+import retraining  # continuous training (#20): infra/retraining.py
+import runs
 {%- endif %}
 from components.common import RESTRICTED_NAMESPACE_LABELS, KubeTarget{% if cookiecutter.serving == 'yes' %}, StorageBackend{% endif %}
 from components.monitoring_stack import dashboard_configmap, prometheus_rule
 from components.project_access import (
+{%- if cookiecutter.serving == 'yes' %}
+    INFERENCE_LOG_DIR,
+{%- endif %}
     AccessGrant,
     AccessLevel,
     ProjectAccess,
@@ -36,7 +42,7 @@ from components.project_access import (
     StoreRefs,
 )
 {%- if cookiecutter.serving == 'yes' %}
-from components.serving_args import CanaryArgs, ProbeArgs
+from components.serving_args import DEFAULT_INFERENCE_LOG_SAMPLE_RATE, CanaryArgs, ProbeArgs
 from components.serving_endpoint import (
     AutoscalingArgs,
     IngressArgs,
@@ -55,6 +61,7 @@ PROJECT = "{{ cookiecutter.project_slug.replace('_', '-') }}"
 PACKAGE = "{{ cookiecutter.project_slug }}"
 TRAINER_SA = f"{PROJECT}-trainer"
 SERVER_SA = f"{PROJECT}-server"
+RETRAINER_SA = f"{PROJECT}-retrainer"
 PROJECT_LABEL = "mlplatform.io/project"
 # Training data, relative to the project's prefix in the model bucket (or a full s3:// URI).
 DEFAULT_DATA = "data/train.csv"
@@ -72,7 +79,7 @@ class Settings:
     training_image: str
     gpu_pool: str | None
     gpus: int
-    min_accuracy: str
+    min_accuracy: str | None  # None: the training gate's default (gates.py owns it)
     nodes: int = 1
     training_data: str = DEFAULT_DATA
     training_schedule: str | None = None
@@ -86,6 +93,11 @@ class Settings:
     canary_weight: int = 10
     ingress_host: str | None = None
     certificate_arn: str | None = None
+    # Share of requests logged to inference-logs/ (0..1); None: the platform's default.
+    inference_log_sample_rate: float | None = None
+    # The hourly retraining trigger (infra/retraining.py); max age None: retrain.py's default.
+    retrain_on_drift: bool = True
+    retrain_max_age_days: float | None = None
 {%- endif %}
 
     @classmethod
@@ -121,7 +133,19 @@ class Settings:
         canary_weight = cfg.get_int("canaryWeight", 10)
         if not 1 <= canary_weight <= 50:
             problems.append(f"canaryWeight: {canary_weight} is not between 1 and 50 (percent)")
+        raw_rate = cfg.get("inferenceLogSampleRate") or None
+        sample_rate = _fraction(raw_rate)
+        if raw_rate is not None and sample_rate is None:
+            problems.append(f"inferenceLogSampleRate: {raw_rate!r} is not a number between 0 and 1")
+        retrain_on_drift = cfg.get_bool("retrainOnDrift", True)
+        raw_age = cfg.get("retrainMaxAgeDays") or None
+        max_age = _positive(raw_age)
+        if raw_age is not None and max_age is None:
+            problems.append(f"retrainMaxAgeDays: {raw_age!r} is not a positive number of days")
 {%- endif %}
+        min_accuracy = cfg.get("minAccuracy") or None
+        if min_accuracy is not None and _fraction(min_accuracy) is None:
+            problems.append(f"minAccuracy: {min_accuracy!r} is not a number between 0 and 1")
         nodes = cfg.get_int("nodes", 1)
         if nodes < 1:
             problems.append(f"nodes: {nodes} must be at least 1")
@@ -132,6 +156,13 @@ class Settings:
                 problems.append(problem)
             elif nodes > 1:
                 problems.append("trainingSchedule: scheduled runs are single-node; set nodes: 1")
+{%- if cookiecutter.serving == 'yes' %}
+        if retrain_on_drift and nodes > 1:
+            problems.append(
+                "retrainOnDrift: triggered runs are single-node Jobs; set nodes: 1, "
+                "or retrainOnDrift: false and retrain with `make submit`"
+            )
+{%- endif %}
         if problems:
             raise ValueError(f"{PROJECT}: invalid config:\n  - " + "\n  - ".join(problems))
         return cls(
@@ -142,7 +173,7 @@ class Settings:
             training_image=training_image,
             gpu_pool=cfg.get("gpuPool") or None,
             gpus=cfg.get_int("gpus", {{ 0 if cookiecutter.accelerator == 'none' else 1 }}),
-            min_accuracy=cfg.get("minAccuracy") or "0.6",
+            min_accuracy=min_accuracy,
             nodes=nodes,
             training_data=cfg.get("trainingData") or DEFAULT_DATA,
             training_schedule=schedule,
@@ -155,8 +186,29 @@ class Settings:
             canary_weight=canary_weight,
             ingress_host=cfg.get("ingressHost") or None,
             certificate_arn=cfg.get("certificateArn") or None,
+            inference_log_sample_rate=sample_rate,
+            retrain_on_drift=retrain_on_drift,
+            retrain_max_age_days=max_age,
 {%- endif %}
         )
+
+
+def _positive(raw: str | None) -> float | None:
+    """``raw`` as a positive number; None when unset or not one."""
+    try:
+        value = float(raw) if raw is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and value > 0 else None
+
+
+def _fraction(raw: str | None) -> float | None:
+    """``raw`` as a number in [0, 1]; None when unset or not one."""
+    try:
+        value = float(raw) if raw is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and 0 <= value <= 1 else None
 
 
 def ecr_repository_arn(url: str, partition: str = "aws") -> str:
@@ -173,6 +225,16 @@ def training_command(nodes: int, gpus: int) -> list[str]:
         return run_command(nodes, gpus, PACKAGE)
     except ValueError as exc:
         raise ValueError(f"{PROJECT}: {exc}") from None
+
+
+{%- if cookiecutter.serving == 'yes' %}
+
+
+def log_rate(s: Settings) -> float:
+    """The share of requests the server logs: the setting, or the platform's default."""
+    rate = s.inference_log_sample_rate
+    return DEFAULT_INFERENCE_LOG_SAMPLE_RATE if rate is None else rate
+{%- endif %}
 
 
 def platform_problems(s: Settings, outputs: dict[str, Any]) -> list[str]:
@@ -276,15 +338,23 @@ def deploy(s: Settings) -> dict[str, Any]:
         AccessGrant(project=PROJECT, service_account=TRAINER_SA, access=AccessLevel.READ_WRITE)
     ]
 {%- if cookiecutter.serving == 'yes' %}
-    # The ServingEndpoint declares its own service account.
+    # The ServingEndpoint declares its own service account. The server reads models and writes
+    # its sampled inference log (PutObject only: it never reads, lists or deletes the log).
     grants.append(
         AccessGrant(
             project=PROJECT,
             service_account=SERVER_SA,
             access=AccessLevel.READ,
             create_service_account=False,
+            write_only_prefixes=[INFERENCE_LOG_DIR] if log_rate(s) > 0 else [],
         )
     )
+    if s.retrain_on_drift and s.model_version is not None:
+        # The retraining trigger reads the drift result and the champion's card; it starts
+        # runs through the Kubernetes API (its Role), which then train as the trainer.
+        grants.append(
+            AccessGrant(project=PROJECT, service_account=RETRAINER_SA, access=AccessLevel.READ)
+        )
 {%- endif %}
     access = ProjectAccess(
         f"{PROJECT}-access",
@@ -360,6 +430,7 @@ def deploy(s: Settings) -> dict[str, Any]:
                 ),
                 # /healthz is readiness (503 until the model loads); /livez says the process runs.
                 probes=ProbeArgs(liveness_path="/livez"),
+                inference_log_sample_rate=s.inference_log_sample_rate,
             ),
             target=target,
             service_account_name=SERVER_SA,
@@ -379,7 +450,29 @@ def deploy(s: Settings) -> dict[str, Any]:
             bucket=storage.bucket,
             provider=provider,
             depends_on=[local_queue, access, *deps],
+            model_version=s.model_version,
+            canary_version=s.canary_version,
         )
+        if s.retrain_on_drift:
+            # Continuous training (#20): the hourly trigger and the run it starts.
+            retraining.deploy(
+                project=PROJECT,
+                package=PACKAGE,
+                namespace=s.namespace,
+                image=s.serving_image,
+                queue=s.team,
+                bucket=storage.bucket,
+                model_version=s.model_version,
+                run_job=run_spec.apply(
+                    lambda spec: runs.job_manifest(
+                        spec, retraining.names(PROJECT)["cron"], runs.train_args(spec)
+                    )
+                ),
+                max_age_days=s.retrain_max_age_days,
+                provider=provider,
+                depends_on=[local_queue, access, *deps],
+            )
+        outputs["retrainTrigger"] = retraining.names(PROJECT)["cron"] if s.retrain_on_drift else ""
 {%- endif %}
 
     rule = prometheus_rule(f"{PROJECT}-training", s.namespace, {"groups": rule_groups})

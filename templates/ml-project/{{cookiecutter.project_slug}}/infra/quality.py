@@ -50,8 +50,15 @@ def drift_cronjob(
     queue: str,
     service_account: str,
     bucket: Any,
+    model_version: str | None = None,
+    canary_version: str | None = None,
 ) -> dict[str, Any]:
     labels = {"app.kubernetes.io/name": project, "app.kubernetes.io/component": "drift"}
+    # The served champion's reference and card, not the newest (perhaps unpromoted) version;
+    # while a canary bakes, its accuracy on the same labelled rows too.
+    pinned = [{"name": "MODEL_VERSION", "value": model_version}] if model_version else []
+    if canary_version:
+        pinned.append({"name": "CANARY_MODEL_VERSION", "value": canary_version})
     container = {
         "name": "drift",
         "image": image,
@@ -60,6 +67,7 @@ def drift_cronjob(
             {"name": "MODEL_BUCKET", "value": bucket},
             {"name": "MODEL_PREFIX", "value": f"projects/{project}/"},
             {"name": "MODEL_DIR", "value": "/tmp/models"},  # noqa: S108 - an emptyDir
+            *pinned,
         ],
         "resources": {
             "requests": {"cpu": "500m", "memory": "1Gi"},
@@ -207,6 +215,8 @@ def deploy(
     bucket: Any,
     provider: k8s.Provider,
     depends_on: list[pulumi.Resource],
+    model_version: str | None = None,
+    canary_version: str | None = None,
 ) -> None:
     """Declare the drift CronJob, the model-quality alerts and the dashboard (called by program.py)."""
     opts = pulumi.ResourceOptions(provider=provider, depends_on=depends_on)
@@ -218,6 +228,8 @@ def deploy(
         queue=queue,
         service_account=service_account,
         bucket=bucket,
+        model_version=model_version,
+        canary_version=canary_version,
     )
     k8s.batch.v1.CronJob(f"{project}-drift", metadata=job["metadata"], spec=job["spec"], opts=opts)
     rule = prometheus_rule(f"{project}-model-quality", namespace, alert_rules())

@@ -51,7 +51,8 @@ class RunSpec:
     bucket: str
     region: str | None
     data: str
-    min_accuracy: str
+    # The quality gate's accuracy floor (``train --min-accuracy``); None: the gate's own default.
+    min_accuracy: str | None
     nodes: int = 1
     gpus_per_node: int = 0
     pool: str | None = None
@@ -108,7 +109,9 @@ def run_name(project: str, now: datetime | None = None, suffix: str | None = Non
 def train_args(
     spec: RunSpec, params: dict[str, str] | None = None, seed: int | None = None
 ) -> list[str]:
-    args = ["--min-accuracy", spec.min_accuracy, "--upload", "yes"]
+    args = ["--upload", "yes"]
+    if spec.min_accuracy is not None:
+        args = ["--min-accuracy", spec.min_accuracy, *args]
     if spec.data_uri():
         args = ["--data", spec.data_uri(), *args]
     if seed is not None:

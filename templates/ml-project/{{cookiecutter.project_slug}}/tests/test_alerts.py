@@ -18,6 +18,7 @@ EXPORTED = {
     drift.FEATURE_PSI,
     drift.PREDICTION_PSI,
     drift.LIVE_ACCURACY,
+    drift.CANARY_LIVE_ACCURACY,
     drift.ACCURACY_THRESHOLD,
     drift.DRIFT_TIMESTAMP,
     drift.FAIRNESS_DPD,
@@ -37,6 +38,7 @@ def test_alerts_use_only_metrics_the_server_exports() -> None:
         drift.FEATURE_PSI,
         drift.PREDICTION_PSI,
         drift.LIVE_ACCURACY,
+        drift.CANARY_LIVE_ACCURACY,
         drift.ACCURACY_THRESHOLD,
         drift.DRIFT_TIMESTAMP,
     }

@@ -130,6 +130,27 @@ def test_drift_job_writes_scores_and_live_accuracy(
     assert result["labelled_rows"] == 300
     assert result["demographic_parity_difference"] is not None
     assert result["min_accuracy"] == 0.6
+    assert "canary" not in result  # no canary served
+
+
+def test_drift_job_scores_the_canary_on_the_same_labelled_rows(
+    trained: TrainResult, fresh: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = trained.version.path.parent.parent
+    monkeypatch.setenv("MODEL_DIR", str(root))
+    monkeypatch.setenv("DRIFT_RESULT", str(tmp_path / "latest.json"))
+    monkeypatch.setenv("MODEL_VERSION", str(trained.version.version))
+    monkeypatch.setenv("CANARY_MODEL_VERSION", str(trained.version.version))
+    logs = _write_log(tmp_path / "log.jsonl.gz", fresh, _proba(trained, fresh))
+    labelled = tmp_path / "truth.csv"
+    labelled.write_text(generate(300, seed=79))
+    assert drift.main(["--logs", str(logs), "--ground-truth", str(labelled)]) == 0
+    result = json.loads((tmp_path / "latest.json").read_text())
+    # The same model as canary: the same accuracy, on the same rows.
+    assert result["canary"] == {
+        "model_version": trained.version.version,
+        "live_accuracy": result["live_accuracy"],
+    }
 
 
 def _result(psi: float = 0.01, live: float | None = 0.8, age_h: float = 1) -> dict:
@@ -187,7 +208,9 @@ def test_server_counts_bins_and_scores_and_exposes_the_jobs_results(
     from tests.test_serve import run_live
 
     result_file = tmp_path / "latest.json"
-    result_file.write_text(json.dumps(_result(psi=0.42)))
+    result_file.write_text(
+        json.dumps(_result(psi=0.42) | {"canary": {"model_version": 2, "live_accuracy": 0.66}})
+    )
     monkeypatch.setenv("DRIFT_RESULT", str(result_file))
     root = trained.version.path.parent.parent
     rows = [
@@ -214,5 +237,6 @@ def test_server_counts_bins_and_scores_and_exposes_the_jobs_results(
     assert drift.FEATURE_PSI + '{feature="usage_hours",' + model + "} 0.42" in text
     assert drift.ACCURACY_THRESHOLD + "{" + model + "} 0.7" in text
     assert drift.LIVE_ACCURACY + "{" + model + "} 0.8" in text
+    assert drift.CANARY_LIVE_ACCURACY + "{" + model + "} 0.66" in text
     assert f"{drift.LOG_DROPPED} 0.0" in text
 {%- endif %}

@@ -7,7 +7,12 @@ from typing import Any
 import pytest
 
 from {{ cookiecutter.project_slug }}.data import generate
-from {{ cookiecutter.project_slug }}.promote import decide, firing_canary_alerts, main
+from {{ cookiecutter.project_slug }}.promote import (
+    decide,
+    firing_canary_alerts,
+    main,
+    pending_candidate,
+)
 from {{ cookiecutter.project_slug }}.settings import MODEL_NAME, PROJECT
 from {{ cookiecutter.project_slug }}.storage import read_alias, upload_version
 from {{ cookiecutter.project_slug }}.train import fit_and_evaluate, train
@@ -63,19 +68,60 @@ def test_firing_canary_alerts() -> None:
     alerts = {
         "data": {
             "alerts": [
-                alert("ServingSLOErrorBudgetBurn", endpoint=PROJECT),
+                alert("ServingSLOErrorRatioBudgetBurn", endpoint=PROJECT),
                 alert("ProjectCanaryErrors", track="canary", endpoint=PROJECT),
+                alert("ModelCanaryAccuracyBelowCard", track="canary", model=MODEL_NAME),
                 alert("ServingSLOLatencyBudgetBurn", state="pending", endpoint=PROJECT),
-                alert("ServingSLOErrorBudgetBurn", endpoint="another"),
+                alert("ServingSLOErrorRatioBudgetBurn", endpoint="another"),
+                # The champion's own quality alerts are not the canary's fault.
+                alert("ModelLiveAccuracyBelowCard", model=MODEL_NAME),
+                alert("ModelFeatureDrift", model=MODEL_NAME, feature="tenure_months"),
                 {"state": "firing", "labels": {"alertname": "Elsewhere", "namespace": "x"}},
             ]
         }
     }
     assert firing_canary_alerts(alerts, PROJECT, PROJECT) == [
+        "ModelCanaryAccuracyBelowCard",
         "ProjectCanaryErrors",
-        "ServingSLOErrorBudgetBurn",
+        "ServingSLOErrorRatioBudgetBurn",
     ]
     assert firing_canary_alerts({"data": {"alerts": []}}, PROJECT, PROJECT) == []
+
+{%- if cookiecutter.serving == 'yes' %}
+
+
+def test_the_canary_accuracy_alert_the_bake_waits_on_is_a_rule() -> None:
+    # The other names are checked against infra/observability.py and the platform's SLO rules in
+    # infra/tests/test_retraining.py; this one lives in monitoring/model-alerts.yml.
+    from pathlib import Path
+
+    import yaml
+
+    from {{ cookiecutter.project_slug }}.promote import CANARY_ALERTS
+
+    rules_file = Path(__file__).resolve().parents[1] / "monitoring" / "model-alerts.yml"
+    groups = yaml.safe_load(rules_file.read_text())["groups"]
+    rules = {r["alert"]: r for g in groups for r in g["rules"]}
+    assert rules["ModelCanaryAccuracyBelowCard"]["labels"]["track"] == "canary"
+    assert set(CANARY_ALERTS) - {"ProjectCanaryErrors", "ProjectCanarySlow"} == {
+        "ModelCanaryAccuracyBelowCard"
+    }
+{%- endif %}
+
+
+@pytest.mark.parametrize(
+    ("versions", "record", "expected"),
+    [
+        ([1, 2, 3], None, None),  # no champion: the first promotion is a person's
+        ([1, 2, 3], {"version": 3}, None),  # nothing newer
+        ([1, 2, 3, 4, 5], {"version": 3}, 5),  # the newest
+        ([1, 2, 3, 4, 5], {"version": 3, "rejected": [5]}, 4),
+        ([1, 2, 3, 4, 5], {"version": 3, "rejected": [4, 5]}, None),
+        ([1, 2, 3], {"version": 2, "rejected": [1]}, 3),
+    ],
+)
+def test_pending_candidate(versions: list[int], record: Any, expected: int | None) -> None:
+    assert pending_candidate(versions, record) == expected
 
 
 def _publish(s3: Any, tmp_path: Path, csv: Path, **params: Any) -> int:
@@ -138,3 +184,18 @@ def test_promote_then_refuse_a_worse_model_then_roll_back(
     assert (code, back["version"], back["rolled_back_from"]) == (0, good, newer)
     code, _ = run("rollback")
     assert code == 1  # nothing further to go back to
+
+    # Continuous training: the rolled-back version is rejected; the worse one is still pending
+    # until the scheduled workflow's check turns it down and rejects it.
+    assert run("pending") == (0, {"candidate": bad, "champion": good, "rejected": [newer]})
+    code, rejected = run("reject", "--candidate", str(bad), "--reason", "does not beat")
+    assert (code, rejected["version"], rejected["rejected"]) == (0, good, sorted([bad, newer]))
+    assert run("pending")[1]["candidate"] is None
+    # Rejections survive the alias moving on.
+    code, moved = run(
+        "promote", "--candidate", str(newer), "--holdout", str(holdout), "--min-improvement", "-1"
+    )
+    assert code == 0, moved
+    assert read_alias(s3, BUCKET, PREFIX, MODEL_NAME, "champion")[0]["rejected"] == sorted(
+        [bad, newer]
+    )

@@ -10,6 +10,7 @@ import pytest
 
 from {{ cookiecutter.project_slug }} import model as model_lib
 from {{ cookiecutter.project_slug }}.data import load_dataset
+from {{ cookiecutter.project_slug }}.model_card import CARD, parse
 from {{ cookiecutter.project_slug }}.registry import list_versions, load_version
 from {{ cookiecutter.project_slug }}.settings import MODEL_NAME
 from {{ cookiecutter.project_slug }}.train import TrainResult, main, train
@@ -51,9 +52,29 @@ def test_cli_reports_json_and_enforces_quality_gate(
     report = json.loads(capsys.readouterr().out)
     assert report["version"] == 1
     assert "uploaded" not in report
-    assert main(["--data", str(tiny_csv), "--min-accuracy", "1.01"]) == 1
-    assert "below --min-accuracy" in capsys.readouterr().err
+    # --min-accuracy is the gate's floor (one owner: gates.Thresholds), checked before saving.
+    with pytest.raises(SystemExit) as err:
+        main(["--data", str(tiny_csv), "--min-accuracy", "0.999"])
+    assert "below MIN_ACCURACY 0.999" in str(err.value.code)
     assert list_versions(Path(os.environ["MODEL_DIR"]), MODEL_NAME) == [1]  # nothing saved
+
+
+def test_cli_min_accuracy_overrides_the_gates_floor_in_the_card(
+    tiny_csv: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MIN_ACCURACY", "0.999")  # the flag wins over the environment
+    assert main(["--data", str(tiny_csv), "--min-accuracy", "0"]) == 0
+    version = json.loads(capsys.readouterr().out)["version"]
+    card = Path(os.environ["MODEL_DIR"]) / MODEL_NAME / str(version) / CARD
+    # The card records the floor the version passed.
+    assert parse(card.read_text())[0]["thresholds"]["min_accuracy"] == 0.0
+
+
+def test_cli_refuses_an_accuracy_floor_outside_0_1(tiny_csv: Path) -> None:
+    with pytest.raises(SystemExit) as err:
+        main(["--data", str(tiny_csv), "--min-accuracy", "1.5"])
+    assert "--min-accuracy must be between 0 and 1" in str(err.value.code)
+    assert list_versions(Path(os.environ["MODEL_DIR"]), MODEL_NAME) == []
 
 
 def test_cli_rejects_malformed_param(tiny_csv: Path) -> None:

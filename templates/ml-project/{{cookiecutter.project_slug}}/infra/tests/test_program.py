@@ -67,9 +67,10 @@ PLATFORM_OUTPUTS: dict[str, Any] = {
 
 
 def is_drift_job(cron: dict[str, Any]) -> bool:
-    """The model-quality drift CronJob of infra/quality.py (not a retraining schedule)."""
+    """The drift CronJob of infra/quality.py or the retraining trigger of infra/retraining.py
+    (neither trains itself: they are not retraining schedules)."""
     labels = cron["metadata"].get("labels") or {}
-    return labels.get("app.kubernetes.io/component") == "drift"
+    return labels.get("app.kubernetes.io/component") in ("drift", "retrain")
 
 
 def settings(**overrides: Any) -> program.Settings:
@@ -163,7 +164,7 @@ def test_project_access_grants_pod_identity_on_project_prefix_only(graph: Any) -
     assocs = graph.by_type("aws:eks/podIdentityAssociation:PodIdentityAssociation")
     expected = {f"{NS}-trainer"}
 {%- if cookiecutter.serving == 'yes' %}
-    expected.add(f"{NS}-server")
+    expected |= {f"{NS}-server", f"{NS}-retrainer"}
 {%- endif %}
     assert {a.inputs["serviceAccount"] for a in assocs} == expected
     assert {a.inputs["namespace"] for a in assocs} == {NS}
@@ -178,7 +179,58 @@ def test_project_access_grants_pod_identity_on_project_prefix_only(graph: Any) -
         doc = json.loads(policy.inputs["policy"])
         resources = [r for st in doc["Statement"] for r in _as_list(st["Resource"])]
         objects = [r for r in resources if r.startswith("arn:aws:s3:::") and "/" in r]
-        assert objects == [f"arn:aws:s3:::ml-platform-models-dev/projects/{NS}/*"]
+        assert objects[0] == f"arn:aws:s3:::ml-platform-models-dev/projects/{NS}/*"
+        assert set(objects) <= {objects[0], f"{objects[0][:-1]}inference-logs/*"}
+{%- if cookiecutter.serving == 'yes' %}
+
+
+def _role_policy(graph: Any, account: str) -> dict[str, Any]:
+    (policy,) = [
+        p
+        for p in graph.by_type("aws:iam/rolePolicy:RolePolicy")
+        if p.name == f"{NS}-access-{NS}-{NS}-{account}-policy"
+    ]
+    return json.loads(policy.inputs["policy"])
+
+
+def test_the_server_may_put_its_inference_log_and_only_that(graph: Any) -> None:
+    doc = _role_policy(graph, "server")
+    by_sid = {st["Sid"]: st for st in doc["Statement"]}
+    log = f"arn:aws:s3:::ml-platform-models-dev/projects/{NS}/inference-logs/*"
+    assert by_sid["WriteOnlyObjects"]["Action"] == ["s3:PutObject"]
+    assert by_sid["WriteOnlyObjects"]["Resource"] == log
+    assert by_sid["EncryptWritesThroughS3"]["Action"] == "kms:GenerateDataKey"
+    assert "s3:PutObject" not in by_sid["ReadObjects"]["Action"]
+    # Where the server's InferenceLog writes (src/<package>/drift.py) is where it may write.
+    assert _module_constant("drift.py", "LOG_PREFIX") == program.INFERENCE_LOG_DIR
+    # Sampling off: no write access at all.
+    off = _role_policy(run(settings(inference_log_sample_rate=0.0)), "server")
+    assert "WriteOnlyObjects" not in {st["Sid"] for st in off["Statement"]}
+
+
+def test_the_server_gets_the_sample_rate(graph: Any) -> None:
+    def rate(g: Any) -> str:
+        (deploy,) = [d for d in manifests(g, "Deployment") if d["metadata"]["name"] == NS]
+        (container,) = deploy["spec"]["template"]["spec"]["containers"]
+        return {e["name"]: e.get("value") for e in container["env"]}["INFERENCE_LOG_SAMPLE_RATE"]
+
+    assert rate(graph) == "0.01"  # the platform's default
+    assert rate(run(settings(inference_log_sample_rate=0.2))) == "0.2"
+
+
+def _module_constant(module: str, name: str) -> Any:
+    """A constant of the project's package, read without importing it (infra has no numpy)."""
+    import ast
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "src" / program.PACKAGE / module
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == name for t in node.targets
+        ):
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"{name} is not a constant of {path}")
+{%- endif %}
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -320,6 +372,13 @@ def test_multi_node_runs_are_pytorch_jobs(graph: Any) -> None:
 
 
 {% endif -%}
+def test_unset_min_accuracy_leaves_the_floor_to_the_training_gate(graph: Any) -> None:
+    # One owner of the default: gates.py's MIN_ACCURACY; the program passes only a set value.
+    spec = runs.RunSpec(**{**run_spec(graph).to_output(), "min_accuracy": None})
+    assert "--min-accuracy" not in runs.train_args(spec)
+    assert runs.train_args(run_spec(graph))[2:4] == ["--min-accuracy", "0.6"]
+
+
 def test_run_spec_refuses_unknown_keys(graph: Any) -> None:
     with pytest.raises(ValueError, match=r"unknown keys \['surprise'\]"):
         runs.RunSpec.from_output({**graph.outputs["trainingRun"], "surprise": 1})
@@ -448,7 +507,9 @@ def test_every_config_problem_is_reported_at_once(monkeypatch: pytest.MonkeyPatc
         "trainingImage": TRAINING_IMAGE,
         "trainingSchedule": "every monday",
         "nodes": "0",
+        "minAccuracy": "60%",
 {%- if cookiecutter.serving == 'yes' %}
+        "inferenceLogSampleRate": "2",
         "servingImage": TRAINING_IMAGE,
         "modelVersion": "latest",
         "canaryModelVersion": "v2",
@@ -460,6 +521,10 @@ def test_every_config_problem_is_reported_at_once(monkeypatch: pytest.MonkeyPatc
     message = str(err.value)
     assert "trainingSchedule: 'every monday' is not a five-field cron" in message
     assert "nodes: 0 must be at least 1" in message
+    assert "minAccuracy: '60%' is not a number between 0 and 1" in message
+{%- if cookiecutter.serving == 'yes' %}
+    assert "inferenceLogSampleRate: '2' is not a number between 0 and 1" in message
+{%- endif %}
 {%- if cookiecutter.serving == 'yes' %}
     assert "modelVersion: 'latest' is not a version number or none" in message
     assert "canaryModelVersion: 'v2' is not a version number" in message

@@ -42,6 +42,8 @@ def test_drift_cronjob_runs_the_drift_job_on_the_team_queue(graph: Any) -> None:
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["MODEL_BUCKET"] == PLATFORM_OUTPUTS["modelBucket"]
     assert env["MODEL_PREFIX"] == f"projects/{NS}/"
+    # The champion the endpoint serves, not the newest version (a retrained candidate).
+    assert env["MODEL_VERSION"] == settings().model_version == "3"
     assert container["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert not any("AWS_SECRET_ACCESS_KEY" in e["name"] for e in container["env"])
@@ -60,6 +62,7 @@ def test_alert_rules_are_the_promtool_tested_file(graph: Any) -> None:
         "ModelFeatureDrift",
         "ModelPredictionDrift",
         "ModelLiveAccuracyBelowCard",
+        "ModelCanaryAccuracyBelowCard",
         "ModelDriftJobStale",
     }
 

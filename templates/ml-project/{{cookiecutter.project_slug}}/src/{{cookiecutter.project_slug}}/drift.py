@@ -17,7 +17,10 @@ Job (``python -m <package>.drift``): reads the recent inference logs and any lab
 ``ground-truth/``, scores each feature and the prediction against the reference with the
 population stability index (PSI: the symmetric KL divergence of the binned shares, from
 ``scipy.special.rel_entr``) plus a chi-square test (``scipy.stats.chisquare``) for significance,
-computes live accuracy on the labelled rows, and writes ``monitoring/drift/latest.json``. Why
+computes live accuracy on the labelled rows (and, while a canary is served,
+``CANARY_MODEL_VERSION``'s accuracy on the same rows: the promote workflow rolls the canary back
+when it is below the card's floor or well below the champion), and writes
+``monitoring/drift/latest.json``. Why
 there: Prometheus cannot scrape a finished CronJob pod and there is no Pushgateway, so the
 long-running server publishes the job's results as metrics.
 """
@@ -67,6 +70,7 @@ LOG_DROPPED = "model_inference_log_dropped_total"
 FEATURE_PSI = "model_feature_drift_psi"
 PREDICTION_PSI = "model_prediction_drift_psi"
 LIVE_ACCURACY = "model_live_accuracy"
+CANARY_LIVE_ACCURACY = "model_canary_live_accuracy"
 ACCURACY_THRESHOLD = "model_accuracy_threshold"
 FAIRNESS_DPD = "model_fairness_demographic_parity_difference"
 DRIFT_TIMESTAMP = "model_drift_last_run_timestamp_seconds"
@@ -379,6 +383,11 @@ class _Collector:
             (ACCURACY_THRESHOLD, "The model card's accuracy floor.", r["min_accuracy"]),
             (LIVE_ACCURACY, "Accuracy on labelled production rows.", r.get("live_accuracy")),
             (
+                CANARY_LIVE_ACCURACY,
+                "The canary's accuracy on the same labelled rows.",
+                (r.get("canary") or {}).get("live_accuracy"),
+            ),
+            (
                 FAIRNESS_DPD,
                 "Demographic parity difference on labelled production rows.",
                 r.get("demographic_parity_difference"),
@@ -403,8 +412,10 @@ def compute(
     model: Any = None,
     labelled: Any = None,
     sensitive: str = "",
+    canary: tuple[int, Any] | None = None,
 ) -> dict[str, Any]:
-    """The job's result: drift per feature and for predictions; live accuracy when labels exist."""
+    """The job's result: drift per feature and for predictions; live accuracy when labels exist
+    (the canary's too: ``canary`` is its version and model)."""
     if len(X) == 0:
         raise SystemExit("no inference-log rows in the window: nothing to compare")
     scores = score(reference, X, proba)
@@ -432,6 +443,12 @@ def compute(
         pred = (model_lib.predict_proba(model, Xl) >= 0.5).astype(int)
         result["live_accuracy"] = float(np.mean(pred == y))
         result["labelled_rows"] = len(y)
+        if canary is not None:
+            canary_pred = (model_lib.predict_proba(canary[1], Xl) >= 0.5).astype(int)
+            result["canary"] = {
+                "model_version": canary[0],
+                "live_accuracy": float(np.mean(canary_pred == y)),
+            }
         if sensitive and sensitive in labelled.columns:
             report = assess(y, pred, labelled[sensitive].to_numpy(), sensitive)
             result["demographic_parity_difference"] = report.demographic_parity_difference
@@ -507,18 +524,27 @@ def main(argv: list[str] | None = None) -> int:
     since = datetime.now(UTC) - timedelta(hours=args.window_hours)
     s3 = None
     if settings.model_bucket:
-        from .storage import client, download_version
+        from .storage import client
 
         s3 = client()
-        download_version(
-            s3,
-            settings.model_dir,
-            settings.model_bucket,
-            settings.model_prefix,
-            MODEL_NAME,
-            settings.model_version,
-        )
-    model, version = load_version(settings.model_dir, MODEL_NAME, settings.model_version)
+
+    def fetch(number: str) -> tuple[Any, Any]:
+        """A version from the bucket (when there is one), loaded."""
+        if s3 is not None:
+            from .storage import download_version
+
+            assert settings.model_bucket is not None
+            download_version(
+                s3,
+                settings.model_dir,
+                settings.model_bucket,
+                settings.model_prefix,
+                MODEL_NAME,
+                number,
+            )
+        return load_version(settings.model_dir, MODEL_NAME, number)
+
+    model, version = fetch(settings.model_version)
     card, _ = parse((version.path / CARD).read_text(encoding="utf-8"))
     if args.logs is not None:
         blobs: Iterable[bytes] = (p.read_bytes() for p in args.logs)
@@ -549,6 +575,11 @@ def main(argv: list[str] | None = None) -> int:
         labelled = validate_frame(
             pd.concat(frames, ignore_index=True), Path("ground-truth"), sensitive or None
         )
+    canary = None
+    canary_version = os.environ.get("CANARY_MODEL_VERSION") or None
+    if canary_version is not None and labelled is not None:
+        canary_model, canary_mv = fetch(canary_version)
+        canary = (canary_mv.version, canary_model)
     result = compute(
         load_reference(version.path),
         X,
@@ -557,6 +588,7 @@ def main(argv: list[str] | None = None) -> int:
         model=model,
         labelled=labelled,
         sensitive=sensitive,
+        canary=canary,
     )
     result["model_version"] = version.version
     result["written_to"] = write_result(result)

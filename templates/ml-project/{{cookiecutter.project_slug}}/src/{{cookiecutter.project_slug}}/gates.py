@@ -4,8 +4,10 @@
 same rows (``fairness.py``). Thresholds come from the environment, so CI, the training job and a
 developer's shell set them the same way:
 
-- ``MIN_ACCURACY`` (default 0.6): held-out accuracy floor; the model card records it, and the live
-  accuracy alert (``monitoring/alerts.yml``) compares production accuracy with it;
+- ``MIN_ACCURACY`` (default 0.6): held-out accuracy floor, the only one (``train --min-accuracy``
+  overrides it for one run, through :meth:`Thresholds.with_min_accuracy`); the model card records
+  it, and the live accuracy alert (``monitoring/model-alerts.yml``) compares production accuracy
+  with it;
 - ``SENSITIVE_FEATURE`` (default ``age_band``; empty turns the fairness gate off, and the card says so);
 - ``MAX_DEMOGRAPHIC_PARITY_DIFFERENCE`` (default 0.2) and ``MAX_EQUALIZED_ODDS_DIFFERENCE`` (0.3);
 - ``MIN_GROUP_ROWS`` (default 20): groups with fewer held-out rows are left out of the fairness
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +64,14 @@ class Thresholds:
             ),
             min_group_rows=int(_float_env("MIN_GROUP_ROWS", d.min_group_rows)),
         )
+
+    def with_min_accuracy(self, value: float | None) -> Thresholds:
+        """These thresholds with another accuracy floor (None: unchanged); 0..1 or SystemExit."""
+        if value is None:
+            return self
+        if not 0 <= value <= 1:
+            raise SystemExit(f"--min-accuracy must be between 0 and 1, got {value}")
+        return replace(self, min_accuracy=value)
 
 
 @dataclass(frozen=True)
@@ -173,9 +183,10 @@ def check_before_saving(
     *,
     seed: int,
     test_fraction: float,
+    thresholds: Thresholds | None = None,
 ) -> GateResult:
     """The training seam: gate the held-out results; raise QualityGateFailed when they fail."""
-    t = Thresholds.from_env()
+    t = thresholds or Thresholds.from_env()
     groups = (
         held_out_groups(data, data_path, t.sensitive, test_fraction, seed) if t.sensitive else None
     )

@@ -7,8 +7,13 @@ not jump with the seed on a few hundred rows) must be at least the champion's pl
 ``--min-improvement``, and at least ``--floor``. ``promote`` does the same check and then moves the
 alias by compare-and-swap in the model bucket (and the MLflow alias when tracking is on);
 ``rollback`` moves it back to the version it replaced; ``show`` prints it. ``firing`` reads
-Prometheus' ``/api/v1/alerts`` answer on stdin and fails when an alert of this project's
-endpoint's canary is firing (the promote workflow polls it while the canary bakes).
+Prometheus' ``/api/v1/alerts`` answer on stdin and fails when one of :data:`ROLLBACK_ALERTS` of
+this project's endpoint is firing (the promote workflow polls it while the canary bakes).
+
+Continuous training: ``pending`` names the newest version above the champion that was never
+rejected (the scheduled promote workflow's candidate; the retraining trigger makes them), and
+``reject`` records one the canary or the check turned down, in the champion's record, so no
+schedule tries it again. A rolled-back version is rejected too.
 
 The endpoint serves the champion: the deploy and promote workflows pass it to ``pulumi up``.
 """
@@ -28,6 +33,17 @@ from .settings import MODEL_NAME, PROJECT, Settings
 
 ALIAS = "champion"
 HIGHER_IS_BETTER = {"roc_auc": True, "accuracy": True, "log_loss": False}
+# The alerts that condemn a baking canary (tests check that each is one the deployed rules define):
+# the platform's SLO burn-rate alerts of the endpoint (stable and canary together; they carry the
+# endpoint's name), and this project's own canary alerts (``track: canary``: errors and latency
+# from infra/observability.py, accuracy from monitoring/model-alerts.yml).
+SLO_ALERTS = (
+    "ServingSLOAvailabilityBudgetBurn",
+    "ServingSLOErrorRatioBudgetBurn",
+    "ServingSLOLatencyBudgetBurn",
+)
+CANARY_ALERTS = ("ModelCanaryAccuracyBelowCard", "ProjectCanaryErrors", "ProjectCanarySlow")
+ROLLBACK_ALERTS = SLO_ALERTS + CANARY_ALERTS
 
 
 def decide(
@@ -55,17 +71,36 @@ def decide(
 
 
 def firing_canary_alerts(alerts: dict[str, Any], namespace: str, endpoint: str) -> list[str]:
-    """Firing alerts, from Prometheus' /api/v1/alerts, that condemn the canary: the platform's SLO
-    burn-rate alerts of the endpoint (stable and canary together) and this project's own canary
-    alerts (``track: canary``, see infra/program.py)."""
+    """Firing alerts, from Prometheus' /api/v1/alerts, that condemn the canary (pure): one of
+    :data:`SLO_ALERTS` for this endpoint, or one of :data:`CANARY_ALERTS` (``track: canary``), in
+    this namespace. Pending alerts, drift warnings and the champion's own alerts do not."""
     names = []
     for alert in alerts.get("data", {}).get("alerts", []):
         labels = alert.get("labels", {})
+        name = str(labels.get("alertname", ""))
         if alert.get("state") != "firing" or labels.get("namespace") != namespace:
             continue
-        if labels.get("endpoint") == endpoint or labels.get("track") == "canary":
-            names.append(str(labels.get("alertname", "?")))
+        if (name in SLO_ALERTS and labels.get("endpoint") == endpoint) or (
+            name in CANARY_ALERTS and labels.get("track") == "canary"
+        ):
+            names.append(name)
     return sorted(set(names))
+
+
+def pending_candidate(versions: list[int], record: dict[str, Any] | None) -> int | None:
+    """The newest complete version above the champion that was never rejected (pure). None
+    without a champion: the first promotion is a person's decision, not a schedule's."""
+    if record is None:
+        return None
+    rejected = {int(v) for v in record.get("rejected", [])}
+    newer = [v for v in versions if v > int(record["version"]) and v not in rejected]
+    return max(newer, default=None)
+
+
+def with_rejected(record: dict[str, Any], *versions: int) -> dict[str, Any]:
+    """The record with ``versions`` added to its rejected list (kept across alias moves)."""
+    rejected = sorted({*(int(v) for v in record.get("rejected", [])), *map(int, versions)})
+    return {**record, "rejected": rejected}
 
 
 def _score(s3: Any, settings: Settings, version: int | str, data: Any) -> tuple[int, dict]:
@@ -118,8 +153,11 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--metric", choices=sorted(HIGHER_IS_BETTER), default="roc_auc")
         p.add_argument("--floor", type=float, default=0.6)
         p.add_argument("--min-improvement", type=float, default=0.0)
-    for name in ("rollback", "show"):
+    for name in ("rollback", "show", "pending"):
         sub.add_parser(name)
+    reject = sub.add_parser("reject", help="record a candidate the canary or the check refused")
+    reject.add_argument("--candidate", type=int, required=True)
+    reject.add_argument("--reason", required=True)
     firing = sub.add_parser("firing", help="read /api/v1/alerts JSON on stdin")
     firing.add_argument("--namespace", default=PROJECT)
     firing.add_argument("--endpoint", default=PROJECT)
@@ -147,17 +185,51 @@ def main(argv: list[str] | None = None) -> int:
         record, _ = read_alias(*where)
         print(json.dumps(record))
         return 0
+    if args.command == "pending":
+        from .storage import remote_versions
+
+        record, _ = read_alias(*where)
+        versions = remote_versions(s3, settings.model_bucket, settings.model_prefix, MODEL_NAME)
+        print(
+            json.dumps(
+                {
+                    "candidate": pending_candidate(versions, record),
+                    "champion": record and record["version"],
+                    "rejected": (record or {}).get("rejected", []),
+                }
+            )
+        )
+        return 0
+    if args.command == "reject":
+        record, etag = read_alias(*where)
+        if not record:
+            print(f"alias {args.alias!r} is not set: nothing to reject against", file=sys.stderr)
+            return 1
+        updated = with_rejected(record, args.candidate)
+        updated["last_rejection"] = {
+            "version": args.candidate,
+            "reason": args.reason,
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        set_alias(*where, updated, expected_etag=etag)
+        print(json.dumps(updated, indent=2))
+        return 0
     if args.command == "rollback":
         record, etag = read_alias(*where)
         if not record or not record.get("previous"):
             print(f"alias {args.alias!r} has no previous version to go back to", file=sys.stderr)
             return 1
-        back = {
-            "version": record["previous"],
-            "previous": None,
-            "rolled_back_from": record["version"],
-            "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
+        # The version rolled back from is rejected: no schedule promotes it again.
+        back = with_rejected(
+            {
+                "version": record["previous"],
+                "previous": None,
+                "rolled_back_from": record["version"],
+                "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            },
+            *record.get("rejected", []),
+            record["version"],
+        )
         set_alias(*where, back, expected_etag=etag)
         tracking.set_alias(args.alias, int(record["previous"]))
         print(json.dumps(back, indent=2))
@@ -166,12 +238,14 @@ def main(argv: list[str] | None = None) -> int:
     result = _check(s3, settings, args)
     etag = result.pop("_etag")
     if args.command == "promote" and result["ok"]:
+        current, _ = read_alias(*where)
         record = {
             "version": result["candidate"]["version"],
             "previous": (result["champion"] or {}).get("version"),
             "at": datetime.now(UTC).isoformat(timespec="seconds"),
             "metrics": result["candidate"]["metrics"],
             "holdout_sha256": result["holdout_sha256"],
+            "rejected": (current or {}).get("rejected", []),
         }
         set_alias(*where, record, expected_etag=etag)
         result["mlflow_version"] = tracking.set_alias(args.alias, record["version"])
