@@ -28,7 +28,9 @@ from components.model_store import ModelStore
 from components.monitoring_stack import MetricSource, MonitoringStack
 from components.network import Network
 from components.project_access import ProjectAccess
+from components.project_ci import ProjectCi, ProjectCiNetwork
 from components.project_namespaces import ProjectNamespaces
+from components.registry_auth import CLIENT_SECRET
 from components.serving_endpoint import ServingEndpoint
 from components.training_cluster import TrainingCluster
 from components.training_operator import TrainingOperator
@@ -78,6 +80,7 @@ def declare(settings: StackSettings) -> Declared:
     _declare_registry(settings, declared)
     _declare_training(settings, declared)
     _declare_serving(settings, declared)
+    _export_projects(settings, declared)
     return declared
 
 
@@ -175,6 +178,11 @@ def _declare_aws(settings: StackSettings, provider: aws.Provider, tags: dict[str
     pulumi.export("kmsKeyArn", store.kms_key_arn)
     pulumi.export("ecrRepositories", store.ecr_repository_urls)
     pulumi.export("projectRoleArns", access.role_arns)
+    project_ci = (
+        _declare_project_ci(settings, network, cluster, store, namespaces, tags, opts)
+        if cfg.ci.enabled
+        else {}
+    )
     guardrails = CostGuardrails(
         f"{cluster_name}-cost",
         cfg.cost,
@@ -205,8 +213,93 @@ def _declare_aws(settings: StackSettings, provider: aws.Provider, tags: dict[str
             "store": store,
             "access": access,
             "guardrails": guardrails,
+            "project_ci": project_ci,
         },
     )
+
+
+def _declare_project_ci(
+    settings: StackSettings,
+    network: Network,
+    cluster: TrainingCluster,
+    store: ModelStore,
+    namespaces: ProjectNamespaces,
+    tags: dict[str, str],
+    opts: pulumi.ResourceOptions,
+) -> dict[str, ProjectCi]:
+    """A runner and CI roles for each registered project that names its repository."""
+    cfg = settings.config
+    where = ProjectCiNetwork(
+        vpc_id=network.vpc_id,
+        private_subnet_ids=network.private_subnet_ids,
+        cluster_security_group_id=cluster.cluster_security_group_id,
+        log_retention_days=cfg.cluster.log_retention_days,
+        network_anchor=network.teardown_anchor,
+    )
+    out: dict[str, ProjectCi] = {}
+    for p in cfg.projects.projects:
+        if p.repository is None:
+            continue
+        out[p.name] = ProjectCi(
+            f"project-ci-{p.name}",
+            project=p.name,
+            repository=p.repository,
+            namespaces=[p.effective_namespace],
+            stack=settings.stack,
+            runners=cfg.ci,
+            runner_project_name=project_runner_name(cluster.name, p.name),
+            network=where,
+            cluster_name=cluster.cluster_name,
+            store=store.refs(),
+            target=cluster.target,
+            namespace_resources=namespaces.resources,
+            tags=tags,
+            opts=opts,
+        )
+    return out
+
+
+def project_runner_name(cluster_name: str, project: str) -> str:
+    """A project's CodeBuild runner project (part of its workflows' runs-on label)."""
+    return f"{cluster_name}-{project}-ci"
+
+
+def project_entries(settings: StackSettings, d: Declared) -> dict[str, Any]:
+    """What each registered project gets from the stack (the contract's ``projects``)."""
+    cfg = settings.config
+    teams = namespace_teams(settings)
+    registry = d.extra.get("registry")
+    project_ci: dict[str, ProjectCi] = d.extra.get("project_ci", {})
+    out: dict[str, Any] = {}
+    for p in cfg.projects.projects:
+        ns = p.effective_namespace
+        entry: dict[str, Any] = {
+            "namespace": ns,
+            "serviceAccounts": {
+                g.service_account: g.access.value
+                for g in cfg.projects.grants
+                if g.project == p.name and cfg.projects.namespace_of(g) == ns
+            },
+        }
+        if ns in teams:
+            entry["team"] = teams[ns]
+        if registry is not None:
+            entry["mlflowSecret"] = CLIENT_SECRET
+        ci = project_ci.get(p.name)
+        if ci is not None:
+            entry["ci"] = {
+                "repository": p.repository,
+                "runnerProject": ci.runner_project,
+                "label": ci.label,
+                "deployRoleArn": ci.deploy_role_arn,
+                "previewRoleArn": ci.preview_role_arn,
+            }
+        out[p.name] = entry
+    return out
+
+
+def _export_projects(settings: StackSettings, d: Declared) -> None:
+    pulumi.export("projects", project_entries(settings, d))
 
 
 def _declare_ci(
