@@ -68,6 +68,14 @@ class ProjectCiOutputs(_Model):
     previewRoleArn: StrictStr = Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/")  # noqa: N815
 
 
+class MlflowSecret(_Model):
+    """The Secret holding the project's MLflow user, in the project's namespace."""
+
+    name: StrictStr = Field(pattern=DNS_LABEL)
+    usernameKey: StrictStr  # noqa: N815 - the output's own key
+    passwordKey: StrictStr  # noqa: N815
+
+
 class ProjectEntry(_Model):
     """``projects[name]``: what the stack declares for a registered project. The platform owns
     the namespace (labelled for its team's queue, with its LocalQueue), the service accounts'
@@ -76,7 +84,7 @@ class ProjectEntry(_Model):
     namespace: StrictStr = Field(pattern=DNS_LABEL)
     serviceAccounts: dict[StrictStr, StrictStr]  # noqa: N815 - account -> read | read-write
     team: StrictStr | None = None
-    mlflowSecret: StrictStr | None = None  # noqa: N815
+    mlflowSecret: MlflowSecret | None = None  # noqa: N815
     ci: ProjectCiOutputs | None = None
 
 

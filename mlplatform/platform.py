@@ -30,7 +30,7 @@ from components.network import Network
 from components.project_access import ProjectAccess
 from components.project_ci import ProjectCi, ProjectCiNetwork
 from components.project_namespaces import ProjectNamespaces
-from components.registry_auth import CLIENT_SECRET
+from components.registry_auth import CLIENT_PASSWORD_KEY, CLIENT_SECRET, CLIENT_USERNAME_KEY
 from components.serving_endpoint import ServingEndpoint
 from components.training_cluster import TrainingCluster
 from components.training_operator import TrainingOperator
@@ -284,7 +284,11 @@ def project_entries(settings: StackSettings, d: Declared) -> dict[str, Any]:
         if ns in teams:
             entry["team"] = teams[ns]
         if registry is not None:
-            entry["mlflowSecret"] = CLIENT_SECRET
+            entry["mlflowSecret"] = {
+                "name": CLIENT_SECRET,
+                "usernameKey": CLIENT_USERNAME_KEY,
+                "passwordKey": CLIENT_PASSWORD_KEY,
+            }
         ci = project_ci.get(p.name)
         if ci is not None:
             entry["ci"] = {
