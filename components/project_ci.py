@@ -10,7 +10,7 @@ workflows assume through GitHub OIDC:
   plus an RBAC group for the custom resources a project declares), read-write on
   ``projects/<project>/`` in the model bucket, push and pull on the platform's registries;
 * **preview**, trusted by the ``preview`` environment: view rights in the same namespaces, read
-  on the prefix, pull only.
+  on the prefix; it pushes a pull request's images (immutable tags) so the preview shows them.
 
 Both read this platform stack's state in the Pulumi backend (its ``StackReference`` outputs) and
 keep their own project's state there, nothing else. Neither can create a namespace, an IAM role
@@ -31,7 +31,13 @@ import pulumi_kubernetes as k8s
 
 from components.ci_runners import CiRunners, CiRunnersArgs
 from components.common import InvalidArgsError, Issue, KubeTarget, merge_tags
-from components.project_access import AccessLevel, StoreRefs, s3_prefix_policy
+from components.project_access import (
+    ECR_PULL_ACTIONS,
+    ECR_PUSH_ACTIONS,
+    AccessLevel,
+    StoreRefs,
+    s3_prefix_policy,
+)
 
 # The template's workflows whose jobs talk to the cluster (their `name:`), and so run here.
 PROJECT_WORKFLOWS = ("deploy", "infra-preview", "train", "promote")
@@ -170,7 +176,33 @@ def project_ci_policy(
         access=access,
         kms_key_arn=kms_key_arn,
         region=region,
-        ecr_repository_arns=ecr_repository_arns,
+    )
+    # Both push: a pull request's preview builds and pushes its images (image.yml) before it
+    # previews them. Tags are immutable, so a push can add an image, never replace one.
+    doc["Statement"] += [
+        {
+            "Sid": "EcrLogin",
+            "Effect": "Allow",
+            # GetAuthorizationToken has no resource-level permissions: "*" is the only form.
+            "Action": "ecr:GetAuthorizationToken",
+            "Resource": "*",
+        },
+        {
+            "Sid": "EcrPushPull",
+            "Effect": "Allow",
+            "Action": sorted(ECR_PULL_ACTIONS + ECR_PUSH_ACTIONS),
+            "Resource": sorted(ecr_repository_arns),
+        },
+    ]
+    doc["Statement"].append(
+        {
+            # The image workflow waits for the scan on push and reads its findings; a pull
+            # request's images are pushed too (immutable tags), so the preview shows them.
+            "Sid": "EcrScanResults",
+            "Effect": "Allow",
+            "Action": ["ecr:DescribeImageScanFindings", "ecr:DescribeImages"],
+            "Resource": sorted(ecr_repository_arns),
+        }
     )
     doc["Statement"].append(
         {

@@ -165,8 +165,9 @@ def test_policies_are_scoped_to_the_project() -> None:
         assert iam_findings(doc) == []
     assert "s3:PutObject" in _actions(deploy, "ReadWriteObjects")
     assert "ecr:PutImage" in _actions(deploy, "EcrPushPull")
-    assert _actions(preview, "EcrPull") == {
-        "ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"
+    assert "ecr:PutImage" in _actions(preview, "EcrPushPull")  # a pull request's images
+    assert _actions(preview, "EcrScanResults") == {
+        "ecr:DescribeImageScanFindings", "ecr:DescribeImages"
     }  # fmt: skip
     assert "s3:PutObject" not in _actions(preview, "ReadObjects")
     assert _actions(preview, "ReadProjectState") == {"s3:GetObject"}
