@@ -357,17 +357,33 @@ class ProjectCi(pulumi.ComponentResource):
         region = aws.get_region_output(opts=invoke).region
         arns: dict[CiRole, pulumi.Output[str]] = {}
         for role in CiRole:
-            trust = pulumi.Output.all(partition, account).apply(
-                lambda a, r=role: json.dumps(
-                    github_oidc_trust(
-                        partition=a[0],
-                        account_id=a[1],
-                        repository=repository,
-                        environments=environments(r, stack),
-                    ),
-                    sort_keys=True,
+
+            def trust_json(a: list[str], r: CiRole = role) -> str:
+                doc = github_oidc_trust(
+                    partition=a[0],
+                    account_id=a[1],
+                    repository=repository,
+                    environments=environments(r, stack),
                 )
-            )
+                return json.dumps(doc, sort_keys=True)
+
+            def policy_json(a: list[Any], r: CiRole = role) -> str:
+                doc = project_ci_policy(
+                    role=r,
+                    project=project,
+                    partition=a[0],
+                    region=a[1],
+                    account_id=a[2],
+                    cluster_name=a[3],
+                    bucket_arn=a[4],
+                    kms_key_arn=a[5],
+                    ecr_repository_arns=a[6:],
+                    state_bucket=runners.state_bucket,
+                    platform_stack=stack,
+                )
+                return json.dumps(doc, sort_keys=True)
+
+            trust = pulumi.Output.all(partition, account).apply(trust_json)
             iam_role = aws.iam.Role(
                 f"{name}-{role.value}-role",
                 # A fixed name: the project's workflows name the role before they can read
@@ -388,24 +404,7 @@ class ProjectCi(pulumi.ComponentResource):
                 store.bucket_arn,
                 store.kms_key_arn,
                 *repos,
-            ).apply(
-                lambda a, r=role: json.dumps(
-                    project_ci_policy(
-                        role=r,
-                        project=project,
-                        partition=a[0],
-                        region=a[1],
-                        account_id=a[2],
-                        cluster_name=a[3],
-                        bucket_arn=a[4],
-                        kms_key_arn=a[5],
-                        ecr_repository_arns=a[6:],
-                        state_bucket=runners.state_bucket,
-                        platform_stack=stack,
-                    ),
-                    sort_keys=True,
-                )
-            )
+            ).apply(policy_json)
             role_policy = aws.iam.RolePolicy(
                 f"{name}-{role.value}-policy",
                 role=iam_role.name,

@@ -21,11 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from components.ci_runners import repository_issues
 from mlplatform.contract import (
     ContractError,
     ProjectOutputs,
     describe_pools,
     project_problems,
+    registration_problems,
     validate_outputs,
 )
 from mlplatform.source import PLATFORM_PROJECT, platform_source
@@ -52,6 +54,9 @@ class PlatformOffer:
     platform_stack: str  # org/ml-platform/<stack>: what the project's StackReference names
     outputs: ProjectOutputs
     taken_namespaces: frozenset[str]  # every namespace the platform's plan uses
+    # The platform's own CI deploy role, as the stack config names it (a real ARN, where the
+    # offline plan's resources carry a stand-in account): new-project takes the account from it.
+    platform_ci_role_arn: str | None = None
 
     @property
     def region(self) -> str:
@@ -101,6 +106,7 @@ def offer_from_plan(plan: Mapping[str, Any], *, org: str = DEFAULT_ORG) -> Platf
         platform_stack=f"{org}/{PLATFORM_PROJECT}/{stack}",
         outputs=parsed,
         taken_namespaces=frozenset(_plan_namespaces(plan)),
+        platform_ci_role_arn=(outputs.get("ciRunner") or {}).get("deployRoleArn"),
     )
 
 
@@ -147,7 +153,10 @@ def stack_choices(
             "ml-platform:trainingQueues.teams"
         )
         return chosen, problems
-    team = options.get("team") or next(iter(out.trainingQueues))
+    project = slug_of(options, defaults).replace("_", "-")
+    entry = out.projects.get(project)
+    registered_team = entry.team if entry is not None else None
+    team = options.get("team") or registered_team or next(iter(out.trainingQueues))
     chosen["team"] = team
     queue = out.trainingQueues.get(team)
     accelerator = options.get("accelerator", "none") or "none"
@@ -174,23 +183,165 @@ def stack_choices(
             )
         pool = pools[0] if pools else ""
     chosen.update(accelerator=accelerator, gpu_pool=pool)
-    namespace = slug_of(options, defaults).replace("_", "-")
-    found = project_problems(
-        out,
-        stack=offer.stack,
-        team=team,
-        namespace=namespace,
-        taken_namespaces=set(offer.taken_namespaces),
-    )
     key = "project_slug" if options.get("project_slug") else "project_name"
-    problems += [
-        f"{key}: {p.removeprefix('namespace: ')}" for p in found if p.startswith("namespace")
-    ]
+    if entry is None:
+        # Not registered (yet): the namespace must not be one the platform uses for others.
+        found = project_problems(
+            out,
+            stack=offer.stack,
+            team=team,
+            namespace=project,
+            taken_namespaces=set(offer.taken_namespaces),
+        )
+        problems += [
+            f"{key}: {p.removeprefix('namespace: ')}" for p in found if p.startswith("namespace")
+        ]
+    elif entry.namespace != project:
+        problems.append(
+            f"{key}: {offer.stack} registers project {project!r} in namespace "
+            f"{entry.namespace!r}; the project's namespace is its name: register it as "
+            f"namespace {project!r}"
+        )
+    elif registered_team is not None and team != registered_team:
+        problems.append(
+            f"team: {offer.stack} registers {project!r} with team {registered_team!r}, not "
+            f"{team!r}; leave team out or set it to {registered_team}"
+        )
+    chosen.update(ci_values(offer, project))
     if offer.environment == "prod" and options.get("serving", "yes") == "yes":
         # Production endpoints survive a node drain: two replicas at least, unless asked.
         chosen.setdefault("serving_min_replicas", options.get("serving_min_replicas") or "2")
         chosen.setdefault("serving_max_replicas", options.get("serving_max_replicas") or "3")
     return chosen, problems
+
+
+def ci_values(offer: PlatformOffer, project: str) -> dict[str, str]:
+    """The project's runner and roles (``projects[project].ci``), for its workflows; empty when
+    the stack gives the project no runner."""
+    entry = offer.outputs.projects.get(project)
+    if entry is None or entry.ci is None:
+        return {"_ci_runner": "", "_ci_deploy_role_arn": "", "_ci_preview_role_arn": ""}
+    ci = entry.ci
+    return {
+        "_ci_runner": ci.runnerProject,
+        "_ci_deploy_role_arn": _in_platform_account(ci.deployRoleArn, offer.platform_ci_role_arn),
+        "_ci_preview_role_arn": _in_platform_account(ci.previewRoleArn, offer.platform_ci_role_arn),
+    }
+
+
+def _in_platform_account(role_arn: str, platform_role_arn: str | None) -> str:
+    """``role_arn`` in the account of the platform's configured CI role: the roles have fixed
+    names, and the offline plan's own ARNs carry a stand-in account."""
+    if not platform_role_arn:
+        return role_arn
+    prefix = platform_role_arn.split(":role/", 1)[0]
+    return f"{prefix}:role/{role_arn.split(':role/', 1)[1]}"
+
+
+def project_needs(serving: bool, project: str) -> dict[str, str]:
+    """The service accounts a generated project runs as, and the access each needs."""
+    needs = {f"{project}-trainer": "read-write"}
+    if serving:
+        needs[f"{project}-server"] = "read"
+    return needs
+
+
+@dataclass(frozen=True)
+class Registration:
+    """Whether the stack registers a project, and what to add to its stack config if not."""
+
+    stack: str
+    project: str
+    missing: tuple[str, ...]  # each problem of the registration (empty: registered)
+    entry: str  # the stack-config entry that registers the project
+
+    @property
+    def registered(self) -> bool:
+        return not self.missing
+
+    def message(self) -> str:
+        if self.registered:
+            return (
+                f"project {self.project!r} is registered on stack {self.stack!r}: the platform "
+                "declares its namespace, queue, service accounts and MLflow user"
+            )
+        lines = "\n".join(f"  - {m}" for m in self.missing)
+        return (
+            f"project {self.project!r} is NOT registered on stack {self.stack!r}, so it has no "
+            "namespace, MLflow user or cluster access there, and its preview fails until it is:\n"
+            f"{lines}\n"
+            f"Add this to stacks/Pulumi.{self.stack}.yaml (merge with the lists already there) "
+            f"and run `pulumi up --stack {self.stack}` for the platform:\n\n{self.entry}"
+        )
+
+
+def registration(
+    offer: PlatformOffer,
+    *,
+    project: str,
+    team: str,
+    serving: bool,
+    repository: str | None = None,
+) -> Registration:
+    """Check the stack's registration of ``project`` (its name, which is its namespace) for
+    what a generated project needs; ``repository``: its GitHub repository (owner/name)."""
+    needs = project_needs(serving, project)
+    missing = registration_problems(
+        offer.outputs,
+        stack=offer.stack,
+        project=project,
+        team=team,
+        namespace=project,
+        service_accounts=needs,
+    )
+    entry = offer.outputs.projects.get(project)
+    has_repo = entry is not None and entry.ci is not None
+    if repository and not has_repo:
+        missing.append(f"repository: {offer.stack} gives {repository} no CI runner")
+    spec: dict[str, Any] = {"name": project}
+    if repository or has_repo:
+        spec["repository"] = repository or (entry.ci.repository if entry and entry.ci else "")
+    grants = [
+        {"project": project, "serviceAccount": sa, "access": access}
+        | ({"createServiceAccount": False} if sa.endswith("-server") else {})
+        for sa, access in needs.items()
+    ]
+    team_ns = (
+        [*offer.outputs.trainingQueues[team].namespaces, project]
+        if (team in offer.outputs.trainingQueues)
+        else [project]
+    )
+    return Registration(
+        stack=offer.stack,
+        project=project,
+        missing=tuple(missing),
+        entry=_entry_yaml(spec, grants, team, sorted(set(team_ns))),
+    )
+
+
+def _entry_yaml(
+    spec: Mapping[str, Any], grants: list[dict[str, Any]], team: str, namespaces: list[str]
+) -> str:
+    def flow(d: Mapping[str, Any]) -> str:
+        return (
+            "{"
+            + ", ".join(
+                f"{k}: {str(v).lower() if isinstance(v, bool) else v}" for k, v in d.items()
+            )
+            + "}"
+        )
+
+    lines = ["  ml-platform:projects:", "    projects:", f"      - name: {spec['name']}"]
+    if spec.get("repository"):
+        lines.append(f"        repository: {spec['repository']}")
+    lines += ["    grants:", *[f"      - {flow(g)}" for g in grants]]
+    lines += [
+        "  ml-platform:trainingQueues:",
+        "    teams:",
+        f"      - name: {team}",
+        f"        namespaces: [{', '.join(namespaces)}]",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 @contextlib.contextmanager
@@ -306,6 +457,10 @@ def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
+def _inform(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
 def new_project(
     offer: PlatformOffer,
     output_dir: str | Path,
@@ -315,6 +470,8 @@ def new_project(
     overwrite: bool = False,
     template: str | Path | None = None,
     warn: Callable[[str], None] = _warn,
+    repository: str | None = None,
+    inform: Callable[[str], None] | None = None,
 ) -> Path:
     """Generate a project under ``output_dir`` and return its path.
 
@@ -328,6 +485,10 @@ def new_project(
     from cookiecutter.main import cookiecutter
 
     tpl = Path(template) if template else template_dir()
+    if repository is not None and repository_issues(("repository",), repository):
+        raise NewProjectError(
+            f"invalid template options:\n  - repository: must be owner/name, got {repository!r}"
+        )
     context = build_context(offer, extra_context, tpl, warn)
     Path(output_dir).mkdir(parents=True, exist_ok=True)
     try:
@@ -346,4 +507,14 @@ def new_project(
         raise NewProjectError(text.removeprefix("ERROR: ") or str(exc)) from None
     except (CookiecutterException, ValueError, OSError) as exc:
         raise NewProjectError(str(exc)) from None
+    status = registration(
+        offer,
+        project=slug_of(context, template_options(tpl)).replace("_", "-"),
+        team=context["team"],
+        serving=context.get("serving", "yes") == "yes",
+        repository=repository,
+    )
+    # Not registered: generated all the same (registration is the platform team's change),
+    # but never silently; the project's preview fails with the same message until it is.
+    ((inform or _inform) if status.registered else warn)(status.message())
     return Path(path)
