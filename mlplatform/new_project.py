@@ -254,6 +254,7 @@ class Registration:
     project: str
     missing: tuple[str, ...]  # each problem of the registration (empty: registered)
     entry: str  # the stack-config entry that registers the project
+    known: bool = False  # the stack lists the project (its registration may be incomplete)
 
     @property
     def registered(self) -> bool:
@@ -266,9 +267,14 @@ class Registration:
                 "declares its namespace, queue, service accounts and MLflow user"
             )
         lines = "\n".join(f"  - {m}" for m in self.missing)
+        state = (
+            "is registered on stack {stack!r} without all it needs"
+            if self.known
+            else "is NOT registered on stack {stack!r}, so it has no namespace, MLflow user or "
+            "cluster access there"
+        ).format(stack=self.stack)
         return (
-            f"project {self.project!r} is NOT registered on stack {self.stack!r}, so it has no "
-            "namespace, MLflow user or cluster access there, and its preview fails until it is:\n"
+            f"project {self.project!r} {state}; its preview fails until it is:\n"
             f"{lines}\n"
             f"Add this to stacks/Pulumi.{self.stack}.yaml (merge with the lists already there) "
             f"and run `pulumi up --stack {self.stack}` for the platform:\n\n{self.entry}"
@@ -315,6 +321,7 @@ def registration(
         stack=offer.stack,
         project=project,
         missing=tuple(missing),
+        known=entry is not None,
         entry=_entry_yaml(spec, grants, team, sorted(set(team_ns))),
     )
 
