@@ -25,7 +25,9 @@ import pulumi_kubernetes as k8s
 {%- if cookiecutter.serving == 'yes' %}
 import quality  # quality seam (#20): infra/quality.py
 {%- endif %}
-from components.common import KubeTarget{% if cookiecutter.serving == 'yes' %}, StorageBackend{% endif %}
+{%- if cookiecutter.serving == 'yes' %}
+from components.common import KubeTarget, StorageBackend
+{%- endif %}
 from components.monitoring_stack import dashboard_configmap, prometheus_rule
 {%- if cookiecutter.serving == 'yes' %}
 from components.serving_args import CanaryArgs, ProbeArgs
@@ -225,15 +227,15 @@ def run_spec_for(
 
 def deploy(s: Settings) -> dict[str, Any]:
     platform = pulumi.StackReference(s.platform_stack)
-    cluster_name = platform.require_output("clusterName")
     provider = k8s.Provider(
         "platform-cluster",
         kubeconfig=platform.require_output("kubeconfig"),
         # Objects the program does not name keep the platform's defaults; nothing lands in default.
         namespace=s.namespace,
     )
-    target = KubeTarget(provider=provider, cluster_name=cluster_name, on_aws=True)
 {%- if cookiecutter.serving == 'yes' %}
+    cluster_name = platform.require_output("clusterName")
+    target = KubeTarget(provider=provider, cluster_name=cluster_name, on_aws=True)
     storage = StorageBackend(
         kind="s3", bucket=platform.require_output("modelBucket"), region=s.region
     )

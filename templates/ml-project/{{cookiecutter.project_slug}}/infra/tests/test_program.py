@@ -167,7 +167,8 @@ def test_the_platform_owns_the_namespace_queue_and_access(graph: Any) -> None:
 
 
 def test_an_unregistered_project_fails_the_preview_naming_the_fix() -> None:
-    with pytest.raises(Exception, match=r"project: '.*' is not registered on .*ml-platform:projects"):
+    unregistered = r"project: '.*' is not registered on .*ml-platform:projects"
+    with pytest.raises(Exception, match=unregistered):
         run(settings(), outputs={"projects": {}})
     short = {**PLATFORM_OUTPUTS["projects"][NS], "serviceAccounts": {}}
     with pytest.raises(Exception, match=r"serviceAccounts: .* grants .*-trainer nothing"):
@@ -218,9 +219,7 @@ def _check_run_pod(pod: dict[str, Any]) -> None:
         ("MLFLOW_TRACKING_USERNAME", "username"),
         ("MLFLOW_TRACKING_PASSWORD", "password"),
     ):
-        assert env[var] == {
-            "secretKeyRef": {"name": "mlflow-tracking", "key": key}
-        }
+        assert env[var] == {"secretKeyRef": {"name": "mlflow-tracking", "key": key}}
 {%- if cookiecutter.accelerator == 'none' %}
     assert "nvidia.com/gpu" not in container["resources"]["limits"]
     # the image is built for amd64: the job stays on amd64 nodes (no GPU pool selector)
