@@ -60,6 +60,20 @@ def ci_role_name(runner_project: str, role: CiRole) -> str:
     return f"{runner_project}-{role.value}"
 
 
+def role_name_issues(runner_project: str) -> list[Issue]:
+    """IAM role names are at most 64 characters: the longest of the project's must fit."""
+    longest = max((ci_role_name(runner_project, r) for r in CiRole), key=len)
+    if len(longest) <= IAM_ROLE_NAME_MAX:
+        return []
+    return [
+        Issue(
+            ("projects", "name"),
+            f"CI role name {longest!r} is longer than {IAM_ROLE_NAME_MAX} characters; use a "
+            "shorter project (or cluster) name",
+        )
+    ]
+
+
 def environments(role: CiRole, stack: str) -> list[str]:
     """The GitHub environments whose jobs may assume ``role`` (the template's workflows use them)."""
     if role is CiRole.DEPLOY:
@@ -311,18 +325,9 @@ class ProjectCi(pulumi.ComponentResource):
         repository, project name and workflows are the project's."""
         if not namespaces:
             raise ValueError(f"ProjectCi {name}: a project needs at least one namespace")
-        too_long = ci_role_name(runner_project_name, CiRole.PREVIEW)
-        if len(too_long) > IAM_ROLE_NAME_MAX:
-            raise InvalidArgsError(
-                f"ProjectCi {name}",
-                [
-                    Issue(
-                        ("projects", "name"),
-                        f"role name {too_long!r} is longer than {IAM_ROLE_NAME_MAX} characters; "
-                        "use a shorter project (or cluster) name",
-                    )
-                ],
-            )
+        found = role_name_issues(runner_project_name)
+        if found:
+            raise InvalidArgsError(f"ProjectCi {name}", found)
         super().__init__("mlplatform:ci:ProjectCi", name, None, opts)
         tags = merge_tags(tags, {"mlplatform.io/project": project})
         args = runners.model_copy(

@@ -17,6 +17,7 @@ from components.project_ci import (
     custom_resources_role,
     github_oidc_trust,
     project_ci_policy,
+    role_name_issues,
 )
 from mlplatform.config import ConfigError, parse_config
 from mlplatform.graph import Graph, RecordedResource
@@ -232,3 +233,10 @@ def test_a_project_repository_needs_the_stacks_ci() -> None:
         {**BASE, "ml-platform:ci": json.dumps(ok), "ml-platform:projects": json.dumps(projects)},
     )
     assert settings.config.projects.projects[0].repository == "example-org/a"
+
+
+def test_role_names_must_fit_iam() -> None:
+    assert role_name_issues("mlp-prod-churn-ci") == []
+    (issue,) = role_name_issues("mlp-prod-" + "x" * 50 + "-ci")
+    assert "longer than 64 characters" in issue.message
+    assert role_name_issues("x" * 56) == []  # + "-preview" = 64
