@@ -442,8 +442,9 @@ def team_contract(team: TeamQueue, pools: Mapping[str, GpuPoolCapacity]) -> dict
 
     ``clusterQueue`` is the team's queue; ``namespaceLabels`` are the labels a namespace must
     carry to be admitted; ``namespaces`` are the platform's namespaces for the team, registered
-    projects' included (each with the LocalQueue ``localQueue``, which a project's runs name); ``gpuPools`` are the pools the team has quota on (a pool without quota is never
-    admitted), with each pool's accelerator and the team's nominal GPUs there.
+    projects' included (each with the LocalQueue ``localQueue``, which a project's runs name);
+    ``gpuPools`` are the pools the team has quota on (a pool without quota is never admitted),
+    with each pool's accelerator and the team's nominal GPUs there.
     """
     return {
         "clusterQueue": team.name,
