@@ -66,14 +66,20 @@ def test_combination_count_matches_the_documented_rule() -> None:
     assert not is_valid({"framework": "sklearn", "accelerator": "nvidia-t4"})
 
 
-@pytest.mark.parametrize("combo", COMBOS, ids=combo_id)
-def test_exact_file_set(baked: dict[str, Path], combo: dict[str, str]) -> None:
-    assert project_files(baked[combo_id(combo)]) == expected_files(combo)
+# Every bake: each combination, and the runner-wired ones.
+ALL_BAKES = [(combo_id(c), c) for c in COMBOS] + [
+    (f"{combo_id(c)}-runner", c) for c in RUNNER_COMBOS
+]
 
 
-@pytest.mark.parametrize("combo", COMBOS, ids=combo_id)
-def test_nothing_left_unrendered(baked: dict[str, Path], combo: dict[str, str]) -> None:
-    root = baked[combo_id(combo)]
+@pytest.mark.parametrize(("key", "combo"), ALL_BAKES, ids=[k for k, _ in ALL_BAKES])
+def test_exact_file_set(baked: dict[str, Path], key: str, combo: dict[str, str]) -> None:
+    assert project_files(baked[key]) == expected_files(combo)
+
+
+@pytest.mark.parametrize(("key", "combo"), ALL_BAKES, ids=[k for k, _ in ALL_BAKES])
+def test_nothing_left_unrendered(baked: dict[str, Path], key: str, combo: dict[str, str]) -> None:
+    root = baked[key]
     leftovers = []
     for rel in sorted(project_files(root)):
         for n, line in enumerate((root / rel).read_text().splitlines(), 1):
