@@ -304,6 +304,10 @@ def registration(
     has_repo = entry is not None and entry.ci is not None
     if repository and not has_repo:
         missing.append(f"repository: {offer.stack} gives {repository} no CI runner")
+    elif repository and entry and entry.ci and entry.ci.repository != repository:
+        missing.append(
+            f"repository: {offer.stack} gives the runner to {entry.ci.repository}, not {repository}"
+        )
     spec: dict[str, Any] = {"name": project}
     if repository or has_repo:
         spec["repository"] = repository or (entry.ci.repository if entry and entry.ci else "")

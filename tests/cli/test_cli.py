@@ -274,3 +274,15 @@ def test_new_project_refuses_a_repository_that_is_not_owner_name(
     assert code == 2
     assert "repository: must be owner/name, got 'not a repo'" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_new_project_names_a_registered_project_with_another_repository(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _, err = run(
+        capsys, "new-project", "--stack", "prod", "--no-input", "--output-dir", str(tmp_path),
+        "--set", "project_name=churn", "--repository", "example-org/churn-v2",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "gives the runner to example-org/churn, not example-org/churn-v2" in err
+    assert "        repository: example-org/churn-v2" in err.splitlines()
