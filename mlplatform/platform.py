@@ -28,15 +28,14 @@ from components.model_store import ModelStore
 from components.monitoring_stack import MetricSource, MonitoringStack
 from components.network import Network
 from components.project_access import ProjectAccess
-from components.project_ci import ProjectCi, ProjectCiNetwork
 from components.project_namespaces import ProjectNamespaces
-from components.registry_auth import CLIENT_PASSWORD_KEY, CLIENT_SECRET, CLIENT_USERNAME_KEY
 from components.serving_endpoint import ServingEndpoint
 from components.training_cluster import TrainingCluster
 from components.training_operator import TrainingOperator
 from components.training_queues import GpuPoolCapacity, TrainingQueues
 from components.warm_pool import WarmPools
 from mlplatform.config import Platform, StackSettings, serving_service_account
+from mlplatform.projects import declare_project_ci, project_entries
 
 
 @dataclass
@@ -80,7 +79,14 @@ def declare(settings: StackSettings) -> Declared:
     _declare_registry(settings, declared)
     _declare_training(settings, declared)
     _declare_serving(settings, declared)
-    _export_projects(settings, declared)
+    pulumi.export(
+        "projects",
+        project_entries(
+            settings,
+            has_registry="registry" in declared.extra,
+            project_ci=declared.extra.get("project_ci", {}),
+        ),
+    )
     return declared
 
 
@@ -179,7 +185,7 @@ def _declare_aws(settings: StackSettings, provider: aws.Provider, tags: dict[str
     pulumi.export("ecrRepositories", store.ecr_repository_urls)
     pulumi.export("projectRoleArns", access.role_arns)
     project_ci = (
-        _declare_project_ci(settings, network, cluster, store, namespaces, tags, opts)
+        declare_project_ci(settings, network, cluster, store, namespaces, tags, opts)
         if cfg.ci.enabled
         else {}
     )
@@ -216,94 +222,6 @@ def _declare_aws(settings: StackSettings, provider: aws.Provider, tags: dict[str
             "project_ci": project_ci,
         },
     )
-
-
-def _declare_project_ci(
-    settings: StackSettings,
-    network: Network,
-    cluster: TrainingCluster,
-    store: ModelStore,
-    namespaces: ProjectNamespaces,
-    tags: dict[str, str],
-    opts: pulumi.ResourceOptions,
-) -> dict[str, ProjectCi]:
-    """A runner and CI roles for each registered project that names its repository."""
-    cfg = settings.config
-    where = ProjectCiNetwork(
-        vpc_id=network.vpc_id,
-        private_subnet_ids=network.private_subnet_ids,
-        cluster_security_group_id=cluster.cluster_security_group_id,
-        log_retention_days=cfg.cluster.log_retention_days,
-        network_anchor=network.teardown_anchor,
-    )
-    out: dict[str, ProjectCi] = {}
-    for p in cfg.projects.projects:
-        if p.repository is None:
-            continue
-        out[p.name] = ProjectCi(
-            f"project-ci-{p.name}",
-            project=p.name,
-            repository=p.repository,
-            namespaces=[p.effective_namespace],
-            stack=settings.stack,
-            runners=cfg.ci,
-            runner_project_name=project_runner_name(cluster.name, p.name),
-            network=where,
-            cluster_name=cluster.cluster_name,
-            store=store.refs(),
-            target=cluster.target,
-            namespace_resources=namespaces.resources,
-            tags=tags,
-            opts=opts,
-        )
-    return out
-
-
-def project_runner_name(cluster_name: str, project: str) -> str:
-    """A project's CodeBuild runner project (part of its workflows' runs-on label)."""
-    return f"{cluster_name}-{project}-ci"
-
-
-def project_entries(settings: StackSettings, d: Declared) -> dict[str, Any]:
-    """What each registered project gets from the stack (the contract's ``projects``)."""
-    cfg = settings.config
-    teams = namespace_teams(settings)
-    registry = d.extra.get("registry")
-    project_ci: dict[str, ProjectCi] = d.extra.get("project_ci", {})
-    out: dict[str, Any] = {}
-    for p in cfg.projects.projects:
-        ns = p.effective_namespace
-        entry: dict[str, Any] = {
-            "namespace": ns,
-            "serviceAccounts": {
-                g.service_account: g.access.value
-                for g in cfg.projects.grants
-                if g.project == p.name and cfg.projects.namespace_of(g) == ns
-            },
-        }
-        if ns in teams:
-            entry["team"] = teams[ns]
-        if registry is not None:
-            entry["mlflowSecret"] = {
-                "name": CLIENT_SECRET,
-                "usernameKey": CLIENT_USERNAME_KEY,
-                "passwordKey": CLIENT_PASSWORD_KEY,
-            }
-        ci = project_ci.get(p.name)
-        if ci is not None:
-            entry["ci"] = {
-                "repository": p.repository,
-                "runnerProject": ci.runner_project,
-                "label": ci.label,
-                "deployRoleArn": ci.deploy_role_arn,
-                "previewRoleArn": ci.preview_role_arn,
-            }
-        out[p.name] = entry
-    return out
-
-
-def _export_projects(settings: StackSettings, d: Declared) -> None:
-    pulumi.export("projects", project_entries(settings, d))
 
 
 def _declare_ci(

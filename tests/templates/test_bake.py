@@ -38,7 +38,8 @@ RUNNER_COMBOS = [c for c in COMBOS if c["accelerator"] == "none" and c["ci"] == 
 
 @pytest.fixture(scope="session")
 def runner_values() -> dict[str, str]:
-    from mlplatform.new_project import ci_values, offer_from_plan
+    from mlplatform.new_project import offer_from_plan
+    from mlplatform.registration import ci_values
     from tests.shipped import shipped_plan
 
     values = ci_values(offer_from_plan(shipped_plan("prod")), "churn")

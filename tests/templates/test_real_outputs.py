@@ -26,7 +26,8 @@ import pytest
 import yaml
 
 from mlplatform.graph import Graph
-from mlplatform.new_project import new_project, offer_from_plan, registration
+from mlplatform.new_project import new_project, offer_from_plan
+from mlplatform.registration import registration
 from mlplatform.plan import run_program
 from mlplatform.report import build_plan
 from tests.shipped import shipped_plan
