@@ -27,8 +27,8 @@ import yaml
 
 from mlplatform.graph import Graph
 from mlplatform.new_project import new_project, offer_from_plan
-from mlplatform.registration import registration
 from mlplatform.plan import run_program
+from mlplatform.registration import registration
 from mlplatform.report import build_plan
 from tests.shipped import shipped_plan
 from tests.templates.helpers import REPO, import_program, infra_on_path
