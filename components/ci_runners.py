@@ -54,6 +54,16 @@ _PROJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{1,99}$")
 _WORKFLOW_NAME = re.compile(r"^[\w .-]{1,100}$")
 
 
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def repository_issues(path: tuple[str | int, ...], repository: str | None) -> list[Issue]:
+    """A GitHub repository given as owner/name (what a runner project's source names)."""
+    if repository is None or _REPOSITORY.match(repository):
+        return []
+    return [Issue(path, f"must be a GitHub repository as owner/name, got {repository!r}")]
+
+
 class ComputeSize(StrEnum):
     """CodeBuild on-demand Linux sizes (vCPU / memory)."""
 
@@ -108,11 +118,19 @@ class CiRunnersArgs(ArgsModel):
         min_length=1,
         description="Names of the workflows whose jobs may start a runner.",
     )
+    state_bucket: str | None = Field(
+        default=None,
+        description="S3 bucket of the Pulumi backend (PULUMI_BACKEND_URL s3://<bucket>): project "
+        "CI roles read this stack's state there and keep their own project's state.",
+    )
 
     def issues(self) -> list[Issue]:
         found = super().issues()
-        if self.repository is not None and not _REPOSITORY.match(self.repository):
-            found.append(Issue(("repository",), f"must be owner/name, got {self.repository!r}"))
+        found += repository_issues(("repository",), self.repository)
+        if self.state_bucket is not None and not _BUCKET.match(self.state_bucket):
+            found.append(
+                Issue(("stateBucket",), f"must be an S3 bucket name, got {self.state_bucket!r}")
+            )
         if self.connection_arn is not None and not _CONNECTION_ARN.match(self.connection_arn):
             found.append(
                 Issue(

@@ -26,6 +26,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 from pydantic import Field
 
+from components.ci_runners import repository_issues
 from components.common import POD_IDENTITY_PRINCIPAL as POD_IDENTITY_PRINCIPAL
 from components.common import (
     ArgsModel,
@@ -235,6 +236,9 @@ class ProjectSpec(ArgsModel):
 
     name: str
     namespace: str | None = None  # defaults to the project name
+    # The project's GitHub repository (owner/name): it gets its own CI runner and roles
+    # (components/project_ci.py), scoped to this project.
+    repository: str | None = None
 
     @property
     def effective_namespace(self) -> str:
@@ -245,6 +249,7 @@ class ProjectSpec(ArgsModel):
             *super().issues(),
             *check_dns_label("name", self.name),
             *check_dns_label("namespace", self.namespace),
+            *repository_issues(("repository",), self.repository),
         ]
 
 

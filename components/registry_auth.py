@@ -42,6 +42,10 @@ AUTH_CONFIG_FILE = "basic_auth.ini"
 ADMIN_SECRET = "mlflow-admin"  # noqa: S105 - a Secret's name
 USERS_SECRET = "mlflow-users"  # noqa: S105 - a Secret's name
 CLIENT_SECRET = "mlflow-tracking"  # noqa: S105 - a Secret's name
+# The keys of CLIENT_SECRET a client reads (MLflow's MLFLOW_TRACKING_USERNAME / _PASSWORD);
+# exported to projects (the ``projects`` output), so their jobs name exactly these.
+CLIENT_USERNAME_KEY = "username"
+CLIENT_PASSWORD_KEY = "password"  # noqa: S105 - a key's name
 SCRIPTS = "mlflow-platform-scripts"
 
 
@@ -267,8 +271,8 @@ class AuthWiring:
                 },
                 type="Opaque",
                 string_data={
-                    "username": user,
-                    "password": passwords[user].result,
+                    CLIENT_USERNAME_KEY: user,
+                    CLIENT_PASSWORD_KEY: passwords[user].result,
                     "credentials": client_credentials(user, passwords[user].result),
                 },
                 opts=pulumi.ResourceOptions.merge(

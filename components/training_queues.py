@@ -17,11 +17,11 @@ Admission: which namespaces reach a team's queue
 ------------------------------------------------
 A team's ``ClusterQueue`` admits workloads from every namespace labelled
 ``mlplatform.io/team: <team>`` (its ``namespaceSelector``), and a namespace's ``LocalQueue`` is
-declared by whoever declares the namespace. The namespaces a stack lists under a team are the
-platform's: it labels them and gives each a LocalQueue. A project generated with
-``mlplatform new-project`` owns its namespace instead: its infra program labels it with the
-team's ``namespaceLabels`` and declares its own LocalQueue pointing at the team's
-``clusterQueue``, both read from the platform's ``trainingQueues`` output (``team_contract``).
+declared by whoever declares the namespace: the platform, for every namespace a stack lists under
+a team (it labels them and gives each a LocalQueue). A project generated with ``mlplatform
+new-project`` is registered on the stack with its namespace under its team, so its namespace is
+one of these; its program reads the queue's name from the ``trainingQueues`` output
+(``team_contract``).
 
 Borrowing, preemption and fair sharing
 --------------------------------------
@@ -439,11 +439,11 @@ def team_namespace_labels(team: str) -> dict[str, str]:
 def team_contract(team: TeamQueue, pools: Mapping[str, GpuPoolCapacity]) -> dict[str, Any]:
     """What a project needs to run on ``team``'s queue: the platform's ``trainingQueues[team]``.
 
-    ``clusterQueue`` is what a project's own LocalQueue points at; ``namespaceLabels`` are the
-    labels its namespace must carry to be admitted; ``namespaces`` are the platform's own
-    namespaces for the team (each with the LocalQueue ``localQueue``), which a project must not
-    redeclare; ``gpuPools`` are the pools the team has quota on (a pool without quota is never
-    admitted), with each pool's accelerator and the team's nominal GPUs there.
+    ``clusterQueue`` is the team's queue; ``namespaceLabels`` are the labels a namespace must
+    carry to be admitted; ``namespaces`` are the platform's namespaces for the team, registered
+    projects' included (each with the LocalQueue ``localQueue``, which a project's runs name);
+    ``gpuPools`` are the pools the team has quota on (a pool without quota is never admitted),
+    with each pool's accelerator and the team's nominal GPUs there.
     """
     return {
         "clusterQueue": team.name,

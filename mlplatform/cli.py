@@ -185,7 +185,9 @@ def cmd_new_project(args: argparse.Namespace) -> int:
 
     extra = _key_values(args.set or [])
     offer = platform_offer(args.stack, _stacks_dir(args))
-    path = new_project(offer, Path(args.output_dir), extra, no_input=args.no_input)
+    path = new_project(
+        offer, Path(args.output_dir), extra, no_input=args.no_input, repository=args.repository
+    )
     print(path)
     return EXIT_OK
 
@@ -326,6 +328,12 @@ def parser() -> argparse.ArgumentParser:
     )
     new.add_argument(
         "--no-input", action="store_true", help="do not prompt; use the defaults for the rest"
+    )
+    new.add_argument(
+        "--repository",
+        metavar="OWNER/NAME",
+        help="the project's GitHub repository: the stack-config entry new-project prints for an "
+        "unregistered project names it, so the platform gives it its own CI runner and roles",
     )
     new.set_defaults(func=cmd_new_project)
     return p

@@ -300,6 +300,50 @@ def ci_issues(cfg: PlatformConfig) -> list[Issue]:
                 "is also in cluster.readerRoleArns: one principal gets one access entry",
             )
         )
+    return found + project_ci_issues(cfg)
+
+
+def project_ci_issues(cfg: PlatformConfig) -> list[Issue]:
+    """A project's repository gets its own runner: one repository, one runner project."""
+    found: list[Issue] = []
+    seen: dict[str, int] = {}
+    for i, p in enumerate(cfg.projects.projects):
+        if p.repository is None:
+            continue
+        path = ("projects", "projects", i, "repository")
+        if not cfg.ci.enabled:
+            found.append(
+                Issue(
+                    path,
+                    "needs ci.enabled: true (the project's runner uses the stack's CI "
+                    "connection and VPC)",
+                )
+            )
+        if p.repository == cfg.ci.repository:
+            found.append(
+                Issue(
+                    path,
+                    f"{p.repository!r} is the platform's own repository (ci.repository), served "
+                    "by the platform's runner; a project needs a repository of its own",
+                )
+            )
+        if p.repository in seen:
+            found.append(
+                Issue(
+                    path,
+                    f"{p.repository!r} is already projects.projects[{seen[p.repository]}]'s "
+                    "repository; one CodeBuild runner project serves one repository",
+                )
+            )
+        seen.setdefault(p.repository, i)
+    if seen and cfg.ci.enabled and cfg.ci.state_bucket is None:
+        found.append(
+            Issue(
+                ("ci", "stateBucket"),
+                "required when a project names its repository: the project's CI roles read "
+                "this stack's outputs from the Pulumi backend's bucket",
+            )
+        )
     return found
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
 # Bump when a project-facing output changes shape; generated projects record what they expect.
-CONTRACT_VERSION = 2
+CONTRACT_VERSION = 3
 ECR_URL = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[a-z0-9][a-z0-9._/-]*$")
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
@@ -58,6 +58,36 @@ class Registries(BaseModel):
     serving: StrictStr = Field(pattern=ECR_URL.pattern)
 
 
+class ProjectCiOutputs(_Model):
+    """``projects[name].ci``: the project's own runner and the roles its workflows assume."""
+
+    repository: StrictStr
+    runnerProject: StrictStr  # noqa: N815 - the output's own key
+    label: StrictStr
+    deployRoleArn: StrictStr = Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/")  # noqa: N815
+    previewRoleArn: StrictStr = Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/")  # noqa: N815
+
+
+class MlflowSecret(_Model):
+    """The Secret holding the project's MLflow user, in the project's namespace."""
+
+    name: StrictStr = Field(pattern=DNS_LABEL)
+    usernameKey: StrictStr  # noqa: N815 - the output's own key
+    passwordKey: StrictStr  # noqa: N815
+
+
+class ProjectEntry(_Model):
+    """``projects[name]``: what the stack declares for a registered project. The platform owns
+    the namespace (labelled for its team's queue, with its LocalQueue), the service accounts'
+    Pod Identity roles and the MLflow user's Secret; the project declares workloads in it."""
+
+    namespace: StrictStr = Field(pattern=DNS_LABEL)
+    serviceAccounts: dict[StrictStr, StrictStr]  # noqa: N815 - account -> read | read-write
+    team: StrictStr | None = None
+    mlflowSecret: MlflowSecret | None = None  # noqa: N815
+    ci: ProjectCiOutputs | None = None
+
+
 class ProjectOutputs(BaseModel):
     """The outputs of an AWS platform stack that projects use (the stack exports more)."""
 
@@ -75,6 +105,7 @@ class ProjectOutputs(BaseModel):
     trainingQueues: dict[StrictStr, TeamQueue]  # noqa: N815
     gpuPools: list[StrictStr]  # noqa: N815
     mlflowTrackingUri: StrictStr | None = None  # noqa: N815
+    projects: dict[StrictStr, ProjectEntry] = Field(default_factory=dict)
 
 
 def validate_outputs(outputs: Mapping[str, Any]) -> ProjectOutputs:
@@ -128,15 +159,30 @@ def project_problems(
     namespace: str | None = None,
     taken_namespaces: set[str] | None = None,
     images: Mapping[str, str] | None = None,
+    project: str | None = None,
+    service_accounts: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Each way a project's choices do not fit the stack, naming the key and the valid values.
 
     ``images``: ``{"trainingImage": ..., "servingImage": ...}``; each must come from the
     platform's matching ECR repository (the only ones its roles may pull).
     ``taken_namespaces``: namespaces the platform uses beyond its teams' (new-project knows them
-    from the plan).
+    from the plan). ``project``: the project's name, which the stack must register (its
+    namespace is then the project's, not taken), with ``service_accounts`` (account -> access).
     """
     found: list[str] = []
+    own = None
+    if project is not None:
+        found += registration_problems(
+            outputs,
+            stack=stack,
+            project=project,
+            team=team,
+            namespace=namespace,
+            service_accounts=service_accounts or {},
+        )
+        entry = outputs.projects.get(project)
+        own = entry.namespace if entry is not None else None
     queue = outputs.trainingQueues.get(team)
     if queue is None:
         found.append(
@@ -152,10 +198,10 @@ def project_problems(
         found.append(f"gpuPool: {where}; team {team!r} can use: {describe_pools(queue)}")
     if namespace:
         taken = platform_namespaces(outputs) | set(taken_namespaces or ())
-        if namespace in taken:
+        if namespace in taken and namespace != own:
             found.append(
-                f"namespace: {namespace!r} belongs to the platform stack {stack}; a project "
-                "owns its namespace: choose another project name (or namespace)"
+                f"namespace: {namespace!r} belongs to the platform stack {stack} and is not "
+                "this project's: choose another project name (or namespace)"
             )
     registries = {"trainingImage": outputs.ecrRepositories.training}
     registries["servingImage"] = outputs.ecrRepositories.serving
@@ -163,4 +209,46 @@ def project_problems(
         problem = _image_problem(key, image, registries[key]) if image else None
         if problem:
             found.append(problem)
+    return found
+
+
+def registration_problems(
+    outputs: ProjectOutputs,
+    *,
+    stack: str,
+    project: str,
+    team: str,
+    namespace: str | None,
+    service_accounts: Mapping[str, str],
+) -> list[str]:
+    """How the stack's registration of ``project`` differs from what the project needs."""
+    entry = outputs.projects.get(project)
+    if entry is None:
+        return [
+            f"project: {project!r} is not registered on {stack}; the platform declares a "
+            "project's namespace, access and MLflow user: add it under ml-platform:projects "
+            f"in stacks/Pulumi.{stack}.yaml (`mlplatform new-project` prints the entry)"
+        ]
+    found = []
+    if namespace and entry.namespace != namespace:
+        found.append(
+            f"namespace: {stack} registers {project!r} in namespace {entry.namespace!r}, not "
+            f"{namespace!r}"
+        )
+    if entry.team != team:
+        where = (
+            f"in team {entry.team!r}'s"
+            if entry.team
+            else "in no team's (trainingQueues.teams[].namespaces)"
+        )
+        found.append(
+            f"team: {stack} lists namespace {entry.namespace!r} {where} queue, not {team!r}'s"
+        )
+    for account, access in sorted(service_accounts.items()):
+        has = entry.serviceAccounts.get(account)
+        if has is None or (access == "read-write" and has != "read-write"):
+            found.append(
+                f"serviceAccounts: {stack} grants {entry.namespace}/{account} "
+                f"{has or 'nothing'}; it needs {access} (projects.grants)"
+            )
     return found

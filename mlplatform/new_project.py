@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from components.ci_runners import repository_issues
 from mlplatform.contract import (
     ContractError,
     ProjectOutputs,
@@ -28,6 +29,7 @@ from mlplatform.contract import (
     project_problems,
     validate_outputs,
 )
+from mlplatform.registration import ci_values, registration
 from mlplatform.source import PLATFORM_PROJECT, platform_source
 
 # Pulumi's self-managed (DIY) backends name every stack's organization "organization".
@@ -52,6 +54,9 @@ class PlatformOffer:
     platform_stack: str  # org/ml-platform/<stack>: what the project's StackReference names
     outputs: ProjectOutputs
     taken_namespaces: frozenset[str]  # every namespace the platform's plan uses
+    # The platform's own CI deploy role, as the stack config names it (a real ARN, where the
+    # offline plan's resources carry a stand-in account): new-project takes the account from it.
+    platform_ci_role_arn: str | None = None
 
     @property
     def region(self) -> str:
@@ -101,6 +106,7 @@ def offer_from_plan(plan: Mapping[str, Any], *, org: str = DEFAULT_ORG) -> Platf
         platform_stack=f"{org}/{PLATFORM_PROJECT}/{stack}",
         outputs=parsed,
         taken_namespaces=frozenset(_plan_namespaces(plan)),
+        platform_ci_role_arn=(outputs.get("ciRunner") or {}).get("deployRoleArn"),
     )
 
 
@@ -147,7 +153,10 @@ def stack_choices(
             "ml-platform:trainingQueues.teams"
         )
         return chosen, problems
-    team = options.get("team") or next(iter(out.trainingQueues))
+    project = slug_of(options, defaults).replace("_", "-")
+    entry = out.projects.get(project)
+    registered_team = entry.team if entry is not None else None
+    team = options.get("team") or registered_team or next(iter(out.trainingQueues))
     chosen["team"] = team
     queue = out.trainingQueues.get(team)
     accelerator = options.get("accelerator", "none") or "none"
@@ -174,18 +183,31 @@ def stack_choices(
             )
         pool = pools[0] if pools else ""
     chosen.update(accelerator=accelerator, gpu_pool=pool)
-    namespace = slug_of(options, defaults).replace("_", "-")
-    found = project_problems(
-        out,
-        stack=offer.stack,
-        team=team,
-        namespace=namespace,
-        taken_namespaces=set(offer.taken_namespaces),
-    )
     key = "project_slug" if options.get("project_slug") else "project_name"
-    problems += [
-        f"{key}: {p.removeprefix('namespace: ')}" for p in found if p.startswith("namespace")
-    ]
+    if entry is None:
+        # Not registered (yet): the namespace must not be one the platform uses for others.
+        found = project_problems(
+            out,
+            stack=offer.stack,
+            team=team,
+            namespace=project,
+            taken_namespaces=set(offer.taken_namespaces),
+        )
+        problems += [
+            f"{key}: {p.removeprefix('namespace: ')}" for p in found if p.startswith("namespace")
+        ]
+    elif entry.namespace != project:
+        problems.append(
+            f"{key}: {offer.stack} registers project {project!r} in namespace "
+            f"{entry.namespace!r}; the project's namespace is its name: register it as "
+            f"namespace {project!r}"
+        )
+    elif registered_team is not None and team != registered_team:
+        problems.append(
+            f"team: {offer.stack} registers {project!r} with team {registered_team!r}, not "
+            f"{team!r}; leave team out or set it to {registered_team}"
+        )
+    chosen.update(ci_values(offer, project))
     if offer.environment == "prod" and options.get("serving", "yes") == "yes":
         # Production endpoints survive a node drain: two replicas at least, unless asked.
         chosen.setdefault("serving_min_replicas", options.get("serving_min_replicas") or "2")
@@ -306,6 +328,10 @@ def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
+def _inform(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
 def new_project(
     offer: PlatformOffer,
     output_dir: str | Path,
@@ -315,6 +341,8 @@ def new_project(
     overwrite: bool = False,
     template: str | Path | None = None,
     warn: Callable[[str], None] = _warn,
+    repository: str | None = None,
+    inform: Callable[[str], None] | None = None,
 ) -> Path:
     """Generate a project under ``output_dir`` and return its path.
 
@@ -328,6 +356,10 @@ def new_project(
     from cookiecutter.main import cookiecutter
 
     tpl = Path(template) if template else template_dir()
+    if repository is not None and repository_issues(("repository",), repository):
+        raise NewProjectError(
+            f"invalid template options:\n  - repository: must be owner/name, got {repository!r}"
+        )
     context = build_context(offer, extra_context, tpl, warn)
     Path(output_dir).mkdir(parents=True, exist_ok=True)
     try:
@@ -346,4 +378,14 @@ def new_project(
         raise NewProjectError(text.removeprefix("ERROR: ") or str(exc)) from None
     except (CookiecutterException, ValueError, OSError) as exc:
         raise NewProjectError(str(exc)) from None
+    status = registration(
+        offer,
+        project=slug_of(context, template_options(tpl)).replace("_", "-"),
+        team=context["team"],
+        serving=context.get("serving", "yes") == "yes",
+        repository=repository,
+    )
+    # Not registered: generated all the same (registration is the platform team's change),
+    # but never silently; the project's preview fails with the same message until it is.
+    ((inform or _inform) if status.registered else warn)(status.message())
     return Path(path)

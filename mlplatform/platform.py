@@ -35,6 +35,7 @@ from components.training_operator import TrainingOperator
 from components.training_queues import GpuPoolCapacity, TrainingQueues
 from components.warm_pool import WarmPools
 from mlplatform.config import Platform, StackSettings, serving_service_account
+from mlplatform.projects import declare_project_ci, project_entries
 
 
 @dataclass
@@ -78,6 +79,14 @@ def declare(settings: StackSettings) -> Declared:
     _declare_registry(settings, declared)
     _declare_training(settings, declared)
     _declare_serving(settings, declared)
+    pulumi.export(
+        "projects",
+        project_entries(
+            settings,
+            has_registry="registry" in declared.extra,
+            project_ci=declared.extra.get("project_ci", {}),
+        ),
+    )
     return declared
 
 
@@ -175,6 +184,11 @@ def _declare_aws(settings: StackSettings, provider: aws.Provider, tags: dict[str
     pulumi.export("kmsKeyArn", store.kms_key_arn)
     pulumi.export("ecrRepositories", store.ecr_repository_urls)
     pulumi.export("projectRoleArns", access.role_arns)
+    project_ci = (
+        declare_project_ci(settings, network, cluster, store, namespaces, tags, opts)
+        if cfg.ci.enabled
+        else {}
+    )
     guardrails = CostGuardrails(
         f"{cluster_name}-cost",
         cfg.cost,
@@ -205,6 +219,7 @@ def _declare_aws(settings: StackSettings, provider: aws.Provider, tags: dict[str
             "store": store,
             "access": access,
             "guardrails": guardrails,
+            "project_ci": project_ci,
         },
     )
 

@@ -46,7 +46,7 @@ def graphs() -> dict[str, Graph]:
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_runner_project_runs_in_the_private_subnets(graphs: dict[str, Graph], stack: str) -> None:
     g = graphs[stack]
-    project = g.one(PROJECT)
+    project = g.one(PROJECT, "ci-runners-project")
     vpc = project.inputs["vpcConfig"]
     assert vpc["vpcId"] == g.outputs["vpcId"]
     assert vpc["subnets"] == g.outputs["privateSubnetIds"]
@@ -68,7 +68,7 @@ def test_runner_project_runs_in_the_private_subnets(graphs: dict[str, Graph], st
 def test_webhook_starts_runners_for_the_platform_workflows_only(
     graphs: dict[str, Graph], stack: str
 ) -> None:
-    hook = graphs[stack].one(WEBHOOK)
+    hook = graphs[stack].one(WEBHOOK, "ci-runners-webhook")
     assert hook.inputs["buildType"] == "BUILD"
     [group] = hook.inputs["filterGroups"]
     filters = {f["type"]: f["pattern"] for f in group["filters"]}

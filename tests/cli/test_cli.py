@@ -215,3 +215,74 @@ def test_plan_into_a_closed_pipe_is_quiet() -> None:
     assert first.strip() == b"{"
     assert "Traceback" not in err and "BrokenPipe" not in err, err
     assert code == 0
+
+
+# new-project and the stack's registration of the project -----------------------------------
+def test_new_project_says_a_registered_project_is_registered(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """prod registers churn with its repository: new-project says so, and the project's
+    deploy runs on churn's runner as churn's deploy role."""
+    import yaml
+
+    code, out, err = run(
+        capsys, "new-project", "--stack", "prod", "--no-input", "--output-dir", str(tmp_path),
+        "--set", "project_name=churn",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "project 'churn' is registered on stack 'prod'" in err
+    assert "NOT registered" not in err
+    root = Path(out.strip().splitlines()[-1])
+    deploy = yaml.safe_load((root / ".github/workflows/deploy.yml").read_text())["jobs"]["deploy"]
+    assert deploy["runs-on"].startswith("codebuild-mlp-prod-churn-ci-")
+    (creds,) = [s for s in deploy["steps"] if "configure-aws-credentials" in s.get("uses", "")]
+    assert creds["with"]["role-to-assume"] == (
+        "arn:aws:iam::123456789012:role/mlp-prod-churn-ci-deploy"
+    )
+
+
+def test_new_project_prints_the_entry_an_unregistered_project_needs(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, out, err = run(
+        capsys, "new-project", "--stack", "dev", "--no-input", "--output-dir", str(tmp_path),
+        "--set", "project_name=Fresh Idea", "--repository", "example-org/fresh-idea",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "project 'fresh-idea' is NOT registered on stack 'dev'" in err
+    assert "Add this to stacks/Pulumi.dev.yaml" in err
+    for line in (
+        "  ml-platform:projects:",
+        "      - name: fresh-idea",
+        "        repository: example-org/fresh-idea",
+        "      - {project: fresh-idea, serviceAccount: fresh-idea-trainer, access: read-write}",
+        "      - {project: fresh-idea, serviceAccount: fresh-idea-server, access: read, "
+        "createServiceAccount: false}",
+        "        namespaces: [churn, fresh-idea]",
+    ):
+        assert line in err.splitlines(), line
+    assert Path(out.strip().splitlines()[-1]).is_dir()
+
+
+def test_new_project_refuses_a_repository_that_is_not_owner_name(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _, err = run(
+        capsys, "new-project", "--stack", "dev", "--no-input", "--output-dir", str(tmp_path),
+        "--set", "project_name=x1", "--repository", "not a repo",
+    )  # fmt: skip
+    assert code == 2
+    assert "repository: must be owner/name, got 'not a repo'" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_new_project_names_a_registered_project_with_another_repository(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _, err = run(
+        capsys, "new-project", "--stack", "prod", "--no-input", "--output-dir", str(tmp_path),
+        "--set", "project_name=churn", "--repository", "example-org/churn-v2",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "gives the runner to example-org/churn, not example-org/churn-v2" in err
+    assert "        repository: example-org/churn-v2" in err.splitlines()

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from components.registry_auth import CLIENT_PASSWORD_KEY, CLIENT_USERNAME_KEY
 from mlplatform.contract import ContractError, project_problems, validate_outputs
 from tests.shipped import shipped_plan
 
@@ -212,3 +213,87 @@ def test_stack_grants_use_the_templates_service_account_names(plan: dict[str, An
     assert trainers
     for grant in trainers:
         assert grant["serviceAccount"] == f"{grant['namespace']}-trainer"
+
+
+# Registered projects ------------------------------------------------------------------------
+def test_each_registered_project_gets_what_its_entry_says(plan: dict[str, Any]) -> None:
+    """The ``projects`` output against the plan's objects: the namespace (admitted by the
+    team's queue, with its LocalQueue), the MLflow user's Secret and the registry's admission,
+    and the Pod Identity association of each service account."""
+    offer = validate_outputs(plan["outputs"])
+    assert offer.projects, "the shipped stacks register their example projects"
+    namespaces = {name: m for (_, name), m in _manifests(plan, "Namespace").items()}
+    secrets = _manifests(plan, "Secret")
+    (registry,) = [
+        m for (_, n), m in _manifests(plan, "NetworkPolicy").items() if n == "mlflow"
+    ]  # fmt: skip
+    admitted = {
+        ns
+        for rule in registry["spec"]["ingress"]
+        for peer in rule["from"]
+        for expr in (peer.get("namespaceSelector") or {}).get("matchExpressions") or []
+        if expr["key"] == "kubernetes.io/metadata.name" and expr["operator"] == "In"
+        for ns in expr["values"]
+    }
+    assocs = {
+        (r["inputs"]["namespace"], r["inputs"]["serviceAccount"])
+        for r in plan["resources"]
+        if r["type"] == POD_IDENTITY
+    }
+    for name, entry in offer.projects.items():
+        ns = entry.namespace
+        labels = namespaces[ns]["metadata"]["labels"]
+        assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+        if entry.team is not None:
+            queue = offer.trainingQueues[entry.team]
+            assert all(labels.get(k) == v for k, v in queue.namespaceLabels.items()), name
+            assert (ns, queue.localQueue) in _manifests(plan, "LocalQueue")
+        assert entry.mlflowSecret is not None, name
+        # The values are secret in the plan; the keys are the ones registry_auth writes.
+        assert secrets[(ns, entry.mlflowSecret.name)]["type"] == "Opaque"
+        assert (entry.mlflowSecret.usernameKey, entry.mlflowSecret.passwordKey) == (
+            CLIENT_USERNAME_KEY,
+            CLIENT_PASSWORD_KEY,
+        )
+        assert ns in admitted, f"the registry's NetworkPolicy does not admit {ns}"
+        for account in entry.serviceAccounts:
+            assert (ns, account) in assocs, (name, account)
+
+
+def test_the_registration_check_names_what_is_missing(plan: dict[str, Any]) -> None:
+    offer = validate_outputs(plan["outputs"])
+    name, entry = next(iter(offer.projects.items()))
+    team = entry.team or "research"
+    needs = {f"{name}-trainer": "read-write"}
+    assert (
+        project_problems(
+            offer,
+            stack="s",
+            team=team,
+            namespace=entry.namespace,
+            project=name,
+            service_accounts=needs,
+        )
+        == []
+    ), "a registered project may use its own (platform-declared) namespace"
+    got = project_problems(
+        offer, stack="s", team=team, namespace="elsewhere", project="unregistered"
+    )
+    assert [p.split(":", 1)[0] for p in got] == ["project"]
+    assert "not registered on s" in got[0]
+    got = project_problems(
+        offer,
+        stack="s",
+        team="nobody",
+        namespace="other",
+        project=name,
+        service_accounts={f"{name}-server": "read", f"{name}-trainer": "read-write", "x": "read"},
+    )
+    assert [p.split(":", 1)[0] for p in got] == [
+        "namespace",
+        "team",
+        "serviceAccounts",
+        "serviceAccounts",
+        "team",  # and the queue check: "nobody" has no queue
+    ]
+    assert "needs read" in got[2] and f"{name}-server" in got[2]

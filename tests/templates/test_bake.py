@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -30,10 +31,32 @@ COMBOS = list(valid_combinations())
 UNRENDERED = re.compile(r"(?<!\$)\{\{(?!\s*\$)|\{%|%\}|cookiecutter\.")
 
 
+# The workflows of a project that the stack gives a CI runner (prod registers churn with its
+# repository): its runner and roles as new-project fills them from prod's real plan.
+RUNNER_COMBOS = [c for c in COMBOS if c["accelerator"] == "none" and c["ci"] == "github"]
+
+
 @pytest.fixture(scope="session")
-def baked(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def runner_values() -> dict[str, str]:
+    from mlplatform.new_project import offer_from_plan
+    from mlplatform.registration import ci_values
+    from tests.shipped import shipped_plan
+
+    values = ci_values(offer_from_plan(shipped_plan("prod")), "churn")
+    assert values["_ci_runner"], "prod's churn names its repository: it has a runner"
+    return values
+
+
+@pytest.fixture(scope="session")
+def baked(
+    tmp_path_factory: pytest.TempPathFactory, runner_values: dict[str, str]
+) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("baked")
-    return {combo_id(c): bake(root / combo_id(c), **c) for c in COMBOS}
+    out = {combo_id(c): bake(root / combo_id(c), **c) for c in COMBOS}
+    for c in RUNNER_COMBOS:
+        key = f"{combo_id(c)}-runner"
+        out[key] = bake(root / key, **c, **runner_values)
+    return out
 
 
 def test_combination_count_matches_the_documented_rule() -> None:
@@ -44,14 +67,20 @@ def test_combination_count_matches_the_documented_rule() -> None:
     assert not is_valid({"framework": "sklearn", "accelerator": "nvidia-t4"})
 
 
-@pytest.mark.parametrize("combo", COMBOS, ids=combo_id)
-def test_exact_file_set(baked: dict[str, Path], combo: dict[str, str]) -> None:
-    assert project_files(baked[combo_id(combo)]) == expected_files(combo)
+# Every bake: each combination, and the runner-wired ones.
+ALL_BAKES = [(combo_id(c), c) for c in COMBOS] + [
+    (f"{combo_id(c)}-runner", c) for c in RUNNER_COMBOS
+]
 
 
-@pytest.mark.parametrize("combo", COMBOS, ids=combo_id)
-def test_nothing_left_unrendered(baked: dict[str, Path], combo: dict[str, str]) -> None:
-    root = baked[combo_id(combo)]
+@pytest.mark.parametrize(("key", "combo"), ALL_BAKES, ids=[k for k, _ in ALL_BAKES])
+def test_exact_file_set(baked: dict[str, Path], key: str, combo: dict[str, str]) -> None:
+    assert project_files(baked[key]) == expected_files(combo)
+
+
+@pytest.mark.parametrize(("key", "combo"), ALL_BAKES, ids=[k for k, _ in ALL_BAKES])
+def test_nothing_left_unrendered(baked: dict[str, Path], key: str, combo: dict[str, str]) -> None:
+    root = baked[key]
     leftovers = []
     for rel in sorted(project_files(root)):
         for n, line in enumerate((root / rel).read_text().splitlines(), 1):
@@ -219,3 +248,66 @@ def test_rendered_hooks_are_ruff_clean(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout
     fmt = _run([ruff, "format", "--check", "--no-cache", str(tmp_path)])
     assert fmt.returncode == 0, fmt.stdout
+
+
+# The workflows' jobs that talk to the cluster, and the GitHub environment each runs in.
+CLUSTER_JOBS = {
+    ("deploy", "deploy"): "deploy",
+    ("infra-preview", "preview"): "preview",
+    ("train", "submit"): "deploy",
+    ("promote", "evaluate"): "preview",
+    ("promote", "promote"): "deploy",
+}
+
+
+def _jobs(root: Path, workflow: str) -> dict[str, Any]:
+    return yaml.safe_load((root / ".github" / "workflows" / f"{workflow}.yml").read_text())["jobs"]
+
+
+def _role_of(job: dict[str, Any]) -> str:
+    (step,) = [s for s in job["steps"] if "configure-aws-credentials" in s.get("uses", "")]
+    return str(step["with"]["role-to-assume"])
+
+
+def test_cluster_jobs_run_on_the_projects_runner_with_its_roles(
+    baked: dict[str, Path], runner_values: dict[str, str]
+) -> None:
+    """With a runner (the stack registers the project's repository): every job that reaches the
+    cluster runs on the project's CodeBuild runner, as the role its environment is trusted by."""
+    label = (
+        f"codebuild-{runner_values['_ci_runner']}-${{{{ github.run_id }}}}-"
+        "${{ github.run_attempt }}"
+    )
+    from components.project_ci import PROJECT_WORKFLOWS
+
+    for c in RUNNER_COMBOS:
+        root = baked[f"{combo_id(c)}-runner"]
+        for (workflow, job_id), role in CLUSTER_JOBS.items():
+            job = _jobs(root, workflow)[job_id]
+            assert job["runs-on"] == label, (workflow, job_id)
+            assert _role_of(job) == runner_values[f"_ci_{role}_role_arn"], (workflow, job_id)
+            assert job["permissions"]["id-token"] == "write"
+            # The runner project's webhook starts builds for these workflows only.
+            name = yaml.safe_load((root / ".github/workflows" / f"{workflow}.yml").read_text())
+            assert name["name"] in PROJECT_WORKFLOWS
+        # Images are built on GitHub-hosted runners (CodeBuild's runner has no Docker), with the
+        # preview role for a pull request's images and the deploy role otherwise.
+        build = _jobs(root, "image")["build"]
+        assert build["runs-on"] == "ubuntu-24.04"
+        role = _role_of(build)
+        assert runner_values["_ci_preview_role_arn"] in role
+        assert runner_values["_ci_deploy_role_arn"] in role
+        # Offline checks stay GitHub-hosted and credential-less (forks included).
+        for job in _jobs(root, "ci").values():
+            assert job["runs-on"] == "ubuntu-24.04"
+            assert "id-token" not in (job.get("permissions") or {})
+
+
+def test_without_a_runner_cluster_jobs_keep_the_repository_variables(
+    baked: dict[str, Path],
+) -> None:
+    root = baked[combo_id(RUNNER_COMBOS[0])]
+    for (workflow, job_id), _role in CLUSTER_JOBS.items():
+        job = _jobs(root, workflow)[job_id]
+        assert job["runs-on"] == "ubuntu-24.04"
+        assert _role_of(job) == "${{ vars.AWS_DEPLOY_ROLE_ARN }}"

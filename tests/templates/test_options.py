@@ -202,8 +202,13 @@ def test_defaults_are_values_of_the_stack(tmp_path: Path, dev: PlatformOffer) ->
         ),
         (
             "dev",
-            {"project_name": "churn"},
-            "project_name: 'churn' belongs to the platform stack dev",
+            {"project_name": "monitoring"},
+            "project_name: 'monitoring' belongs to the platform stack dev",
+        ),
+        (
+            "prod",
+            {"project_name": "churn", "team": "applied"},
+            "team: prod registers 'churn' with team 'research', not 'applied'",
         ),
         ("dev", {"project_slug": "mlflow"}, "project_slug: 'mlflow'"),
         ("dev", {"aws_region": "eu-west-1"}, "aws_region: stack 'dev' runs in us-east-1"),

@@ -1,17 +1,23 @@
 """A project made by `new-project` for each shipped AWS stack runs on that stack's real outputs.
 
-For dev and prod: the stack's offline plan is built, `new_project` generates a project from what
-it offers, and the generated `infra/` program runs under mocks with its own stack file's config
+For dev and prod: each project is registered the way `new-project` tells the user to (its
+printed stack-config entry, merged into a copy of the shipped stack file), the stack's offline
+plan is built from that, `new_project` generates the project from what it offers, and the
+generated `infra/` program runs under mocks with its own stack file's config
 (as `pulumi up --stack <stack>` would read it) and its `StackReference` answered by the plan's
 real outputs, not by stand-ins. The training runs (the schedule's, and those ``submit.py``
 renders from the ``trainingRun`` output) must then be admissible: the LocalQueue sits in the
 project's namespace and points at a ClusterQueue of the plan whose namespaceSelector selects that
 namespace, the GPU pool is a flavor of that queue, the images come from the stack's registries,
-and the runs log to the stack's MLflow.
+and the runs log to the stack's MLflow as the project's user, from the Secret the plan declares in
+the namespace. The generated workflows run their cluster jobs on the project's runner, as the
+roles the plan declares for its repository.
 """
 
 from __future__ import annotations
 
+import shutil
+import textwrap
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -22,8 +28,10 @@ import yaml
 from mlplatform.graph import Graph
 from mlplatform.new_project import new_project, offer_from_plan
 from mlplatform.plan import run_program
+from mlplatform.registration import registration
+from mlplatform.report import build_plan
 from tests.shipped import shipped_plan
-from tests.templates.helpers import import_program, infra_on_path, load_package_module
+from tests.templates.helpers import REPO, import_program, infra_on_path, load_package_module
 
 CASES = [
     # stack, options, the pool new-project must pick
@@ -35,9 +43,53 @@ CASES = [
 POD_IDENTITY = "aws:eks/podIdentityAssociation:PodIdentityAssociation"
 
 
+def project_of(options: dict[str, str]) -> str:
+    return options["project_name"].lower().replace(" ", "-")
+
+
+def registered_plan(stack: str, cases: list[dict[str, str]], stacks_dir: Path) -> dict[str, Any]:
+    """The plan of the shipped stack with each project registered by the entry new-project
+    prints for it (merged into a copy of the stack file, as its message says)."""
+    offer = offer_from_plan(shipped_plan(stack))
+    doc = yaml.safe_load((REPO / "stacks" / f"Pulumi.{stack}.yaml").read_text())
+    config = doc["config"]
+    for options in cases:
+        project = project_of(options)
+        status = registration(
+            offer,
+            project=project,
+            team=options.get("team") or next(iter(offer.outputs.trainingQueues)),
+            serving=options.get("serving", "yes") == "yes",
+            repository=f"example-org/{project}",
+        )
+        assert not status.registered and status.entry in status.message()
+        entry = yaml.safe_load(textwrap.dedent(status.entry))
+        projects = config["ml-platform:projects"]
+        projects["projects"] += entry["ml-platform:projects"]["projects"]
+        projects["grants"] += entry["ml-platform:projects"]["grants"]
+        (team,) = entry["ml-platform:trainingQueues"]["teams"]
+        (shipped,) = [
+            t for t in config["ml-platform:trainingQueues"]["teams"] if t["name"] == team["name"]
+        ]
+        shipped["namespaces"] = sorted({*shipped["namespaces"], *team["namespaces"]})
+    stacks_dir.mkdir(exist_ok=True)
+    for f in (REPO / "stacks").glob("Pulumi.*.yaml"):
+        shutil.copy(f, stacks_dir / f.name)
+    (stacks_dir / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    return build_plan(stack, stacks_dir)
+
+
 @pytest.fixture(scope="module")
-def plans() -> dict[str, dict[str, Any]]:
-    return {stack: shipped_plan(stack) for stack in ("dev", "prod")}
+def plans(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    cases = {
+        stack: [o for s, o, _ in CASES if s == stack] + extra
+        for stack, extra in (
+            ("dev", [{"project_name": "Elsewhere"}]),
+            ("prod", [{"project_name": "Churn Forecast", "team": "applied"}]),
+        )
+    }
+    root = tmp_path_factory.mktemp("stacks")
+    return {s: registered_plan(s, c, root / s) for s, c in cases.items()}
 
 
 def is_drift_job(cron: dict[str, Any]) -> bool:
@@ -70,7 +122,9 @@ def stack_config(infra: Path, stack: str, extra: dict[str, str]) -> tuple[str, d
 
 def deploy(tmp_path: Path, plan: dict[str, Any], options: dict[str, str]) -> tuple[Path, Graph]:
     offer = offer_from_plan(plan)
-    root = new_project(offer, tmp_path, options, warn=lambda _m: None)
+    said: list[str] = []
+    root = new_project(offer, tmp_path, options, warn=said.append, inform=said.append)
+    assert [m for m in said if "is registered on stack" in m], said
     infra = root / "infra"
     registries = plan["outputs"]["ecrRepositories"]
     images = {
@@ -122,9 +176,16 @@ def test_generated_project_runs_on_the_stacks_real_outputs(
         "spec": cron["spec"]["jobTemplate"]["spec"],
     }
     job["metadata"]["namespace"] = cron["metadata"]["namespace"]
-    (lq,) = _by_kind(project, "LocalQueue")
-    (namespace,) = _by_kind(project, "Namespace")
-    assert namespace["metadata"]["name"] == ns == lq["metadata"]["namespace"]
+    # The namespace and its LocalQueue are the platform's: the project declares neither.
+    assert _by_kind(project, "Namespace") == _by_kind(project, "LocalQueue") == []
+    entry = plan["outputs"]["projects"][ns]
+    assert entry["namespace"] == ns
+    (namespace,) = [
+        m for m in _by_kind(plan["manifests"], "Namespace") if m["metadata"]["name"] == ns
+    ]
+    (lq,) = [
+        m for m in _by_kind(plan["manifests"], "LocalQueue") if m["metadata"]["namespace"] == ns
+    ]
     assert job["metadata"]["namespace"] == ns
     assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == lq["metadata"]["name"]
 
@@ -154,31 +215,109 @@ def test_generated_project_runs_on_the_stacks_real_outputs(
     for deployment in _by_kind(project, "Deployment"):
         for c in deployment["spec"]["template"]["spec"]["containers"]:
             assert c["image"].startswith(registries["serving"] + "@sha256:")
-    # Runs log to the stack's MLflow, as the project's user.
+    # Runs log to the stack's MLflow as the project's user: the Secret the plan declares in the
+    # namespace, under the keys the platform exports, and the registry admits the namespace.
     env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
     assert env["MLFLOW_TRACKING_URI"] == plan["outputs"]["mlflowTrackingUri"]
-    assert env["MLFLOW_TRACKING_PASSWORD"]["secretKeyRef"]["name"] == "mlflow-tracking"
+    secret = entry["mlflowSecret"]
+    for var, key in (("USERNAME", "usernameKey"), ("PASSWORD", "passwordKey")):
+        ref = env[f"MLFLOW_TRACKING_{var}"]["secretKeyRef"]
+        assert ref == {"name": secret["name"], "key": secret[key]}
+    assert [
+        m for m in _by_kind(plan["manifests"], "Secret")
+        if (m["metadata"]["namespace"], m["metadata"]["name"]) == (ns, secret["name"])
+    ]  # fmt: skip
+    (registry_policy,) = [
+        m for m in _by_kind(plan["manifests"], "NetworkPolicy") if m["metadata"]["name"] == "mlflow"
+    ]
+    assert ns in str(registry_policy["spec"]["ingress"])
     assert env["MODEL_DIR"].startswith("/tmp/")
 
-    # Pod Identity binds the project's accounts, which the project declares, on this cluster.
-    accounts = {
-        (m["metadata"]["namespace"], m["metadata"]["name"])
-        for m in _by_kind(project, "ServiceAccount")
+    # Pod Identity: the platform binds the project's accounts on this cluster; the trainer's
+    # account is the platform's, the server's the project's endpoint's.
+    assert graph.by_type(POD_IDENTITY) == []
+    bound = {
+        (r["inputs"]["namespace"], r["inputs"]["serviceAccount"])
+        for r in plan["resources"]
+        if r["type"] == POD_IDENTITY
     }
-    associations = graph.by_type(POD_IDENTITY)
-    assert associations
-    for assoc in associations:
-        assert assoc.inputs["clusterName"] == plan["outputs"]["clusterName"]
-        assert (assoc.inputs["namespace"], assoc.inputs["serviceAccount"]) in accounts
+    platform_accounts = {
+        (m["metadata"]["namespace"], m["metadata"]["name"])
+        for m in _by_kind(plan["manifests"], "ServiceAccount")
+    }
     assert pod["serviceAccountName"] == f"{ns}-trainer"
+    assert (ns, f"{ns}-trainer") in bound & platform_accounts
+    for deployment in _by_kind(project, "Deployment"):
+        account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+        assert (ns, account) in bound
+        assert account in {m["metadata"]["name"] for m in _by_kind(project, "ServiceAccount")}
+
+    # The workflows' cluster jobs run on the project's runner, as the roles the plan declares.
+    ci = entry["ci"]
+    roles = {"deploy": ci["deployRoleArn"], "preview": ci["previewRoleArn"]}
+    workflows = root / ".github" / "workflows"
+    for workflow, job_id, role in (
+        ("deploy", "deploy", "deploy"),
+        ("infra-preview", "preview", "preview"),
+        ("train", "submit", "deploy"),
+        ("promote", "promote", "deploy"),
+    ):
+        job = yaml.safe_load((workflows / f"{workflow}.yml").read_text())["jobs"][job_id]
+        assert job["runs-on"] == ci["label"], workflow
+        (creds,) = [s for s in job["steps"] if "configure-aws-credentials" in s.get("uses", "")]
+        assert creds["with"]["role-to-assume"] == roles[role], workflow
 
 
 def test_a_project_in_a_platform_namespace_is_refused(plans: dict[str, dict[str, Any]]) -> None:
     from mlplatform.new_project import NewProjectError
 
     offer = offer_from_plan(plans["dev"])
-    with pytest.raises(NewProjectError, match=r"project_name: 'churn' belongs to the platform"):
-        new_project(offer, Path("/nonexistent"), {"project_name": "churn"}, warn=lambda _m: None)
+    with pytest.raises(
+        NewProjectError, match=r"project_name: 'monitoring' belongs to the platform"
+    ):
+        new_project(
+            offer, Path("/nonexistent"), {"project_name": "monitoring"}, warn=lambda _m: None
+        )
+
+
+def test_an_unregistered_project_is_generated_with_the_entry_to_add(tmp_path: Path) -> None:
+    """Never a silently broken project: new-project says it is not registered, prints the
+    entry, and the project's preview refuses to run until the platform registers it."""
+    plan = shipped_plan("dev")
+    said: list[str] = []
+    root = new_project(
+        offer_from_plan(plan),
+        tmp_path,
+        {"project_name": "Lonely"},
+        warn=said.append,
+        inform=said.append,
+        repository="example-org/lonely",
+    )
+    (message,) = [m for m in said if "registered" in m]
+    assert "is NOT registered on stack 'dev'" in message
+    assert "stacks/Pulumi.dev.yaml" in message
+    assert "      - name: lonely\n        repository: example-org/lonely\n" in message
+    assert "{project: lonely, serviceAccount: lonely-trainer, access: read-write}" in message
+    assert "namespaces: [churn, lonely]" in message
+    workflows = root / ".github" / "workflows"
+    deploy = yaml.safe_load((workflows / "deploy.yml").read_text())["jobs"]["deploy"]
+    assert deploy["runs-on"] == "ubuntu-24.04"  # no runner until registered with a repository
+    registries = plan["outputs"]["ecrRepositories"]
+    name, config = stack_config(
+        root / "infra",
+        "dev",
+        {
+            "trainingImage": f"{registries['training']}:1",
+            "servingImage": f"{registries['serving']}:1",
+            "modelVersion": "none",
+        },
+    )
+    program = _import_program(root / "infra", "program_dev_lonely")
+    with pytest.raises(Exception, match=r"project: 'lonely' is not registered on"):
+        run_program(
+            program.main, project=name, stack="dev", config=config,
+            stack_references={offer_from_plan(plan).platform_stack: plan["outputs"]},
+        )  # fmt: skip
 
 
 def test_the_preview_check_refuses_an_image_from_elsewhere(
@@ -244,8 +383,12 @@ def test_the_same_project_runs_on_another_stack_with_that_stacks_file(
         stack_references={prod_ref: prod["outputs"]},
     )  # fmt: skip
     assert graph.outputs["platformCheck"] == "ok"
-    (lq,) = _by_kind(graph.manifests(), "LocalQueue")
-    assert lq["spec"]["clusterQueue"] == "applied"
+    assert graph.outputs["trainingRun"]["queue"] == "applied"
+    (lq,) = [
+        m for m in _by_kind(prod["manifests"], "LocalQueue")
+        if m["metadata"]["namespace"] == "churn-forecast"
+    ]  # fmt: skip
+    assert (lq["metadata"]["name"], lq["spec"]["clusterQueue"]) == ("applied", "applied")
 
 
 @pytest.mark.parametrize("version", ["1.31.0", "1.34.0"])

@@ -1,10 +1,11 @@
 """{{ cookiecutter.project_name }} on the ML platform.
 
-Reads the platform stack's outputs through a ``pulumi.StackReference`` and declares, with the
-platform's own components, what lives on between runs: the project's namespace (labelled so that
-its team's Kueue ClusterQueue admits it) and the namespace's LocalQueue, its ``ProjectAccess``
-(service accounts and Pod Identity roles scoped to ``projects/<project>/`` in the model bucket),
-the retraining schedule (a CronJob, when ``trainingSchedule`` is set){% if cookiecutter.serving == 'yes' %}, the ``ServingEndpoint`` (which
+Reads the platform stack's outputs through a ``pulumi.StackReference``. The platform owns what a
+registered project stands on (its ``projects`` entry in the stack config): the namespace, labelled
+for its team's Kueue ClusterQueue, with its LocalQueue; the service accounts' Pod Identity roles
+scoped to ``projects/<project>/``; the MLflow user's Secret and the registry's admission; the CI
+runner and roles. This program declares, with the platform's own components, what the project
+runs in that namespace: the retraining schedule (a CronJob, when ``trainingSchedule`` is set){% if cookiecutter.serving == 'yes' %}, the ``ServingEndpoint`` (which
 brings its ServiceMonitor and SLO burn-rate alerts), the drift job and the retraining trigger
 (``retraining.py``) once a champion exists{% endif %}, a Grafana
 dashboard and alerts. Training runs are not declared here: ``make submit`` (``submit.py``), the
@@ -17,7 +18,6 @@ this project asks for (see ``mlplatform.contract``).
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,21 +28,12 @@ import quality  # quality seam (#20): infra/quality.py
 import retraining  # continuous training (#20): infra/retraining.py
 import runs
 {%- endif %}
-from components.common import RESTRICTED_NAMESPACE_LABELS, KubeTarget{% if cookiecutter.serving == 'yes' %}, StorageBackend{% endif %}
-from components.monitoring_stack import dashboard_configmap, prometheus_rule
-from components.project_access import (
 {%- if cookiecutter.serving == 'yes' %}
-    INFERENCE_LOG_DIR,
+from components.common import KubeTarget, StorageBackend
 {%- endif %}
-    AccessGrant,
-    AccessLevel,
-    ProjectAccess,
-    ProjectAccessArgs,
-    ProjectSpec,
-    StoreRefs,
-)
+from components.monitoring_stack import dashboard_configmap, prometheus_rule
 {%- if cookiecutter.serving == 'yes' %}
-from components.serving_args import DEFAULT_INFERENCE_LOG_SAMPLE_RATE, CanaryArgs, ProbeArgs
+from components.serving_args import CanaryArgs, ProbeArgs
 from components.serving_endpoint import (
     AutoscalingArgs,
     IngressArgs,
@@ -51,7 +42,6 @@ from components.serving_endpoint import (
     ServingEndpointArgs,
 )
 {%- endif %}
-from components.training_queues import KUEUE_API_VERSION
 from mlplatform.contract import ContractError, project_problems, validate_outputs
 from observability import {% if cookiecutter.serving == 'yes' %}canary_alert_rules, {% endif %}dashboard, training_alert_rules
 from runs import RunSpec, cron_job, schedule_problem
@@ -62,12 +52,8 @@ PACKAGE = "{{ cookiecutter.project_slug }}"
 TRAINER_SA = f"{PROJECT}-trainer"
 SERVER_SA = f"{PROJECT}-server"
 RETRAINER_SA = f"{PROJECT}-retrainer"
-PROJECT_LABEL = "mlplatform.io/project"
 # Training data, relative to the project's prefix in the model bucket (or a full s3:// URI).
 DEFAULT_DATA = "data/train.csv"
-_ECR_URL = re.compile(
-    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/(?P<repo>.+)$"
-)
 
 
 @dataclass(frozen=True)
@@ -211,14 +197,6 @@ def _fraction(raw: str | None) -> float | None:
     return value if value is not None and 0 <= value <= 1 else None
 
 
-def ecr_repository_arn(url: str, partition: str = "aws") -> str:
-    """ARN of an ECR repository from its URL (the platform exports URLs)."""
-    m = _ECR_URL.match(url)
-    if not m:
-        raise ValueError(f"not an ECR repository URL: {url!r}")
-    return f"arn:{partition}:ecr:{m['region']}:{m['account']}:repository/{m['repo']}"
-
-
 def training_command(nodes: int, gpus: int) -> list[str]:
     """This project's training command (``runs.training_command``); refuses what cannot run."""
     try:
@@ -227,14 +205,14 @@ def training_command(nodes: int, gpus: int) -> list[str]:
         raise ValueError(f"{PROJECT}: {exc}") from None
 
 
+def service_accounts() -> dict[str, str]:
+    """The accounts this project runs as, and the access each needs from the registration."""
+    needs = {TRAINER_SA: "read-write"}
 {%- if cookiecutter.serving == 'yes' %}
-
-
-def log_rate(s: Settings) -> float:
-    """The share of requests the server logs: the setting, or the platform's default."""
-    rate = s.inference_log_sample_rate
-    return DEFAULT_INFERENCE_LOG_SAMPLE_RATE if rate is None else rate
+    needs[SERVER_SA] = "read"  # the ServingEndpoint declares it; the platform binds its role
+    needs[RETRAINER_SA] = "read"  # the retraining trigger (retraining.py) reads drift results
 {%- endif %}
+    return needs
 
 
 def platform_problems(s: Settings, outputs: dict[str, Any]) -> list[str]:
@@ -254,20 +232,24 @@ def platform_problems(s: Settings, outputs: dict[str, Any]) -> list[str]:
         gpu_pool=s.gpu_pool if s.gpus > 0 else None,
         namespace=s.namespace,
         images=images,
+        project=PROJECT,
+        service_accounts=service_accounts(),
     )
-
-
-def team_value(queues: Any, team: str, key: str, default: Any) -> Any:
-    """``trainingQueues[team][key]``; the default when absent (``platformCheck`` says why)."""
-    entry = queues.get(team) if isinstance(queues, dict) else None
-    return entry.get(key, default) if isinstance(entry, dict) else default
 
 
 def _k8s_body(manifest: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in manifest.items() if k not in ("apiVersion", "kind")}
 
 
-def run_spec_for(s: Settings, bucket: str, tracking_uri: str | None) -> RunSpec:
+def registered(projects: Any, key: str) -> Any:
+    """``projects[PROJECT][key]``; None when absent (``platformCheck`` says why)."""
+    entry = projects.get(PROJECT) if isinstance(projects, dict) else None
+    return entry.get(key) if isinstance(entry, dict) else None
+
+
+def run_spec_for(
+    s: Settings, bucket: str, tracking_uri: str | None, mlflow_secret: dict[str, str] | None
+) -> RunSpec:
     """What every training run of this project shares, from the settings and the platform."""
     training_command(s.nodes, s.gpus)  # refuses a node count this framework cannot use
     gpu = s.gpus > 0
@@ -275,7 +257,7 @@ def run_spec_for(s: Settings, bucket: str, tracking_uri: str | None) -> RunSpec:
         project=PROJECT,
         package=PACKAGE,
         namespace=s.namespace,
-        queue=s.team,  # the LocalQueue this program declares
+        queue=s.team,  # the LocalQueue the platform declares in a team's namespaces
         service_account=TRAINER_SA,
         image=s.training_image,
         bucket=bucket,
@@ -289,103 +271,50 @@ def run_spec_for(s: Settings, bucket: str, tracking_uri: str | None) -> RunSpec:
         memory="16Gi" if gpu else "4Gi",
         shm_size="2Gi" if gpu else None,
         mlflow_tracking_uri=tracking_uri or None,
+        mlflow_secret=mlflow_secret,
     )
 
 
 def deploy(s: Settings) -> dict[str, Any]:
     platform = pulumi.StackReference(s.platform_stack)
-    cluster_name = platform.require_output("clusterName")
-    ecr = platform.require_output("ecrRepositories")
     provider = k8s.Provider(
         "platform-cluster",
         kubeconfig=platform.require_output("kubeconfig"),
         # Objects the program does not name keep the platform's defaults; nothing lands in default.
         namespace=s.namespace,
     )
-    target = KubeTarget(provider=provider, cluster_name=cluster_name, on_aws=True)
 {%- if cookiecutter.serving == 'yes' %}
+    cluster_name = platform.require_output("clusterName")
+    target = KubeTarget(provider=provider, cluster_name=cluster_name, on_aws=True)
     storage = StorageBackend(
         kind="s3", bucket=platform.require_output("modelBucket"), region=s.region
     )
 {%- endif %}
-    k8s_opts = pulumi.ResourceOptions(provider=provider)
 
-    queues = platform.require_output("trainingQueues")
-
-    # The team's ClusterQueue admits namespaces that carry the labels the platform publishes.
-    team_labels = queues.apply(lambda q: team_value(q, s.team, "namespaceLabels", {}))
-    namespace = k8s.core.v1.Namespace(
-        f"{PROJECT}-namespace",
-        metadata={
-            "name": s.namespace,
-            "labels": team_labels.apply(
-                lambda labels: {**RESTRICTED_NAMESPACE_LABELS, PROJECT_LABEL: PROJECT, **labels}
-            ),
-        },
-        opts=k8s_opts,
-    )
-    deps: list[pulumi.Resource] = [namespace]
-    local_queue = k8s.apiextensions.CustomResource(
-        f"{PROJECT}-queue",
-        api_version=KUEUE_API_VERSION,
-        kind="LocalQueue",
-        metadata={"name": s.team, "namespace": s.namespace, "labels": {PROJECT_LABEL: PROJECT}},
-        spec={"clusterQueue": queues.apply(lambda q: team_value(q, s.team, "clusterQueue", ""))},
-        opts=pulumi.ResourceOptions(provider=provider, depends_on=deps),
-    )
-
-    grants = [
-        AccessGrant(project=PROJECT, service_account=TRAINER_SA, access=AccessLevel.READ_WRITE)
-    ]
-{%- if cookiecutter.serving == 'yes' %}
-    # The ServingEndpoint declares its own service account. The server reads models and writes
-    # its sampled inference log (PutObject only: it never reads, lists or deletes the log).
-    grants.append(
-        AccessGrant(
-            project=PROJECT,
-            service_account=SERVER_SA,
-            access=AccessLevel.READ,
-            create_service_account=False,
-            write_only_prefixes=[INFERENCE_LOG_DIR] if log_rate(s) > 0 else [],
-        )
-    )
-    if s.retrain_on_drift and s.model_version is not None:
-        # The retraining trigger reads the drift result and the champion's card; it starts
-        # runs through the Kubernetes API (its Role), which then train as the trainer.
-        grants.append(
-            AccessGrant(project=PROJECT, service_account=RETRAINER_SA, access=AccessLevel.READ)
-        )
-{%- endif %}
-    access = ProjectAccess(
-        f"{PROJECT}-access",
-        ProjectAccessArgs(
-            projects=[ProjectSpec(name=PROJECT, namespace=s.namespace)], grants=grants
-        ),
-        store=StoreRefs(
-            bucket_arn=platform.require_output("modelBucketArn"),
-            kms_key_arn=platform.require_output("kmsKeyArn"),
-            ecr_repository_arns={
-                key: ecr.apply(lambda repos, k=key: ecr_repository_arn(repos[k]))
-                for key in ("training", "serving")
-            },
-        ),
-        cluster_name=cluster_name,
-        service_accounts=target,
-        namespace_resources={s.namespace: namespace},
-        tags={PROJECT_LABEL: PROJECT},
+    # The namespace, its LocalQueue and the accounts' roles are the platform's (registration);
+    # the workloads below wait for nothing here but the provider.
+    deps: list[pulumi.Resource] = []
+    projects = platform.get_output("projects")
+    role_arns = platform.get_output("projectRoleArns").apply(
+        lambda arns: {k: v for k, v in (arns or {}).items() if k.startswith(f"{PROJECT}-")}
     )
 
     # Runs are started by submit.py, the train workflow and the schedule, all from this spec.
     run_spec = pulumi.Output.all(
         bucket=platform.require_output("modelBucket"),
         tracking=platform.get_output("mlflowTrackingUri"),
-    ).apply(lambda v: run_spec_for(s, v["bucket"], v["tracking"]))
+        projects=projects,
+    ).apply(
+        lambda v: run_spec_for(
+            s, v["bucket"], v["tracking"], registered(v["projects"], "mlflowSecret")
+        )
+    )
     outputs: dict[str, Any] = {
         "namespace": s.namespace,
         "trainingRun": run_spec.apply(lambda spec: spec.to_output()),
         "trainingSchedule": s.training_schedule or "",
         "trainingImage": s.training_image,
-        "roleArns": access.role_arns,
+        "roleArns": role_arns,
     }
     if s.training_schedule:
         schedule = s.training_schedule
@@ -394,7 +323,7 @@ def deploy(s: Settings) -> dict[str, Any]:
             f"{PROJECT}-schedule",
             metadata=cron.apply(lambda c: c["metadata"]),
             spec=cron.apply(lambda c: c["spec"]),
-            opts=pulumi.ResourceOptions(provider=provider, depends_on=[local_queue, access, *deps]),
+            opts=pulumi.ResourceOptions(provider=provider, depends_on=deps),
         )
     rule_groups = training_alert_rules(s.namespace)["groups"]
 {%- if cookiecutter.serving == 'yes' %}
@@ -435,7 +364,7 @@ def deploy(s: Settings) -> dict[str, Any]:
             target=target,
             service_account_name=SERVER_SA,
             storage=storage,
-            depends_on=[access, *deps],
+            depends_on=deps,
         )
         outputs["servingUrl"] = endpoint.url
         outputs["servingInternalUrl"] = endpoint.internal_url
@@ -449,7 +378,7 @@ def deploy(s: Settings) -> dict[str, Any]:
             service_account=TRAINER_SA,
             bucket=storage.bucket,
             provider=provider,
-            depends_on=[local_queue, access, *deps],
+            depends_on=deps,
             model_version=s.model_version,
             canary_version=s.canary_version,
         )
@@ -470,7 +399,7 @@ def deploy(s: Settings) -> dict[str, Any]:
                 ),
                 max_age_days=s.retrain_max_age_days,
                 provider=provider,
-                depends_on=[local_queue, access, *deps],
+                depends_on=deps,
             )
         outputs["retrainTrigger"] = retraining.names(PROJECT)["cron"] if s.retrain_on_drift else ""
 {%- endif %}

@@ -2,15 +2,15 @@
 
 A run is a uniquely named Job (a ``PyTorchJob`` with ``nodes > 1``) rendered by the platform's
 ``TrainingJob`` builders, so placement (queue, pool, architecture) and hardening (non-root,
-read-only root filesystem, ``/tmp`` scratch) are the platform's. The infra program declares what
-lives on: the namespace, the queue, the access, the schedule (a CronJob whose job template is
-:func:`job_manifest`'s); ``submit.py`` creates one-off runs from the same :class:`RunSpec`, which
-the program exports as ``trainingRun``.
+read-only root filesystem, ``/tmp`` scratch) are the platform's. The platform declares the
+registered project's namespace, queue and access; the infra program declares the schedule (a
+CronJob whose job template is :func:`job_manifest`'s); ``submit.py`` creates one-off runs from the
+same :class:`RunSpec`, which the program exports as ``trainingRun``.
 
 Each run gets: ``RUN_ID`` (the Job's name), ``MODEL_DIR`` under the writable ``/tmp``, the data
 (``--data s3://...``), the platform's ``MLFLOW_TRACKING_URI`` and the project's MLflow user from the
-``mlflow-tracking`` Secret the platform keeps in project namespaces. Finished Jobs are deleted after
-``ttl_seconds``: the history is in MLflow and in the model bucket, not in the cluster.
+Secret the platform keeps in a registered project's namespace (``RunSpec.mlflow_secret``).
+Finished Jobs are deleted after ``ttl_seconds``: the history is in MLflow and in the model bucket.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from components.training_job import (
     pytorch_job,
 )
 
-MLFLOW_SECRET = "mlflow-tracking"  # noqa: S105 - the Secret's name, kept by the platform
 MODEL_DIR = f"{SCRATCH_DIR}/models"
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"  # set on a Job's pods (Kubernetes >= 1.27)
 DAY_S = 24 * 3600
@@ -60,6 +59,9 @@ class RunSpec:
     memory: str = "4Gi"
     shm_size: str | None = None
     mlflow_tracking_uri: str | None = None
+    # The Secret with the project's MLflow user, as the platform registers it (its
+    # ``projects.<project>.mlflowSecret`` output: name, usernameKey, passwordKey).
+    mlflow_secret: dict[str, str] | None = None
     ttl_seconds: int = 7 * DAY_S
     extra_args: list[str] = field(default_factory=list)
 
@@ -154,15 +156,17 @@ def _run_id(name: str, distributed: bool) -> dict[str, Any]:
     return {"name": "RUN_ID", "valueFrom": {"fieldRef": {"fieldPath": label}}}
 
 
-def _tracking_env(tracking_uri: Any) -> list[dict]:
+def _tracking_env(tracking_uri: Any, secret: dict[str, str] | None) -> list[dict]:
     env: list[dict[str, Any]] = []
     if tracking_uri:
         env.append({"name": "MLFLOW_TRACKING_URI", "value": tracking_uri})
+    if tracking_uri and secret:
+        # Not optional: a run without its MLflow user would log nothing and fail late.
         for var, key in (
-            ("MLFLOW_TRACKING_USERNAME", "username"),
-            ("MLFLOW_TRACKING_PASSWORD", "password"),
+            ("MLFLOW_TRACKING_USERNAME", secret["usernameKey"]),
+            ("MLFLOW_TRACKING_PASSWORD", secret["passwordKey"]),
         ):
-            ref = {"name": MLFLOW_SECRET, "key": key, "optional": True}
+            ref = {"name": secret["name"], "key": key}
             env.append({"name": var, "valueFrom": {"secretKeyRef": ref}})
     return env
 
@@ -186,7 +190,7 @@ def job_manifest(
     checkpoint = f"s3://{spec.bucket}/{backend.project_prefix(spec.project)}checkpoints/{name}"
     manifest = (pytorch_job if a.distributed else batch_job)(a, checkpoint, backend)
     run_id = _run_id(name, a.distributed)
-    tracking = _tracking_env(tracking_uri or spec.mlflow_tracking_uri)
+    tracking = _tracking_env(tracking_uri or spec.mlflow_tracking_uri, spec.mlflow_secret)
     if a.distributed:
         for replica in manifest["spec"]["pytorchReplicaSpecs"].values():
             _add_env(replica["template"], PYTORCH_CONTAINER, run_id, tracking)

@@ -63,6 +63,19 @@ PLATFORM_OUTPUTS: dict[str, Any] = {
     },
     "gpuPools": [p for p in (GPU_POOL, "other-pool") if p],
     "mlflowTrackingUri": "http://mlflow.mlflow.svc.cluster.local:5000",
+    # The platform's registration of this project (its stack config's ml-platform:projects).
+    "projects": {
+        NS: {
+            "namespace": NS,
+            "team": TEAM,
+            "serviceAccounts": program.service_accounts(),
+            "mlflowSecret": {
+                "name": "mlflow-tracking",
+                "usernameKey": "username",
+                "passwordKey": "password",
+            },
+        }
+    },
 }
 
 
@@ -133,79 +146,28 @@ def test_reads_the_platform_stack(graph: Any) -> None:
         run(settings(platform_stack="org/ml-platform/elsewhere"))
 
 
-def test_namespace_is_restricted_and_admitted_by_the_team_queue(graph: Any) -> None:
-    (ns,) = [m for m in manifests(graph, "Namespace") if m["metadata"]["name"] == NS]
-    labels = ns["metadata"]["labels"]
-    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
-    assert labels["mlplatform.io/project"] == NS
-    # The labels the platform says its team's ClusterQueue selects.
-    assert labels[TEAM_LABEL] == TEAM
-
-
-def test_local_queue_points_at_the_team_cluster_queue(graph: Any) -> None:
-    (lq,) = manifests(graph, "LocalQueue")
-    assert lq["apiVersion"] == "kueue.x-k8s.io/v1beta2"
-    assert lq["metadata"]["namespace"] == NS
-    assert lq["spec"]["clusterQueue"] == PLATFORM_OUTPUTS["trainingQueues"][TEAM]["clusterQueue"]
+def test_the_platform_owns_the_namespace_queue_and_access(graph: Any) -> None:
+    """A registered project's namespace, LocalQueue and Pod Identity roles are the platform's:
+    the project's CI may edit only inside the namespace, so it declares none of them."""
+    for kind in ("Namespace", "LocalQueue"):
+        assert manifests(graph, kind) == [], kind
+    # Only the endpoint's own account (its ServingEndpoint's); the platform binds its role.
+    accounts = {m["metadata"]["name"] for m in manifests(graph, "ServiceAccount")}
+    assert accounts <= {program.SERVER_SA}
+    assert graph.by_type("aws:eks/podIdentityAssociation:PodIdentityAssociation") == []
+    assert graph.by_type("aws:iam/role:Role") == []
     (cron,) = training_schedules(graph)
-    labels = cron["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+    assert cron["metadata"]["namespace"] == NS
     template_labels = cron["spec"]["jobTemplate"]["metadata"]["labels"]
-    assert template_labels["kueue.x-k8s.io/queue-name"] == lq["metadata"]["name"]
-    assert labels["app.kubernetes.io/part-of"] == NS
-    (ns,) = graph.by_type("kubernetes:core/v1:Namespace")
-    (queue,) = graph.by_type("kubernetes:kueue.x-k8s.io/v1beta2:LocalQueue")
-    crons = graph.by_type("kubernetes:batch/v1:CronJob")  # the schedule (and the drift job)
-    assert crons
-    assert graph.depends_on(queue, ns)
-    assert all(graph.depends_on(cron_res, queue) for cron_res in crons)
+    # The LocalQueue the platform declares in the team's namespaces is named after the team.
+    queue = PLATFORM_OUTPUTS["trainingQueues"][TEAM]["localQueue"]
+    assert template_labels["kueue.x-k8s.io/queue-name"] == queue
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    registration = PLATFORM_OUTPUTS["projects"][NS]
+    assert registration["serviceAccounts"][pod["serviceAccountName"]] == "read-write"
 
 
-def test_project_access_grants_pod_identity_on_project_prefix_only(graph: Any) -> None:
-    assocs = graph.by_type("aws:eks/podIdentityAssociation:PodIdentityAssociation")
-    expected = {f"{NS}-trainer"}
 {%- if cookiecutter.serving == 'yes' %}
-    expected |= {f"{NS}-server", f"{NS}-retrainer"}
-{%- endif %}
-    assert {a.inputs["serviceAccount"] for a in assocs} == expected
-    assert {a.inputs["namespace"] for a in assocs} == {NS}
-    assert {a.inputs["clusterName"] for a in assocs} == {"ml-platform-dev"}
-    # Every association names a service account this program declares.
-    accounts = {
-        (m["metadata"]["namespace"], m["metadata"]["name"])
-        for m in manifests(graph, "ServiceAccount")
-    }
-    assert {(NS, name) for name in expected} <= accounts
-    for policy in graph.by_type("aws:iam/rolePolicy:RolePolicy"):
-        doc = json.loads(policy.inputs["policy"])
-        resources = [r for st in doc["Statement"] for r in _as_list(st["Resource"])]
-        objects = [r for r in resources if r.startswith("arn:aws:s3:::") and "/" in r]
-        assert objects[0] == f"arn:aws:s3:::ml-platform-models-dev/projects/{NS}/*"
-        assert set(objects) <= {objects[0], f"{objects[0][:-1]}inference-logs/*"}
-{%- if cookiecutter.serving == 'yes' %}
-
-
-def _role_policy(graph: Any, account: str) -> dict[str, Any]:
-    (policy,) = [
-        p
-        for p in graph.by_type("aws:iam/rolePolicy:RolePolicy")
-        if p.name == f"{NS}-access-{NS}-{NS}-{account}-policy"
-    ]
-    return json.loads(policy.inputs["policy"])
-
-
-def test_the_server_may_put_its_inference_log_and_only_that(graph: Any) -> None:
-    doc = _role_policy(graph, "server")
-    by_sid = {st["Sid"]: st for st in doc["Statement"]}
-    log = f"arn:aws:s3:::ml-platform-models-dev/projects/{NS}/inference-logs/*"
-    assert by_sid["WriteOnlyObjects"]["Action"] == ["s3:PutObject"]
-    assert by_sid["WriteOnlyObjects"]["Resource"] == log
-    assert by_sid["EncryptWritesThroughS3"]["Action"] == "kms:GenerateDataKey"
-    assert "s3:PutObject" not in by_sid["ReadObjects"]["Action"]
-    # Where the server's InferenceLog writes (src/<package>/drift.py) is where it may write.
-    assert _module_constant("drift.py", "LOG_PREFIX") == program.INFERENCE_LOG_DIR
-    # Sampling off: no write access at all.
-    off = _role_policy(run(settings(inference_log_sample_rate=0.0)), "server")
-    assert "WriteOnlyObjects" not in {st["Sid"] for st in off["Statement"]}
 
 
 def test_the_server_gets_the_sample_rate(graph: Any) -> None:
@@ -216,25 +178,16 @@ def test_the_server_gets_the_sample_rate(graph: Any) -> None:
 
     assert rate(graph) == "0.01"  # the platform's default
     assert rate(run(settings(inference_log_sample_rate=0.2))) == "0.2"
-
-
-def _module_constant(module: str, name: str) -> Any:
-    """A constant of the project's package, read without importing it (infra has no numpy)."""
-    import ast
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "src" / program.PACKAGE / module
-    for node in ast.parse(path.read_text(encoding="utf-8")).body:
-        if isinstance(node, ast.Assign) and any(
-            isinstance(t, ast.Name) and t.id == name for t in node.targets
-        ):
-            return ast.literal_eval(node.value)
-    raise AssertionError(f"{name} is not a constant of {path}")
 {%- endif %}
 
 
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
+def test_an_unregistered_project_fails_the_preview_naming_the_fix() -> None:
+    unregistered = r"project: '.*' is not registered on .*ml-platform:projects"
+    with pytest.raises(Exception, match=unregistered):
+        run(settings(), outputs={"projects": {}})
+    short = {**PLATFORM_OUTPUTS["projects"][NS], "serviceAccounts": {}}
+    with pytest.raises(Exception, match=r"serviceAccounts: .* grants .*-trainer nothing"):
+        run(settings(), outputs={"projects": {NS: short}})
 
 
 def test_deploying_starts_no_training_run(graph: Any) -> None:
@@ -281,9 +234,7 @@ def _check_run_pod(pod: dict[str, Any]) -> None:
         ("MLFLOW_TRACKING_USERNAME", "username"),
         ("MLFLOW_TRACKING_PASSWORD", "password"),
     ):
-        assert env[var] == {
-            "secretKeyRef": {"name": "mlflow-tracking", "key": key, "optional": True}
-        }
+        assert env[var] == {"secretKeyRef": {"name": "mlflow-tracking", "key": key}}
 {%- if cookiecutter.accelerator == 'none' %}
     assert "nvidia.com/gpu" not in container["resources"]["limits"]
     # the image is built for amd64: the job stays on amd64 nodes (no GPU pool selector)
@@ -403,8 +354,8 @@ def test_serving_endpoint_serves_the_champion(graph: Any) -> None:
     assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
     (hpa,) = manifests(graph, "HorizontalPodAutoscaler")
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 3)
-    # The endpoint lives in the project's namespace: it must not declare a second one.
-    assert [m["metadata"]["name"] for m in manifests(graph, "Namespace")] == [NS]
+    # The endpoint lives in the platform's namespace for the project: it declares none.
+    assert manifests(graph, "Namespace") == []
 
 
 def test_first_deploy_declares_no_endpoint_until_a_champion_exists() -> None:
@@ -414,7 +365,7 @@ def test_first_deploy_declares_no_endpoint_until_a_champion_exists() -> None:
     assert first.outputs["servingUrl"] == ""
     assert first.outputs["servingModelVersion"] == "none"
     assert first.outputs["platformCheck"] == "ok"
-    assert manifests(first, "LocalQueue")  # the rest of the project is there
+    assert training_schedules(first)  # the rest of the project is there
 
 
 def test_canary_serves_the_candidate_beside_the_champion() -> None:
@@ -480,14 +431,6 @@ def test_what_the_platform_does_not_offer_fails_the_preview(
 def test_outputs_that_break_the_contract_fail_the_preview() -> None:
     with pytest.raises(Exception, match=r"break the project contract"):
         run(settings(), outputs={"trainingQueues": {TEAM: TEAM}})
-
-
-def test_ecr_arn_from_url() -> None:
-    assert program.ecr_repository_arn(f"{REGISTRY}/team/repo") == (
-        f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/team/repo"
-    )
-    with pytest.raises(ValueError, match="not an ECR repository URL"):
-        program.ecr_repository_arn("docker.io/library/python")
 
 
 def test_missing_image_is_explained(monkeypatch: pytest.MonkeyPatch) -> None:
