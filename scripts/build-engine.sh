@@ -9,7 +9,7 @@
 # pulumi-resource-pulumi-python (the SDK's dynamic-provider shim, as every Pulumi CLI ships it),
 # pulumi-resource-kubernetes, policy-venv (the policy pack's requirements, from PyPI) and VERSION.
 # When VERSION matches the versions below (and policies/requirements.txt), nothing is rebuilt;
-# FORCE=1 rebuilds. Sources and logs go to OUT/src. Cold: ~2 GB of modules and 20-40 minutes on
+# FORCE=1 rebuilds. Sources and logs go to OUT/src. Cold: ~3 GB of modules and about 15 minutes on
 # 2 cores; warm GOMODCACHE/GOCACHE: a few minutes. Nothing is written into the repository.
 #
 # Versions are what the module proxy serves, closest to the SDKs in uv.lock:
