@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from components.project_access import INFERENCE_LOG_DIR as INFERENCE_LOG_DIR
+
 ACCESS_LOG_PREFIX = "access-logs/"
-INFERENCE_LOG_DIR = "inference-logs/"
 FSX_S3_ROLE_PATH = "aws-service-role/s3.data-source.lustre.fsx.amazonaws.com"
 
 

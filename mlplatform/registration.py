@@ -145,14 +145,15 @@ def registration(
 def _entry_yaml(
     spec: Mapping[str, Any], grants: list[dict[str, Any]], team: str, namespaces: list[str]
 ) -> str:
+    def scalar(v: Any) -> str:
+        if isinstance(v, bool):
+            return str(v).lower()
+        if isinstance(v, list):
+            return "[" + ", ".join(scalar(x) for x in v) + "]"
+        return str(v)
+
     def flow(d: Mapping[str, Any]) -> str:
-        return (
-            "{"
-            + ", ".join(
-                f"{k}: {str(v).lower() if isinstance(v, bool) else v}" for k, v in d.items()
-            )
-            + "}"
-        )
+        return "{" + ", ".join(f"{k}: {scalar(v)}" for k, v in d.items()) + "}"
 
     lines = ["  ml-platform:projects:", "    projects:", f"      - name: {spec['name']}"]
     if spec.get("repository"):

@@ -257,7 +257,8 @@ def test_new_project_prints_the_entry_an_unregistered_project_needs(
         "        repository: example-org/fresh-idea",
         "      - {project: fresh-idea, serviceAccount: fresh-idea-trainer, access: read-write}",
         "      - {project: fresh-idea, serviceAccount: fresh-idea-server, access: read, "
-        "createServiceAccount: false}",
+        "createServiceAccount: false, writeOnlyPrefixes: [inference-logs/]}",
+        "      - {project: fresh-idea, serviceAccount: fresh-idea-retrainer, access: read}",
         "        namespaces: [churn, fresh-idea]",
     ):
         assert line in err.splitlines(), line

@@ -282,8 +282,8 @@ def test_other_grants_get_no_write_only_statement(logging_graph: Graph) -> None:
 
 
 def test_the_log_prefix_is_the_one_the_store_expires() -> None:
-    # Three modules name the directory (model_store cannot import this one: it imports it).
-    from components.model_store import INFERENCE_LOG_DIR as STORE_DIR
+    # The store's lifecycle expires the directory project_access grants writes to.
+    from components.model_store_policies import INFERENCE_LOG_DIR as STORE_DIR
     from policies.compliance_resources import inference_log_prefix
 
     assert INFERENCE_LOG_DIR == STORE_DIR

@@ -438,7 +438,12 @@ def test_the_retraining_trigger_starts_admissible_valid_runs(
     job = module.triggered_job(json.loads(run["data"]["job.json"]))
     for manifest in (trigger, role, binding, run, job):
         kubernetes_validate.validate(manifest, version, strict=True)
-    (lq,) = _by_kind(project, "LocalQueue")
+    # The LocalQueue is the platform's (registration), in the project's namespace.
+    (lq,) = [
+        m
+        for m in _by_kind(plans["dev"]["manifests"], "LocalQueue")
+        if m["metadata"]["namespace"] == ns
+    ]
     assert job["metadata"]["namespace"] == ns == lq["metadata"]["namespace"]
     assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == lq["metadata"]["name"]
     assert job["spec"]["template"]["spec"]["serviceAccountName"] == f"{ns}-trainer"
