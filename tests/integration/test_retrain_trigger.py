@@ -21,9 +21,8 @@ import pytest
 import yaml
 
 from tests.integration.control_plane import ControlPlane, binaries_dir, start
-from tests.shipped import shipped_plan
 from tests.templates.helpers import load_package_module
-from tests.templates.test_real_outputs import deploy
+from tests.templates.test_real_outputs import deploy, registered_plan
 
 pytestmark = [pytest.mark.control_plane, pytest.mark.xdist_group("control-plane")]
 
@@ -50,18 +49,21 @@ def _server_and_ca(cp: ControlPlane, tmp_path: Path) -> tuple[str, str]:
 def test_the_trigger_creates_the_run_with_its_own_token_and_nothing_else(
     control_plane: ControlPlane, tmp_path: Path
 ) -> None:
-    root, graph = deploy(tmp_path / "p", shipped_plan("dev"), {"project_name": "Demand Forecast"})
+    options = {"project_name": "Demand Forecast"}
+    # Registered as new-project prints it: the namespace and accounts are the platform's.
+    platform = registered_plan("dev", [options], tmp_path / "stacks")
+    root, graph = deploy(tmp_path / "p", platform, options)
     ns = root.name.replace("_", "-")
     account = f"{ns}-retrainer"
     manifests = graph.manifests()
 
-    def named(kind: str, name: str) -> dict[str, Any]:
-        (m,) = [x for x in manifests if x["kind"] == kind and x["metadata"]["name"] == name]
+    def named(kind: str, name: str, source: list[dict[str, Any]] = manifests) -> dict[str, Any]:
+        (m,) = [x for x in source if x["kind"] == kind and x["metadata"]["name"] == name]
         return m
 
     objects = [
-        named("Namespace", ns),
-        named("ServiceAccount", account),
+        named("Namespace", ns, platform["manifests"]),
+        named("ServiceAccount", account, platform["manifests"]),
         named("Role", account),
         named("RoleBinding", account),
     ]
